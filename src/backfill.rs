@@ -1,0 +1,1 @@
+//! backfill (to be written)

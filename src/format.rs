@@ -1,0 +1,1 @@
+//! format (to be written)

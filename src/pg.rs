@@ -1,0 +1,1 @@
+//! pg (to be written)

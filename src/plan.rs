@@ -1,0 +1,280 @@
+//! Planning: turns a migration into a [`Plan`] — the start, complete and rollback steps — before
+//! anything runs. Operations never execute SQL; they push steps into a [`PlanBuilder`] and change
+//! the in-memory [`Schema`] so later operations see their effects. No I/O happens here.
+
+use std::collections::BTreeMap;
+
+use crate::ident::{Ident, QualName};
+use crate::schema::Schema;
+use crate::step::{Assignment, BackfillKey, BackfillSpec, Plan, Step};
+use crate::triggers::{DualWriteRule, TriggerSpec};
+
+/// What every operation implements. `validate`, `start`, `complete` and `rollback` see the schema
+/// as the earlier operations of the migration left it; `apply` then changes it to what the new
+/// version sees, and is the only method that changes it.
+pub trait Operation {
+    /// pgroll's name for the operation (`add_column`, ...).
+    fn kind(&self) -> &'static str;
+    /// Checks the operation against the schema; returns a [`PlanError`] naming the field.
+    fn validate(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError>;
+    /// Contributes the start (expand) steps, the dual-write rules and backfills.
+    fn start(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    /// Contributes the complete (contract) steps.
+    fn complete(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    /// Contributes the steps that undo `start`; each must be idempotent (`IF EXISTS`), because
+    /// rollback also cleans up after a start that failed or died part way.
+    fn rollback(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    /// Changes the schema to the new version's view.
+    fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError>;
+}
+
+/// Facts about the migration that operations need.
+#[derive(Clone, Debug)]
+pub struct PlanContext {
+    pub migration: String,
+    /// The base schema (`public`).
+    pub schema: Ident,
+    /// This migration's version schema (`public_02_add_email`).
+    pub version_schema: Ident,
+    /// The version schema of the migration before, if it still exists.
+    pub previous_version_schema: Option<Ident>,
+    pub server_version_num: i32,
+}
+
+impl PlanContext {
+    pub fn qualify(&self, physical: &Ident) -> QualName {
+        QualName::new(self.schema.clone(), physical.clone())
+    }
+}
+
+/// A validation or planning error, located at a field of an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PlanError {
+    /// The field path inside the operation (e.g. `column.name`), filled in further by the caller
+    /// with the operation's index (`operations[2].add_column.column.name`).
+    pub field: String,
+    pub message: String,
+}
+
+impl PlanError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> PlanError {
+        PlanError { field: field.into(), message: message.into() }
+    }
+}
+
+/// Name of the marker column the triggers set on rows a live write touched.
+pub fn marker_column() -> Ident {
+    Ident::new("_pgbaton_touched")
+}
+
+/// Name of the physical column that holds a column's new shape until complete.
+pub fn new_column_name(column: &str) -> Ident {
+    Ident::derived("_pgbaton_new_", column)
+}
+
+/// Collects steps from the operations in stages, then orders them into a [`Plan`]:
+///
+/// start:    expand (op order) → dual-write triggers (one transaction per table) → guards
+///           (`NOT VALID` constraints that rely on the triggers) → backfills (one pass per table)
+///           → concurrent builds → version schema (added by the planner)
+/// complete: drop previous version schema (planner) → validate (no blocking lock) → contract (one
+///           short transaction per table: triggers off, old columns out, renames) → after
+/// rollback:  drop this version schema (planner) → triggers off → undo (reverse op order)
+#[derive(Debug, Default)]
+pub struct PlanBuilder {
+    expand: Vec<Step>,
+    triggers: BTreeMap<QualName, TriggerSpec>,
+    guards: Vec<Step>,
+    backfills: BTreeMap<QualName, BackfillSpec>,
+    builds: Vec<Step>,
+    validate: Vec<Step>,
+    contract: Vec<(QualName, String)>,
+    after_complete: Vec<Step>,
+    undo: Vec<Vec<Step>>,
+    current_undo: Vec<Step>,
+}
+
+impl PlanBuilder {
+    pub fn new() -> PlanBuilder {
+        PlanBuilder::default()
+    }
+
+    /// A start step, run in operation order before the triggers.
+    pub fn expand(&mut self, step: Step) {
+        self.expand.push(step);
+    }
+
+    /// A start step that relies on the dual-write triggers being in place (e.g. a `NOT VALID`
+    /// check that old-version inserts satisfy only because the trigger fills the column).
+    pub fn guard(&mut self, step: Step) {
+        self.guards.push(step);
+    }
+
+    /// A concurrent index build, run after the backfills (so it indexes filled columns once).
+    pub fn build(&mut self, step: Step) {
+        self.builds.push(step);
+    }
+
+    /// Declares that `rule` must hold for `table` while the migration is active. All rules of a
+    /// table share one trigger. `old_scope`/`new_scope` are the table's columns in each version.
+    pub fn dual_write(
+        &mut self,
+        ctx: &PlanContext,
+        table: QualName,
+        old_scope: Vec<(Ident, Ident)>,
+        new_scope: Vec<(Ident, Ident)>,
+        rule: DualWriteRule,
+    ) {
+        let spec = self.triggers.entry(table.clone()).or_insert_with(|| TriggerSpec {
+            table,
+            migration: ctx.migration.clone(),
+            version_schema: ctx.version_schema.clone(),
+            old_scope,
+            new_scope: new_scope.clone(),
+            rules: Vec::new(),
+            marker: marker_column(),
+        });
+        // A later operation on the same table sees more columns of the new version.
+        for pair in new_scope {
+            if !spec.new_scope.contains(&pair) {
+                spec.new_scope.push(pair);
+            }
+        }
+        spec.rules.push(rule);
+    }
+
+    /// Declares that existing rows of `table` need `assignment`; all assignments of a table are
+    /// filled in one pass. `scope` maps the names `up` uses to physical columns.
+    pub fn backfill(
+        &mut self,
+        table: QualName,
+        key: BackfillKey,
+        scope: Vec<(Ident, Ident)>,
+        assignment: Assignment,
+    ) {
+        let spec = self.backfills.entry(table.clone()).or_insert_with(|| BackfillSpec {
+            table,
+            key,
+            scope,
+            assignments: Vec::new(),
+            marker: marker_column(),
+        });
+        spec.assignments.push(assignment);
+    }
+
+    /// A complete step that does not block the application (VALIDATE, concurrent drops).
+    pub fn validate(&mut self, step: Step) {
+        self.validate.push(step);
+    }
+
+    /// A catalog-only statement of the contract; all of a table's contract statements run in one
+    /// short ACCESS EXCLUSIVE transaction, in the order given.
+    pub fn contract(&mut self, table: QualName, sql: impl Into<String>) {
+        self.contract.push((table, sql.into()));
+    }
+
+    /// A complete step that runs after the contract transactions (e.g. `onComplete` SQL).
+    pub fn after_complete(&mut self, step: Step) {
+        self.after_complete.push(step);
+    }
+
+    /// A rollback step of the current operation. Operations are undone in reverse order; the
+    /// steps of one operation run in the order given.
+    pub fn undo(&mut self, step: Step) {
+        self.current_undo.push(step);
+    }
+
+    /// Marks the end of one operation's contributions (called by the planner).
+    pub fn end_operation(&mut self) {
+        let steps = std::mem::take(&mut self.current_undo);
+        self.undo.push(steps);
+    }
+
+    pub fn triggers(&self) -> impl Iterator<Item = &TriggerSpec> {
+        self.triggers.values()
+    }
+
+    /// Orders the collected steps; `version_steps` create this version's schema,
+    /// `drop_previous` drops the previous version's, `drop_version` drops this one's.
+    pub fn finish(
+        self,
+        version_steps: Vec<Step>,
+        drop_previous: Vec<Step>,
+        drop_version: Vec<Step>,
+    ) -> Plan {
+        use crate::step::{Action, LockLevel, Work};
+
+        let mut start = self.expand;
+        for spec in self.triggers.values() {
+            start.push(crate::triggers::install_step(spec));
+        }
+        start.extend(self.guards);
+        for spec in self.backfills.into_values() {
+            start.push(Step {
+                title: format!("backfill {}", spec.table),
+                table: Some(spec.table.clone()),
+                lock: LockLevel::RowExclusive,
+                work: Work::Batched,
+                action: Action::Backfill(spec),
+            });
+        }
+        start.extend(self.builds);
+        start.extend(version_steps);
+
+        let mut complete = drop_previous;
+        complete.extend(self.validate);
+        // Group contract statements per table, first-mention order, trigger removal first.
+        let mut order: Vec<QualName> = Vec::new();
+        let mut per_table: BTreeMap<QualName, Vec<String>> = BTreeMap::new();
+        for spec in self.triggers.values() {
+            order.push(spec.table.clone());
+            per_table.entry(spec.table.clone()).or_default().extend(crate::triggers::drop_sql(spec));
+        }
+        for (table, sql) in self.contract {
+            if !per_table.contains_key(&table) {
+                order.push(table.clone());
+            }
+            per_table.entry(table).or_default().push(sql);
+        }
+        for spec in self.triggers.values() {
+            per_table
+                .entry(spec.table.clone())
+                .or_default()
+                .push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
+        }
+        for table in order {
+            if let Some(sql) = per_table.remove(&table) {
+                complete.push(Step::transaction(
+                    format!("contract {table}"),
+                    Some(table),
+                    LockLevel::AccessExclusive,
+                    Work::Catalog,
+                    sql,
+                ));
+            }
+        }
+        complete.extend(self.after_complete);
+
+        let mut rollback = drop_version;
+        for spec in self.triggers.values() {
+            let mut sql = crate::triggers::drop_sql(spec);
+            sql.push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
+            rollback.push(Step::transaction(
+                format!("remove dual-write trigger from {}", spec.table),
+                Some(spec.table.clone()),
+                LockLevel::AccessExclusive,
+                Work::Catalog,
+                sql,
+            ));
+        }
+        let mut undo = self.undo;
+        if !self.current_undo.is_empty() {
+            undo.push(self.current_undo);
+        }
+        for steps in undo.into_iter().rev() {
+            rollback.extend(steps);
+        }
+        Plan { start, complete, rollback }
+    }
+}

@@ -1,0 +1,343 @@
+//! Steps: what a migration does, as data. Every operation declares its steps (SQL, the lock it
+//! takes, the work done under it) before anything runs; the executor runs exactly these, `plan`
+//! prints exactly these, and the journal records exactly these.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ident::{Ident, QualName, RawSql};
+
+/// Table-level lock modes, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LockLevel {
+    /// No table lock (schema-level objects, functions, the state schema).
+    None,
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+    /// User SQL (`sql` operations): pgbaton cannot know what it locks.
+    Unknown,
+}
+
+impl LockLevel {
+    /// PostgreSQL's name for the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            LockLevel::None => "none",
+            LockLevel::AccessShare => "ACCESS SHARE",
+            LockLevel::RowShare => "ROW SHARE",
+            LockLevel::RowExclusive => "ROW EXCLUSIVE",
+            LockLevel::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockLevel::Share => "SHARE",
+            LockLevel::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockLevel::Exclusive => "EXCLUSIVE",
+            LockLevel::AccessExclusive => "ACCESS EXCLUSIVE",
+            LockLevel::Unknown => "unknown (user SQL)",
+        }
+    }
+
+    /// True when an application's INSERT/UPDATE/DELETE would wait on this lock.
+    pub fn blocks_writes(self) -> bool {
+        matches!(
+            self,
+            LockLevel::Share
+                | LockLevel::ShareRowExclusive
+                | LockLevel::Exclusive
+                | LockLevel::AccessExclusive
+                | LockLevel::Unknown
+        )
+    }
+
+    /// True when an application's SELECT would wait on this lock.
+    pub fn blocks_reads(self) -> bool {
+        matches!(self, LockLevel::AccessExclusive | LockLevel::Unknown)
+    }
+
+    /// The `pg_locks.mode` value, for tests that trace what a step really takes.
+    pub fn pg_locks_mode(self) -> Option<&'static str> {
+        Some(match self {
+            LockLevel::AccessShare => "AccessShareLock",
+            LockLevel::RowShare => "RowShareLock",
+            LockLevel::RowExclusive => "RowExclusiveLock",
+            LockLevel::ShareUpdateExclusive => "ShareUpdateExclusiveLock",
+            LockLevel::Share => "ShareLock",
+            LockLevel::ShareRowExclusive => "ShareRowExclusiveLock",
+            LockLevel::Exclusive => "ExclusiveLock",
+            LockLevel::AccessExclusive => "AccessExclusiveLock",
+            LockLevel::None | LockLevel::Unknown => return None,
+        })
+    }
+}
+
+/// The work a step does while it holds its lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Work {
+    /// Catalog only: milliseconds whatever the table size.
+    Catalog,
+    /// Reads the whole table (e.g. `VALIDATE CONSTRAINT`).
+    Scan,
+    /// Rewrites the whole table.
+    Rewrite,
+    /// A `CONCURRENTLY` build or drop: reads the table without blocking writes.
+    Concurrent,
+    /// Batched updates of existing rows, each batch its own short transaction.
+    Batched,
+    /// User SQL: unknown.
+    Unknown,
+}
+
+impl Work {
+    pub fn name(self) -> &'static str {
+        match self {
+            Work::Catalog => "catalog only",
+            Work::Scan => "scans table",
+            Work::Rewrite => "rewrites table",
+            Work::Concurrent => "concurrent build",
+            Work::Batched => "batched backfill",
+            Work::Unknown => "user SQL",
+        }
+    }
+
+    /// True when the work takes time proportional to the table size.
+    pub fn is_heavy(self) -> bool {
+        matches!(self, Work::Scan | Work::Rewrite | Work::Concurrent | Work::Batched)
+    }
+}
+
+/// The migration phase a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Start,
+    Complete,
+    Rollback,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Complete => "complete",
+            Phase::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the executor runs a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Statements run together in one transaction that starts with `SET LOCAL lock_timeout`;
+    /// retried as a unit on lock timeout or deadlock. The journal row flips to done in the same
+    /// transaction, so the step runs exactly once even across a crash.
+    Transaction(Vec<String>),
+    /// One statement PostgreSQL refuses inside a transaction block (`... CONCURRENTLY`).
+    /// Must be idempotent (`IF EXISTS` / `IF NOT EXISTS`): a crash can leave it half-journaled.
+    NonTransactional(String),
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY`: an INVALID index of that name left by a failed build
+    /// is dropped concurrently first, a valid one is kept, then the index is built.
+    CreateIndexConcurrently { index: QualName, sql: String },
+    /// Batched, checkpointed, throttled filling of existing rows.
+    Backfill(BackfillSpec),
+    /// A user's `sql` (`up`, `down` or `onComplete`), passed through as written, in one transaction.
+    UserSql(RawSql),
+}
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What the step does, for `plan`, progress and errors.
+    pub title: String,
+    /// The table whose lock matters, when there is one.
+    pub table: Option<QualName>,
+    /// The strongest table lock the step takes.
+    pub lock: LockLevel,
+    /// The work done under that lock.
+    pub work: Work,
+    pub action: Action,
+}
+
+impl Step {
+    /// A catalog-only change in its own short transaction.
+    pub fn catalog(
+        title: impl Into<String>,
+        table: Option<QualName>,
+        lock: LockLevel,
+        sql: impl Into<String>,
+    ) -> Step {
+        Step {
+            title: title.into(),
+            table,
+            lock,
+            work: Work::Catalog,
+            action: Action::Transaction(vec![sql.into()]),
+        }
+    }
+
+    /// A step of several statements in one transaction.
+    pub fn transaction(
+        title: impl Into<String>,
+        table: Option<QualName>,
+        lock: LockLevel,
+        work: Work,
+        sql: Vec<String>,
+    ) -> Step {
+        Step { title: title.into(), table, lock, work, action: Action::Transaction(sql) }
+    }
+
+    /// A statement outside any transaction (`CONCURRENTLY`).
+    pub fn concurrent(
+        title: impl Into<String>,
+        table: Option<QualName>,
+        lock: LockLevel,
+        sql: impl Into<String>,
+    ) -> Step {
+        Step {
+            title: title.into(),
+            table,
+            lock,
+            work: Work::Concurrent,
+            action: Action::NonTransactional(sql.into()),
+        }
+    }
+
+    /// The SQL the step runs, for display (a backfill renders a description of its batches).
+    pub fn statements(&self) -> Vec<String> {
+        match &self.action {
+            Action::Transaction(sql) => sql.clone(),
+            Action::NonTransactional(sql) => vec![sql.clone()],
+            Action::CreateIndexConcurrently { sql, .. } => vec![sql.clone()],
+            Action::Backfill(spec) => vec![spec.describe()],
+            Action::UserSql(sql) => vec![sql.to_string()],
+        }
+    }
+
+    /// The one rule of LOCKS.md: nothing scans, rewrites or builds while holding a lock that
+    /// blocks the application. Returns a reason when this step breaks it.
+    pub fn lock_violation(&self) -> Option<String> {
+        if self.lock.blocks_writes() && self.lock != LockLevel::Unknown && self.work.is_heavy() {
+            return Some(format!(
+                "step \"{}\" would {} under {}",
+                self.title,
+                self.work.name(),
+                self.lock.name()
+            ));
+        }
+        None
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  [lock: {}; {}", self.title, self.lock.name(), self.work.name())?;
+        if let Some(t) = &self.table {
+            write!(f, "; on {t}")?;
+        }
+        match self.action {
+            Action::NonTransactional(_) | Action::CreateIndexConcurrently { .. } => {
+                f.write_str("; outside a transaction")?
+            }
+            _ => {}
+        }
+        f.write_str("]")?;
+        for sql in self.statements() {
+            for line in sql.lines() {
+                write!(f, "\n      {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which key the backfill walks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillKey {
+    /// Keyset pagination on the primary key (or a unique NOT NULL key), physical column names.
+    Columns(Vec<Ident>),
+    /// ctid page ranges (TID range scans), for tables without such a key.
+    Ctid,
+}
+
+/// One column the backfill fills: `target := expr`, where `expr` is the user's `up` expression
+/// written in the old version's column names (see [`BackfillSpec::scope`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub target: Ident,
+    pub expr: RawSql,
+}
+
+/// What a backfill does; the backfill engine decides batch sizes and throttling at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillSpec {
+    pub table: QualName,
+    pub key: BackfillKey,
+    /// The names `up` expressions may use, mapped to physical columns: (name, physical column).
+    /// When every pair is the identity the expressions run directly in the UPDATE.
+    pub scope: Vec<(Ident, Ident)>,
+    pub assignments: Vec<Assignment>,
+    /// Boolean column the dual-write triggers set on every row a live write touches; the
+    /// backfill skips those rows, so it never overwrites a value the application wrote.
+    pub marker: Ident,
+}
+
+impl BackfillSpec {
+    pub fn describe(&self) -> String {
+        let sets = self
+            .assignments
+            .iter()
+            .map(|a| format!("{} = {}", a.target, a.expr))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let key = match &self.key {
+            BackfillKey::Columns(cols) => format!(
+                "keyset batches on ({})",
+                cols.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            BackfillKey::Ctid => "ctid page-range batches".to_string(),
+        };
+        format!(
+            "UPDATE {} SET {sets} WHERE NOT {} -- {key}, adaptive batch size, checkpointed",
+            self.table, self.marker
+        )
+    }
+}
+
+/// The three step lists of a migration, computed together before anything runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub start: Vec<Step>,
+    pub complete: Vec<Step>,
+    pub rollback: Vec<Step>,
+}
+
+impl Plan {
+    pub fn phase(&self, phase: Phase) -> &[Step] {
+        match phase {
+            Phase::Start => &self.start,
+            Phase::Complete => &self.complete,
+            Phase::Rollback => &self.rollback,
+        }
+    }
+
+    /// Every step, in every phase, that breaks the lock rule.
+    pub fn lock_violations(&self) -> Vec<String> {
+        [&self.start, &self.complete, &self.rollback]
+            .into_iter()
+            .flatten()
+            .filter_map(Step::lock_violation)
+            .collect()
+    }
+}
