@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_IDENT_BYTES: usize = 63;
 
 /// An SQL identifier (table, column, schema, constraint, index, ...). `Display` quotes it.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Ident(String);
 
