@@ -21,6 +21,8 @@ pub struct Schema {
     /// Set after a `sql` operation: the real schema may differ from this model, so "does not
     /// exist" checks are relaxed for the rest of the migration.
     pub opaque: bool,
+    /// Roles (quoted, or `PUBLIC`) with USAGE on the base schema; they get USAGE on version schemas.
+    pub usage_grantees: Vec<String>,
 }
 
 impl Schema {
@@ -68,6 +70,9 @@ pub struct Table {
     pub has_rows: bool,
     /// True when created by this migration (nothing to backfill, no old version to serve).
     pub created_here: bool,
+    /// Privileges granted on the table to roles other than its owner, as `<quoted role> <PRIVILEGE>`
+    /// (`PUBLIC SELECT`); the version schema's views get the same.
+    pub grants: Vec<String>,
 }
 
 impl Table {
@@ -84,6 +89,7 @@ impl Table {
             row_estimate: 0,
             has_rows: false,
             created_here: false,
+            grants: Vec::new(),
         }
     }
 
