@@ -73,12 +73,20 @@ pub fn new_column_name(column: &str) -> Ident {
     Ident::derived("_pgbaton_new_", column)
 }
 
+/// Where a contract statement goes in its table's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContractOrder {
+    Change,
+    RenameColumn,
+    RenameTable,
+}
+
 /// Collects steps from the operations in stages, then orders them into a [`Plan`]:
 ///
 /// start:    expand (op order) → dual-write triggers (one transaction per table) → guards
 ///           (`NOT VALID` constraints that rely on the triggers) → backfills (one pass per table)
 ///           → concurrent builds → version schema (added by the planner)
-/// complete: drop previous version schema (planner) → validate (no blocking lock) → contract (one
+/// complete: validate (no blocking lock) → drop previous version schema (planner) → contract (one
 ///           short transaction per table: triggers off, old columns out, renames) → after
 /// rollback:  drop this version schema (planner) → triggers off → undo (reverse op order)
 #[derive(Debug, Default)]
@@ -89,7 +97,7 @@ pub struct PlanBuilder {
     backfills: BTreeMap<QualName, BackfillSpec>,
     builds: Vec<Step>,
     validate: Vec<Step>,
-    contract: Vec<(QualName, String)>,
+    contract: Vec<(QualName, ContractOrder, String)>,
     after_complete: Vec<Step>,
     undo: Vec<Vec<Step>>,
     current_undo: Vec<Step>,
@@ -169,9 +177,21 @@ impl PlanBuilder {
     }
 
     /// A catalog-only statement of the contract; all of a table's contract statements run in one
-    /// short ACCESS EXCLUSIVE transaction, in the order given.
+    /// short ACCESS EXCLUSIVE transaction: drops and other changes first (in operation order),
+    /// then column renames, then the table rename, so every statement can name the table and its
+    /// columns by their physical names as they were before complete.
     pub fn contract(&mut self, table: QualName, sql: impl Into<String>) {
-        self.contract.push((table, sql.into()));
+        self.contract.push((table, ContractOrder::Change, sql.into()));
+    }
+
+    /// A column rename of the contract (runs after the table's other contract statements).
+    pub fn contract_rename_column(&mut self, table: QualName, sql: impl Into<String>) {
+        self.contract.push((table, ContractOrder::RenameColumn, sql.into()));
+    }
+
+    /// A table rename of the contract (runs last in the table's transaction).
+    pub fn contract_rename_table(&mut self, table: QualName, sql: impl Into<String>) {
+        self.contract.push((table, ContractOrder::RenameTable, sql.into()));
     }
 
     /// A complete step that runs after the contract transactions (e.g. `onComplete` SQL).
@@ -222,26 +242,27 @@ impl PlanBuilder {
         start.extend(self.builds);
         start.extend(version_steps);
 
-        let mut complete = drop_previous;
-        complete.extend(self.validate);
-        // Group contract statements per table, first-mention order, trigger removal first.
+        // Validation first (long, blocks nobody; the old version still works meanwhile), then the
+        // old version's schema goes, then the short contract transactions.
+        let mut complete = self.validate;
+        complete.extend(drop_previous);
+        // Group contract statements per table, first-mention order: the dual-write trigger and
+        // the marker column go first, then the operations' statements in ContractOrder.
         let mut order: Vec<QualName> = Vec::new();
         let mut per_table: BTreeMap<QualName, Vec<String>> = BTreeMap::new();
         for spec in self.triggers.values() {
             order.push(spec.table.clone());
-            per_table.entry(spec.table.clone()).or_default().extend(crate::triggers::drop_sql(spec));
+            let sql = per_table.entry(spec.table.clone()).or_default();
+            sql.extend(crate::triggers::drop_sql(spec));
+            sql.push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
         }
-        for (table, sql) in self.contract {
-            if !per_table.contains_key(&table) {
+        let mut contract = self.contract;
+        contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
+        for (table, _, sql) in contract {
+            if !order.contains(&table) {
                 order.push(table.clone());
             }
             per_table.entry(table).or_default().push(sql);
-        }
-        for spec in self.triggers.values() {
-            per_table
-                .entry(spec.table.clone())
-                .or_default()
-                .push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
         }
         for table in order {
             if let Some(sql) = per_table.remove(&table) {
