@@ -1,1 +1,2133 @@
-//! backfill (to be written)
+//! The backfill engine: batched, checkpointed, throttled filling of new columns in existing rows.
+//! Owns the `backfills` (checkpoint and progress) and `controls` (operator pause and throttle)
+//! tables of the state schema, and the SQL of every batch.
+//!
+//! # How a batch works
+//!
+//! One round trip per batch: a simple-query string
+//! `BEGIN; SET LOCAL ...; WITH <batch keys>, <update>, <checkpoint> SELECT ...; COMMIT; SELECT
+//! <controls and replication lag>`, so the checkpoint commits with the rows it describes and a
+//! killed run resumes from the last committed batch, never from zero.
+//!
+//! - Keyset batches on [`BackfillKey::Columns`] (composite keys compare as rows): the first `n`
+//!   keys after the checkpoint are read from the key's index, then one `UPDATE` covers the key
+//!   range `(last, end]` — an index range scan, never a join that could turn into a full scan.
+//!   The last key is stored as text (`to_jsonb(k) #>> '{}'`, so dates and times are ISO 8601
+//!   whatever the session's `DateStyle`) and written back as an untyped literal, which
+//!   PostgreSQL reads with the key column's own input function.
+//! - Without such a key, ctid page ranges (`ctid >= '(p,0)' AND ctid < '(q,0)'`, a TID range
+//!   scan, PG14+) up to the page count at backfill start. Rows beyond it, or moved there later,
+//!   need no backfill: a row only moves when it is updated or inserted, and every such write
+//!   after the trigger was installed (which is before the backfill starts) went through the
+//!   dual-write trigger, which computed its new columns and set the marker. A table rewrite
+//!   (`VACUUM FULL`, `CLUSTER`) renumbers every row; it is detected by `pg_relation_filenode`
+//!   and the walk starts again from page 0 (a row done twice gets the same value).
+//! - Only rows whose marker is not true are updated: a live write has already made such a row
+//!   right, and may have set a new column to something `up(old)` would not give. Under READ
+//!   COMMITTED, a row changed by a concurrent write while the batch waits for its row lock is
+//!   re-read and re-checked (EvalPlanQual): its marker is then set, and the batch skips it.
+//! - The batch does not pay for the dual-write trigger: with `SET LOCAL session_replication_role
+//!   = replica` no ordinary trigger fires at all; where that is not permitted (it needs superuser
+//!   or `GRANT SET ON PARAMETER`), or would skip the foreign-key checks of a column being
+//!   filled, `SET LOCAL pgbaton.backfill = 'on'` makes the trigger's `WHEN` clause skip it.
+//!
+//! Batch size adapts toward a target duration; throttles (fixed delay, rows per second, the
+//! replication lag ceiling, operator pause from the `controls` table) act between batches. A lock
+//! timeout or deadlock rolls back only the batch in flight, which is retried after a jittered
+//! backoff; done rows are never thrown away. Memory is flat in the table size.
+
+use std::collections::VecDeque;
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+
+use crate::ident::{quote_literal, Ident, Literal, QualName};
+use crate::step::{BackfillKey, BackfillSpec};
+use crate::triggers::BACKFILL_SETTING;
+
+/// Default target duration of one batch.
+pub const DEFAULT_TARGET_BATCH_TIME: Duration = Duration::from_millis(100);
+/// Adaptive batch sizes stay within these bounds (rows).
+pub const DEFAULT_MIN_BATCH_ROWS: u32 = 1_000;
+pub const DEFAULT_MAX_BATCH_ROWS: u32 = 200_000;
+/// The first batch of a run (rows), before any measurement.
+pub const DEFAULT_INITIAL_BATCH_ROWS: u32 = 5_000;
+
+/// Key of the session-level advisory lock that keeps two runs off one table (two-int4 key space,
+/// which does not overlap the single-bigint one): `'pgbf'` and the table's oid.
+const ADVISORY_CLASS: i32 = 0x7067_6266;
+
+/// How a batch keeps the dual-write trigger from firing on its own updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerBypass {
+    /// `session_replication_role = replica` when permitted and no foreign key involves a filled
+    /// column; else [`TriggerBypass::Setting`].
+    Auto,
+    /// `SET LOCAL session_replication_role = replica`: no ordinary trigger fires (user triggers
+    /// neither, which is what a copy wants; `ENABLE ALWAYS` triggers still do). Fails without the
+    /// privilege.
+    ReplicationRole,
+    /// `SET LOCAL pgbaton.backfill = 'on'`: the trigger's `WHEN` clause skips the row.
+    Setting,
+}
+
+/// A replication lag ceiling: the backfill waits while some standby lags more than this.
+///
+/// Lag is read from `pg_stat_replication` on the primary, between batches:
+/// - bytes: `pg_current_wal_lsn() - replay_lsn`, per standby (exact, and right when replay is
+///   paused with `pg_wal_replay_pause()`, since `replay_lsn` then stands still);
+/// - time: the larger of `replay_lag` and the age of the oldest WAL position this backfill
+///   sampled that the standby has not replayed yet. `replay_lag` alone is not enough: it is
+///   only measured when replay advances, so while replay is paused it keeps showing its last,
+///   small, value.
+///
+/// Standbys whose `replay_lsn` is not visible (the role lacks `pg_read_all_stats`) cannot be
+/// measured; they are reported in [`Progress::lag_unmeasured`] and do not block. A standby that
+/// is disconnected is not in `pg_stat_replication` and does not block either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagCeiling {
+    Bytes(u64),
+    Time(Duration),
+}
+
+impl FromStr for LagCeiling {
+    type Err = String;
+
+    /// `30s`, `500ms`, `2min`, `1h` (time) or `64MB`, `1GB`, `512kB`, `1048576B` (bytes; powers
+    /// of 1024 as in PostgreSQL's settings).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("\"{s}\": expected a number and a unit, e.g. 30s or 64MB"))?;
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("\"{s}\": must be a non-negative number"));
+        }
+        let secs = |factor: f64| Ok(LagCeiling::Time(Duration::from_secs_f64(value * factor)));
+        let bytes = |factor: f64| Ok(LagCeiling::Bytes((value * factor).round() as u64));
+        match unit.trim() {
+            "ms" => secs(0.001),
+            "s" | "" => secs(1.0),
+            "min" => secs(60.0),
+            "h" => secs(3600.0),
+            "B" => bytes(1.0),
+            "kB" | "KB" => bytes(1024.0),
+            "MB" => bytes(1024.0 * 1024.0),
+            "GB" => bytes(1024.0 * 1024.0 * 1024.0),
+            "TB" => bytes(1024.0 * 1024.0 * 1024.0 * 1024.0),
+            other => Err(format!(
+                "\"{s}\": unknown unit \"{other}\" (use ms, s, min, h, B, kB, MB, GB or TB)"
+            )),
+        }
+    }
+}
+
+/// How a backfill runs. `Default` gives the documented defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackfillOptions {
+    /// The duration the adaptive batch size aims at.
+    pub target_batch_time: Duration,
+    /// Pins the batch size (rows); no adaptation.
+    pub batch_size: Option<u32>,
+    /// Bounds of the adaptive batch size (rows).
+    pub min_batch_size: u32,
+    pub max_batch_size: u32,
+    /// The size of the first batch (rows), before any measurement.
+    pub initial_batch_size: u32,
+    /// A pause after every batch.
+    pub batch_delay: Duration,
+    /// A ceiling on rows per second (the `controls` table can set a lower one at run time).
+    pub max_rows_per_second: Option<f64>,
+    /// Wait between batches while a standby lags more than this.
+    pub max_replication_lag: Option<LagCeiling>,
+    /// `lock_timeout` of each batch; a batch that times out is retried.
+    pub lock_timeout: Duration,
+    /// Give up after this many lock timeouts in a row (`None`: keep retrying, reporting each
+    /// wait through the progress callback).
+    pub max_lock_retries: Option<u32>,
+    /// How often a paused backfill looks at the controls and the lag again.
+    pub poll_interval: Duration,
+    pub bypass: TriggerBypass,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        BackfillOptions {
+            target_batch_time: DEFAULT_TARGET_BATCH_TIME,
+            batch_size: None,
+            min_batch_size: DEFAULT_MIN_BATCH_ROWS,
+            max_batch_size: DEFAULT_MAX_BATCH_ROWS,
+            initial_batch_size: DEFAULT_INITIAL_BATCH_ROWS,
+            batch_delay: Duration::ZERO,
+            max_rows_per_second: None,
+            max_replication_lag: None,
+            lock_timeout: Duration::from_millis(500),
+            max_lock_retries: None,
+            poll_interval: Duration::from_millis(500),
+            bypass: TriggerBypass::Auto,
+        }
+    }
+}
+
+/// Why a backfill is waiting.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum PauseReason {
+    /// `pgbaton pause` (the `controls` table).
+    Operator,
+    /// A standby lags more than the ceiling.
+    ReplicationLag {
+        lag_bytes: Option<u64>,
+        lag_seconds: Option<f64>,
+    },
+}
+
+impl PauseReason {
+    fn describe(&self) -> String {
+        match self {
+            PauseReason::Operator => "paused by operator".to_string(),
+            PauseReason::ReplicationLag {
+                lag_bytes,
+                lag_seconds,
+            } => {
+                let mut s = "replication lag".to_string();
+                if let Some(b) = lag_bytes {
+                    let _ = write!(s, " {b} bytes");
+                }
+                if let Some(t) = lag_seconds {
+                    let _ = write!(s, " {t:.1} s");
+                }
+                s
+            }
+        }
+    }
+}
+
+/// What the backfill is doing right now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ProgressState {
+    Running,
+    Paused(PauseReason),
+    /// A batch could not get its locks in time; it is retried after `backoff_ms`.
+    LockWait {
+        attempt: u32,
+        backoff_ms: u64,
+        message: String,
+    },
+    Done,
+}
+
+/// A progress report, sent after every batch and on every state change. Serializes to one JSON
+/// object (for `--json` lines).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Progress {
+    pub table: String,
+    #[serde(flatten)]
+    pub state: ProgressState,
+    /// Rows walked (keyset) or updated (ctid) so far, over every run of this backfill.
+    pub rows_done: u64,
+    /// Rows updated (walked rows minus those a live write had already made right).
+    pub rows_updated: u64,
+    /// Estimated rows in the table (`reltuples`), when known.
+    pub rows_estimate: Option<u64>,
+    /// Fraction done, 0..=1, when it can be estimated (pages for ctid walks).
+    pub fraction: Option<f64>,
+    /// Rows per second in this run, paused time excluded.
+    pub rate: f64,
+    pub eta_seconds: Option<f64>,
+    pub batch_size: u32,
+    pub batches: u64,
+    pub batch_p50_ms: f64,
+    pub batch_p99_ms: f64,
+    pub paused_seconds: f64,
+    pub elapsed_seconds: f64,
+    /// Standbys whose lag could not be read (no privilege), when a lag ceiling is set.
+    pub lag_unmeasured: u32,
+}
+
+impl fmt::Display for Progress {
+    /// One line: `"public"."t": 120000/200000 rows (60.0%), 95000 rows/s, ETA 1 s, ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.table)?;
+        match &self.state {
+            ProgressState::Running => {}
+            ProgressState::Done => f.write_str("done, ")?,
+            ProgressState::Paused(reason) => write!(f, "waiting ({}), ", reason.describe())?,
+            ProgressState::LockWait {
+                attempt,
+                backoff_ms,
+                message,
+            } => write!(
+                f,
+                "lock wait #{attempt}, retry in {backoff_ms} ms ({message}), "
+            )?,
+        }
+        write_counts(
+            f,
+            self.rows_done,
+            self.rows_estimate,
+            self.fraction,
+            Some(self.rate),
+            self.eta_seconds,
+        )?;
+        write!(
+            f,
+            ", batch {} rows (p50 {:.0} ms, p99 {:.0} ms), paused {:.0} s",
+            self.batch_size, self.batch_p50_ms, self.batch_p99_ms, self.paused_seconds
+        )?;
+        if self.lag_unmeasured > 0 {
+            write!(
+                f,
+                ", lag of {} standby(s) not readable",
+                self.lag_unmeasured
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_counts(
+    f: &mut fmt::Formatter<'_>,
+    rows_done: u64,
+    rows_estimate: Option<u64>,
+    fraction: Option<f64>,
+    rate: Option<f64>,
+    eta_seconds: Option<f64>,
+) -> fmt::Result {
+    match rows_estimate {
+        Some(total) => write!(f, "{rows_done}/~{total} rows")?,
+        None => write!(f, "{rows_done} rows")?,
+    }
+    if let Some(fraction) = fraction {
+        write!(f, " ({:.1}%)", fraction * 100.0)?;
+    }
+    if let Some(rate) = rate {
+        write!(f, ", {rate:.0} rows/s")?;
+    }
+    if let Some(eta) = eta_seconds {
+        write!(f, ", ETA {eta:.0} s")?;
+    }
+    Ok(())
+}
+
+/// The result of a finished backfill.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackfillOutcome {
+    pub rows_done: u64,
+    pub rows_updated: u64,
+    /// Batches in this run.
+    pub batches: u64,
+    pub elapsed: Duration,
+    pub paused: Duration,
+    /// The run continued from a checkpoint left by an earlier one.
+    pub resumed: bool,
+    /// The checkpoint said done already; nothing ran.
+    pub already_done: bool,
+    /// How the dual-write trigger was kept out of the batches.
+    pub bypass: TriggerBypass,
+    pub lock_retries: u32,
+    pub batch_p50_ms: f64,
+    pub batch_p99_ms: f64,
+}
+
+/// A backfill's row in the state schema, for `pgbaton status`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackfillStatus {
+    pub migration: String,
+    pub table: String,
+    pub status: String,
+    pub key_columns: Option<Vec<String>>,
+    pub rows_done: u64,
+    pub rows_updated: u64,
+    pub rows_estimate: Option<u64>,
+    pub fraction: Option<f64>,
+    pub rate: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    pub batch_size: Option<u32>,
+    pub batch_p50_ms: Option<f64>,
+    pub batch_p99_ms: Option<f64>,
+    pub paused_seconds: f64,
+    pub pause_reason: Option<String>,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl fmt::Display for BackfillStatus {
+    /// One line for `pgbaton status`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: ", self.table, self.status)?;
+        write_counts(
+            f,
+            self.rows_done,
+            self.rows_estimate,
+            self.fraction,
+            self.rate,
+            self.eta_seconds,
+        )?;
+        if let (Some(p50), Some(p99)) = (self.batch_p50_ms, self.batch_p99_ms) {
+            write!(f, ", batch p50 {p50:.0} ms, p99 {p99:.0} ms")?;
+        }
+        write!(f, ", paused {:.0} s", self.paused_seconds)?;
+        if let Some(reason) = &self.pause_reason {
+            write!(f, " ({reason})")?;
+        }
+        if let Some(error) = &self.error {
+            write!(f, "; error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a backfill stopped. The checkpoint is intact in every case: a new run resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("backfill of {table}: {context}: {}", describe(.source))]
+    Db {
+        table: String,
+        context: String,
+        source: tokio_postgres::Error,
+    },
+
+    #[error("backfill of {table}: the table does not exist")]
+    TableNotFound { table: String },
+
+    #[error("backfill of {table}: column {column} does not exist")]
+    ColumnNotFound { table: String, column: String },
+
+    #[error(
+        "backfill of {table}: another session is backfilling this table (advisory lock held); \
+         wait for it or stop it"
+    )]
+    Busy { table: String },
+
+    #[error(
+        "backfill of {table}: gave up after {attempts} lock timeouts in a row (last: {last}); \
+         {rows_done} rows are done and kept, a new run continues from there"
+    )]
+    LockRetries {
+        table: String,
+        attempts: u32,
+        last: String,
+        rows_done: u64,
+    },
+
+    #[error("backfill of {table}: unexpected reply from the server: {detail}")]
+    Protocol { table: String, detail: String },
+
+    #[error("state schema: {context}: {}", describe(.source))]
+    State {
+        context: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+impl From<BackfillError> for crate::Error {
+    fn from(e: BackfillError) -> Self {
+        crate::Error::Backfill(e.to_string())
+    }
+}
+
+/// A database error with its SQLSTATE, detail and hint.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = format!("{} ({})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        let _ = write!(text, "; detail: {detail}");
+    }
+    if let Some(hint) = db.hint() {
+        let _ = write!(text, "; hint: {hint}");
+    }
+    if let Some(context) = db.where_() {
+        let _ = write!(text, "; context: {context}");
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// State schema
+// ---------------------------------------------------------------------------------------------
+
+/// Idempotent DDL for the tables this module owns in the state schema (the schema itself is
+/// created by `state::init`).
+pub fn state_ddl(state_schema: &Ident) -> Vec<String> {
+    let s = state_schema;
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.backfills (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    -- what the checkpoint belongs to: the backfill spec and the filled columns' attnums, so
+    -- a migration rolled back and started again under the same name starts from zero
+    fingerprint text NOT NULL,
+    key_columns text[],
+    last_key text[],
+    last_page bigint,
+    total_pages bigint,
+    relfilenode oid,
+    rows_done bigint NOT NULL DEFAULT 0,
+    rows_updated bigint NOT NULL DEFAULT 0,
+    rows_estimate bigint,
+    batches bigint NOT NULL DEFAULT 0,
+    batch_size integer,
+    rate double precision,
+    batch_p50_ms double precision,
+    batch_p99_ms double precision,
+    paused_seconds double precision NOT NULL DEFAULT 0,
+    pause_reason text,
+    status text NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'paused', 'waiting', 'failed', 'done')),
+    error text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    PRIMARY KEY (migration, table_schema, table_name)
+)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.controls (
+    schema_name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    max_rows_per_second double precision CHECK (max_rows_per_second > 0),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT current_user
+)"
+        ),
+    ]
+}
+
+/// Pauses every backfill of `schema` between batches (from any machine).
+pub async fn pause(
+    client: &Client,
+    state_schema: &Ident,
+    schema: &Ident,
+) -> Result<(), BackfillError> {
+    set_control(client, state_schema, schema, "paused = true", "true, NULL").await
+}
+
+/// Lets the backfills of `schema` go on.
+pub async fn resume(
+    client: &Client,
+    state_schema: &Ident,
+    schema: &Ident,
+) -> Result<(), BackfillError> {
+    set_control(
+        client,
+        state_schema,
+        schema,
+        "paused = false",
+        "false, NULL",
+    )
+    .await
+}
+
+/// Sets (or with `None` clears) a rows-per-second ceiling for the backfills of `schema`.
+pub async fn set_rate_limit(
+    client: &Client,
+    state_schema: &Ident,
+    schema: &Ident,
+    rows_per_second: Option<f64>,
+) -> Result<(), BackfillError> {
+    let value = match rows_per_second {
+        Some(r) if r.is_finite() && r > 0.0 => format!("{r}"),
+        _ => "NULL".to_string(),
+    };
+    let set = format!("max_rows_per_second = {value}");
+    // Keep the pause flag as it is when inserting the row for the first time.
+    set_control(
+        client,
+        state_schema,
+        schema,
+        &set,
+        &format!("false, {value}"),
+    )
+    .await
+}
+
+async fn set_control(
+    client: &Client,
+    state_schema: &Ident,
+    schema: &Ident,
+    set: &str,
+    insert_values: &str,
+) -> Result<(), BackfillError> {
+    let sql = format!(
+        "INSERT INTO {state_schema}.controls AS c (schema_name, paused, max_rows_per_second) \
+         VALUES ({}, {insert_values}) ON CONFLICT (schema_name) DO UPDATE \
+         SET {set}, updated_at = now(), updated_by = current_user",
+        Literal::new(schema.as_str())
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|source| BackfillError::State {
+            context: "writing controls".into(),
+            source,
+        })
+}
+
+/// Whether the backfills of `schema` are paused by an operator.
+pub async fn is_paused(
+    client: &Client,
+    state_schema: &Ident,
+    schema: &Ident,
+) -> Result<bool, BackfillError> {
+    let sql = format!("SELECT paused FROM {state_schema}.controls WHERE schema_name = $1");
+    let row = client
+        .query_opt(&sql, &[&schema.as_str()])
+        .await
+        .map_err(|source| BackfillError::State {
+            context: "reading controls".into(),
+            source,
+        })?;
+    Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+}
+
+/// Removes the checkpoints of `migration` (after a rollback, or a complete).
+pub async fn clear(
+    client: &Client,
+    state_schema: &Ident,
+    migration: &str,
+) -> Result<u64, BackfillError> {
+    let sql = format!("DELETE FROM {state_schema}.backfills WHERE migration = $1");
+    client
+        .execute(&sql, &[&migration])
+        .await
+        .map_err(|source| BackfillError::State {
+            context: "clearing checkpoints".into(),
+            source,
+        })
+}
+
+/// The backfills of `migration` (every migration when `None`), as `pgbaton status` shows them.
+pub async fn status(
+    client: &Client,
+    state_schema: &Ident,
+    migration: Option<&str>,
+) -> Result<Vec<BackfillStatus>, BackfillError> {
+    let sql = format!(
+        "SELECT migration, format('%I.%I', table_schema, table_name), status, key_columns,
+                rows_done, rows_updated, rows_estimate, last_page, total_pages, rate, batch_size,
+                batch_p50_ms, batch_p99_ms, paused_seconds, pause_reason, error,
+                started_at::text, updated_at::text, finished_at::text
+           FROM {state_schema}.backfills
+          WHERE $1::text IS NULL OR migration = $1
+          ORDER BY started_at, table_schema, table_name"
+    );
+    let rows = client
+        .query(&sql, &[&migration])
+        .await
+        .map_err(|source| BackfillError::State {
+            context: "reading backfills".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let status: String = r.get(2);
+            let rows_done = r.get::<_, i64>(4).max(0) as u64;
+            let rows_estimate = r
+                .get::<_, Option<i64>>(6)
+                .filter(|&e| e > 0)
+                .map(|e| e as u64);
+            let last_page: Option<i64> = r.get(7);
+            let total_pages: Option<i64> = r.get(8);
+            let rate: Option<f64> = r.get(9);
+            let done = status == "done";
+            let fraction =
+                estimate_fraction(done, rows_done, rows_estimate, last_page, total_pages);
+            let eta_seconds = eta(done, fraction, rows_done, rows_estimate, rate);
+            BackfillStatus {
+                migration: r.get(0),
+                table: r.get(1),
+                status,
+                key_columns: r.get(3),
+                rows_done,
+                rows_updated: r.get::<_, i64>(5).max(0) as u64,
+                rows_estimate,
+                fraction,
+                rate,
+                eta_seconds,
+                batch_size: r.get::<_, Option<i32>>(10).map(|b| b.max(0) as u32),
+                batch_p50_ms: r.get(11),
+                batch_p99_ms: r.get(12),
+                paused_seconds: r.get(13),
+                pause_reason: r.get(14),
+                error: r.get(15),
+                started_at: r.get(16),
+                updated_at: r.get(17),
+                finished_at: r.get(18),
+            }
+        })
+        .collect())
+}
+
+fn estimate_fraction(
+    done: bool,
+    rows_done: u64,
+    rows_estimate: Option<u64>,
+    last_page: Option<i64>,
+    total_pages: Option<i64>,
+) -> Option<f64> {
+    if done {
+        return Some(1.0);
+    }
+    match (last_page, total_pages) {
+        (Some(p), Some(t)) if t > 0 => Some((p as f64 / t as f64).clamp(0.0, 1.0)),
+        (_, Some(_)) => Some(0.0),
+        _ => rows_estimate.map(|e| (rows_done as f64 / e as f64).clamp(0.0, 0.999)),
+    }
+}
+
+fn eta(
+    done: bool,
+    fraction: Option<f64>,
+    rows_done: u64,
+    rows_estimate: Option<u64>,
+    rate: Option<f64>,
+) -> Option<f64> {
+    if done {
+        return Some(0.0);
+    }
+    let rate = rate.filter(|r| *r > 0.0)?;
+    let fraction = fraction?;
+    // Remaining rows: from the estimate, or extrapolated from the fraction done.
+    let total = match rows_estimate {
+        Some(e) if fraction < 1.0 && rows_done < e => e as f64,
+        _ if fraction > 0.0 => rows_done as f64 / fraction,
+        _ => return None,
+    };
+    Some(((total - rows_done as f64).max(0.0)) / rate)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL of a batch (pure)
+// ---------------------------------------------------------------------------------------------
+
+/// What a batch needs to know about the table, read from the catalog once per run.
+#[derive(Clone, Debug)]
+struct TableInfo {
+    oid: u32,
+    relfilenode: u32,
+    reltuples: f64,
+    /// `pg_relation_size / block_size` now.
+    pages: i64,
+    /// Average rows per page (for sizing ctid batches).
+    density: f64,
+    /// attnums of the filled columns, for the fingerprint.
+    target_attnums: Vec<i16>,
+    /// A foreign key involves a filled column: its checks must run, so no replica role.
+    fk_on_targets: bool,
+}
+
+/// The `SET` list of the batch update. With an identity scope the expressions run directly;
+/// otherwise each is evaluated over a one-row sub-query exposing the names it uses.
+fn set_list(spec: &BackfillSpec) -> String {
+    let identity = spec.scope.iter().all(|(name, physical)| name == physical);
+    spec.assignments
+        .iter()
+        .map(|a| {
+            if identity {
+                format!("{} = ({})", a.target, a.expr)
+            } else {
+                let row = spec
+                    .scope
+                    .iter()
+                    .map(|(name, physical)| format!("{}.{physical} AS {name}", spec.table))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "{} = (SELECT ({}) FROM (SELECT {row}) AS _pgbaton_scope)",
+                    a.target, a.expr
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `SET LOCAL` lines that start every batch transaction.
+fn batch_preamble(opts: &BackfillOptions, bypass: TriggerBypass) -> String {
+    let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
+    let _ = writeln!(
+        s,
+        "SET LOCAL lock_timeout = '{}ms';",
+        opts.lock_timeout.as_millis().max(1)
+    );
+    s.push_str("SET LOCAL statement_timeout = 0;\n");
+    match bypass {
+        TriggerBypass::ReplicationRole | TriggerBypass::Auto => {
+            s.push_str("SET LOCAL session_replication_role = replica;\n")
+        }
+        TriggerBypass::Setting => {
+            let _ = writeln!(s, "SET LOCAL {BACKFILL_SETTING} = 'on';");
+        }
+    }
+    s
+}
+
+/// Checkpoint columns written with every batch: the run's statistics so far.
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    batch_size: u32,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    paused_seconds: f64,
+}
+
+impl Stats {
+    fn set_sql(&self) -> String {
+        format!(
+            "batches = batches + 1, batch_size = {}, rate = {}, batch_p50_ms = {}, \
+             batch_p99_ms = {}, paused_seconds = {}, status = 'running', pause_reason = NULL, \
+             error = NULL, updated_at = clock_timestamp()",
+            self.batch_size,
+            finite(self.rate),
+            finite(self.p50_ms),
+            finite(self.p99_ms),
+            finite(self.paused_seconds)
+        )
+    }
+}
+
+fn finite(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x}")
+    } else {
+        "0".to_string()
+    }
+}
+
+/// Identifies the checkpoint row.
+struct CheckpointKey<'a> {
+    state: &'a Ident,
+    migration: &'a str,
+    table: &'a QualName,
+}
+
+impl CheckpointKey<'_> {
+    fn table(&self) -> String {
+        format!("{}.backfills", self.state)
+    }
+
+    fn filter(&self) -> String {
+        format!(
+            "migration = {} AND table_schema = {} AND table_name = {}",
+            Literal::new(self.migration),
+            Literal::new(self.table.schema.as_str()),
+            Literal::new(self.table.name.as_str())
+        )
+    }
+}
+
+/// A keyset batch: the first `limit` keys after `last`, then one update over that key range, then
+/// the checkpoint. Returns rows: (walked, updated, checkpoint rows, end key columns as text...).
+fn keyset_batch_sql(
+    spec: &BackfillSpec,
+    key: &[Ident],
+    cp: &CheckpointKey<'_>,
+    last: Option<&[String]>,
+    limit: u32,
+    stats: &Stats,
+    opts: &BackfillOptions,
+    bypass: TriggerBypass,
+) -> String {
+    let t = &spec.table;
+    let qualified = key.iter().map(|k| format!("{t}.{k}")).collect::<Vec<_>>();
+    let row = format!("({})", qualified.join(", "));
+    let lower = last.map(|values| {
+        format!(
+            "{row} > ({})",
+            values
+                .iter()
+                .map(|v| quote_literal(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    let plain = key.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let desc = plain
+        .iter()
+        .map(|k| format!("{k} DESC"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let upper = format!(
+        "{row} <= ({})",
+        plain
+            .iter()
+            .map(|k| format!("(SELECT {k} FROM _pgbaton_end)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let end_text = plain
+        .iter()
+        .map(|k| format!("to_jsonb({k}) #>> '{{}}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = batch_preamble(opts, bypass);
+    let _ = write!(
+        sql,
+        "WITH _pgbaton_batch AS (\n  SELECT {cols} FROM {t}{where_lower} ORDER BY {cols} LIMIT {limit}\n), \
+         _pgbaton_end AS (\n  SELECT {plain_cols}, (SELECT count(*) FROM _pgbaton_batch) AS _pgbaton_n \
+         FROM _pgbaton_batch ORDER BY {desc} LIMIT 1\n), \
+         _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {range} AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = coalesce((SELECT ARRAY[{end_text}] FROM _pgbaton_end), last_key), \
+         rows_done = rows_done + coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), \
+         rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
+         SELECT coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), (SELECT count(*) FROM _pgbaton_done), \
+         (SELECT count(*) FROM _pgbaton_cp){end_cols};\nCOMMIT;\n",
+        cols = qualified.join(", "),
+        where_lower = lower.as_ref().map(|l| format!(" WHERE {l}")).unwrap_or_default(),
+        plain_cols = plain.join(", "),
+        set = set_list(spec),
+        range = match &lower {
+            Some(l) => format!("{l} AND {upper}"),
+            None => upper.clone(),
+        },
+        marker = spec.marker,
+        cp_table = cp.table(),
+        stats = stats.set_sql(),
+        filter = cp.filter(),
+        end_cols = plain
+            .iter()
+            .map(|k| format!(", (SELECT to_jsonb({k}) #>> '{{}}' FROM _pgbaton_end)"))
+            .collect::<String>(),
+    );
+    sql
+}
+
+/// A ctid batch: pages `[from, to)`. Returns a row: (updated, checkpoint rows, relfilenode).
+fn ctid_batch_sql(
+    spec: &BackfillSpec,
+    cp: &CheckpointKey<'_>,
+    from: i64,
+    to: i64,
+    stats: &Stats,
+    opts: &BackfillOptions,
+    bypass: TriggerBypass,
+) -> String {
+    let t = &spec.table;
+    let mut sql = batch_preamble(opts, bypass);
+    let _ = write!(
+        sql,
+        "WITH _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
+         AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_page = {to}, \
+         rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
+         rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
+         SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
+         pg_relation_filenode({regclass});\nCOMMIT;\n",
+        set = set_list(spec),
+        marker = spec.marker,
+        cp_table = cp.table(),
+        stats = stats.set_sql(),
+        filter = cp.filter(),
+        regclass = t.regclass(),
+    );
+    sql
+}
+
+/// The query run after each batch (same round trip) and while paused: the operator controls
+/// and, when a ceiling is set, the replication positions.
+fn controls_sql(state: &Ident, schema: &Ident, lag: bool) -> String {
+    let lag_cols = if lag {
+        ", pg_current_wal_lsn()::text, \
+         (SELECT min(replay_lsn)::text FROM pg_stat_replication WHERE replay_lsn IS NOT NULL), \
+         (SELECT max(extract(epoch FROM replay_lag))::float8::text FROM pg_stat_replication), \
+         (SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL AND state <> 'backup')"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT coalesce(c.paused, false), c.max_rows_per_second{lag_cols} \
+         FROM (SELECT 1) AS _pgbaton_one LEFT JOIN {state}.controls AS c ON c.schema_name = {}",
+        Literal::new(schema.as_str())
+    )
+}
+
+/// Parses `16/B374D848`.
+fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The next adaptive batch size: toward `target / elapsed` times the current one, at most 1.5×
+/// up or 2× down per batch.
+fn adapt(current: u32, elapsed: Duration, target: Duration, lo: u32, hi: u32) -> u32 {
+    let elapsed = elapsed.as_secs_f64().max(1e-4);
+    let ratio = (target.as_secs_f64() / elapsed).clamp(0.5, 1.5);
+    let next = (current as f64 * ratio).round();
+    (next.max(lo as f64).min(hi as f64)) as u32
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/// Fills `spec`'s columns in every existing row of its table that no live write has touched,
+/// batch by batch, checkpointing each batch in `state_schema.backfills`. Resumes from the
+/// checkpoint of an earlier run of the same migration and spec. `on_progress` is called after
+/// every batch and on every pause, lock wait and at the end.
+///
+/// `client` must be a direct session (not behind a transaction-mode pooler): it holds a
+/// session-level advisory lock on the table for the run.
+pub async fn run(
+    client: &Client,
+    state_schema: &Ident,
+    migration: &str,
+    spec: &BackfillSpec,
+    opts: &BackfillOptions,
+    on_progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<BackfillOutcome, BackfillError> {
+    let table = spec.table.to_string();
+    let info = inspect(client, spec).await?;
+    // The oid's bits as an int4 key (wrapping is fine: it only has to be the same every time).
+    let lock_key = info.oid as i32;
+    let locked = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&ADVISORY_CLASS, &lock_key],
+        )
+        .await
+        .map_err(|source| db(&table, "taking the backfill lock", source))?;
+    if !locked.get::<_, bool>(0) {
+        return Err(BackfillError::Busy { table });
+    }
+    let result = Runner::new(client, state_schema, migration, spec, opts, info)
+        .run(on_progress)
+        .await;
+    // Best effort: a dead connection has released it already.
+    let _ = client
+        .query_one(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&ADVISORY_CLASS, &lock_key],
+        )
+        .await;
+    result
+}
+
+fn protocol(table: &str, detail: &str) -> BackfillError {
+    BackfillError::Protocol {
+        table: table.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+fn db(table: &str, context: &str, source: tokio_postgres::Error) -> BackfillError {
+    BackfillError::Db {
+        table: table.to_string(),
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Reads what the run needs from the catalog, and checks the columns exist.
+async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, BackfillError> {
+    let table = spec.table.to_string();
+    let row = client
+        .query_opt(
+            "SELECT c.oid, pg_relation_filenode(c.oid), c.reltuples::float8, c.relpages::bigint,
+                    pg_relation_size(c.oid) / current_setting('block_size')::bigint
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&spec.table.schema.as_str(), &spec.table.name.as_str()],
+        )
+        .await
+        .map_err(|source| db(&table, "reading the catalog", source))?
+        .ok_or_else(|| BackfillError::TableNotFound {
+            table: table.clone(),
+        })?;
+    let oid: u32 = row.get(0);
+    let relfilenode: u32 = row.get::<_, Option<u32>>(1).unwrap_or(0);
+    let reltuples: f64 = row.get(2);
+    let relpages: i64 = row.get(3);
+    let pages: i64 = row.get(4);
+    let density = if reltuples > 0.0 && relpages > 0 {
+        reltuples / relpages as f64
+    } else {
+        100.0
+    };
+
+    let mut wanted: Vec<&Ident> = spec.assignments.iter().map(|a| &a.target).collect();
+    wanted.push(&spec.marker);
+    if let BackfillKey::Columns(cols) = &spec.key {
+        wanted.extend(cols.iter());
+    }
+    for (_, physical) in &spec.scope {
+        wanted.push(physical);
+    }
+    let names: Vec<&str> = wanted.iter().map(|i| i.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT attname::text, attnum FROM pg_attribute
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname = ANY($2)",
+            &[&oid, &names],
+        )
+        .await
+        .map_err(|source| db(&table, "reading the catalog", source))?;
+    let attnum = |name: &str| -> Option<i16> {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == name)
+            .map(|r| r.get::<_, i16>(1))
+    };
+    for name in &names {
+        if attnum(name).is_none() {
+            return Err(BackfillError::ColumnNotFound {
+                table,
+                column: Ident::new(*name).to_string(),
+            });
+        }
+    }
+    let target_attnums: Vec<i16> = spec
+        .assignments
+        .iter()
+        .map(|a| a.target.as_str())
+        .chain([spec.marker.as_str()])
+        .filter_map(attnum)
+        .collect();
+    let fk = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint
+                             WHERE conrelid = $1 AND contype = 'f' AND conkey && $2::int2[])",
+            &[&oid, &target_attnums],
+        )
+        .await
+        .map_err(|source| db(&table, "reading the catalog", source))?;
+    Ok(TableInfo {
+        oid,
+        relfilenode,
+        reltuples,
+        pages,
+        density,
+        target_attnums,
+        fk_on_targets: fk.get(0),
+    })
+}
+
+/// Where the walk stands (from the checkpoint).
+#[derive(Clone, Debug)]
+enum Position {
+    Keyset {
+        last: Option<Vec<String>>,
+    },
+    Ctid {
+        next_page: i64,
+        total_pages: i64,
+        relfilenode: u32,
+    },
+}
+
+/// Operator controls and replication positions, read between batches.
+#[derive(Clone, Debug, Default)]
+struct Controls {
+    paused: bool,
+    max_rows_per_second: Option<f64>,
+    current_lsn: Option<u64>,
+    min_replay_lsn: Option<u64>,
+    replay_lag_seconds: Option<f64>,
+    unmeasured: u32,
+}
+
+impl Controls {
+    fn parse(row: &SimpleQueryRow, lag: bool) -> Controls {
+        let mut c = Controls {
+            paused: row.get(0) == Some("t"),
+            max_rows_per_second: row
+                .get(1)
+                .and_then(|v| v.parse().ok())
+                .filter(|v: &f64| *v > 0.0),
+            ..Controls::default()
+        };
+        if lag {
+            c.current_lsn = row.get(2).and_then(parse_lsn);
+            c.min_replay_lsn = row.get(3).and_then(parse_lsn);
+            c.replay_lag_seconds = row.get(4).and_then(|v| v.parse().ok());
+            c.unmeasured = row.get(5).and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        c
+    }
+}
+
+/// WAL positions this backfill saw, with when, to tell how old the oldest position a standby
+/// has not replayed is. Bounded: old samples are thinned out, never unbounded growth.
+#[derive(Debug, Default)]
+struct LagClock {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+const LAG_SAMPLES_MAX: usize = 4096;
+
+impl LagClock {
+    /// Records `current` and returns the age of the oldest sample the standby has not replayed.
+    fn observe(&mut self, now: Instant, current: u64, replayed: u64) -> Duration {
+        if self.samples.back().is_none_or(|(_, lsn)| *lsn < current) {
+            self.samples.push_back((now, current));
+        }
+        while self
+            .samples
+            .front()
+            .is_some_and(|(_, lsn)| *lsn <= replayed)
+        {
+            self.samples.pop_front();
+        }
+        if self.samples.len() > LAG_SAMPLES_MAX {
+            // Keep the oldest (it defines the lag) and every other one after it.
+            let mut kept = VecDeque::with_capacity(LAG_SAMPLES_MAX / 2 + 1);
+            for (i, s) in self.samples.iter().enumerate() {
+                if i == 0 || i % 2 == 0 {
+                    kept.push_back(*s);
+                }
+            }
+            self.samples = kept;
+        }
+        match self.samples.front() {
+            Some((t, _)) if current > replayed => now.saturating_duration_since(*t),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+struct Runner<'a> {
+    client: &'a Client,
+    state: &'a Ident,
+    migration: &'a str,
+    spec: &'a BackfillSpec,
+    opts: &'a BackfillOptions,
+    info: TableInfo,
+    table: String,
+    bypass: TriggerBypass,
+    histogram: Histogram<u64>,
+    started: Instant,
+    paused: Duration,
+    paused_before: f64,
+    rows_done: u64,
+    rows_updated: u64,
+    rows_this_run: u64,
+    batches: u64,
+    batch_size: u32,
+    lock_retries: u32,
+    lag_clock: LagClock,
+    lag_unmeasured: u32,
+    position: Position,
+}
+
+impl<'a> Runner<'a> {
+    fn new(
+        client: &'a Client,
+        state: &'a Ident,
+        migration: &'a str,
+        spec: &'a BackfillSpec,
+        opts: &'a BackfillOptions,
+        info: TableInfo,
+    ) -> Runner<'a> {
+        let bypass = match opts.bypass {
+            TriggerBypass::Auto if info.fk_on_targets => TriggerBypass::Setting,
+            other => other,
+        };
+        let position = match spec.key {
+            BackfillKey::Columns(_) => Position::Keyset { last: None },
+            BackfillKey::Ctid => Position::Ctid {
+                next_page: 0,
+                total_pages: info.pages,
+                relfilenode: info.relfilenode,
+            },
+        };
+        Runner {
+            client,
+            state,
+            migration,
+            spec,
+            opts,
+            table: spec.table.to_string(),
+            info,
+            bypass,
+            // 1 µs .. 1 h, 3 significant digits: a few tens of kB whatever the table size.
+            histogram: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+            started: Instant::now(),
+            paused: Duration::ZERO,
+            paused_before: 0.0,
+            rows_done: 0,
+            rows_updated: 0,
+            rows_this_run: 0,
+            batches: 0,
+            batch_size: opts.batch_size.unwrap_or(opts.initial_batch_size).max(1),
+            lock_retries: 0,
+            lag_clock: LagClock::default(),
+            lag_unmeasured: 0,
+            position,
+        }
+    }
+
+    fn cp(&self) -> CheckpointKey<'_> {
+        CheckpointKey {
+            state: self.state,
+            migration: self.migration,
+            table: &self.spec.table,
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        let spec = serde_json::to_string(self.spec).unwrap_or_default();
+        format!("{spec} attnums={:?}", self.info.target_attnums)
+    }
+
+    /// Creates or reads the checkpoint. Returns (resumed, already done).
+    async fn checkpoint(&mut self) -> Result<(bool, bool), BackfillError> {
+        let cp = self.cp();
+        let key_columns = match &self.spec.key {
+            BackfillKey::Columns(cols) => format!(
+                "ARRAY[{}]::text[]",
+                cols.iter()
+                    .map(|c| Literal::new(c.as_str()).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            BackfillKey::Ctid => "NULL".to_string(),
+        };
+        let (total_pages, relfilenode) = match &self.spec.key {
+            BackfillKey::Ctid => (
+                self.info.pages.to_string(),
+                self.info.relfilenode.to_string(),
+            ),
+            BackfillKey::Columns(_) => ("NULL".to_string(), "NULL".to_string()),
+        };
+        let estimate = if self.info.reltuples >= 0.0 {
+            format!("{}", self.info.reltuples.round() as i64)
+        } else {
+            "NULL".to_string()
+        };
+        let fingerprint = Literal::new(self.fingerprint());
+        let fresh = format!(
+            "fingerprint = {fingerprint}, key_columns = {key_columns}, last_key = NULL, \
+             last_page = CASE WHEN {total_pages}::bigint IS NULL THEN NULL ELSE 0 END, \
+             total_pages = {total_pages}, relfilenode = {relfilenode}, rows_done = 0, \
+             rows_updated = 0, rows_estimate = {estimate}, batches = 0, batch_size = NULL, \
+             rate = NULL, batch_p50_ms = NULL, batch_p99_ms = NULL, paused_seconds = 0, \
+             pause_reason = NULL, status = 'running', error = NULL, started_at = now(), \
+             updated_at = now(), finished_at = NULL"
+        );
+        let sql = format!(
+            "INSERT INTO {t} (migration, table_schema, table_name, fingerprint, key_columns, \
+             last_page, total_pages, relfilenode, rows_estimate) VALUES ({m}, {s}, {n}, \
+             {fingerprint}, {key_columns}, CASE WHEN {total_pages}::bigint IS NULL THEN NULL ELSE 0 END, \
+             {total_pages}, {relfilenode}, {estimate}) ON CONFLICT (migration, table_schema, table_name) DO NOTHING;\n\
+             UPDATE {t} SET {fresh} WHERE {filter} AND fingerprint <> {fingerprint};\n\
+             SELECT array_to_json(last_key)::text, last_page, total_pages, relfilenode, rows_done, \
+             rows_updated, status, paused_seconds, batches, batch_size FROM {t} WHERE {filter}",
+            t = cp.table(),
+            m = Literal::new(self.migration),
+            s = Literal::new(self.spec.table.schema.as_str()),
+            n = Literal::new(self.spec.table.name.as_str()),
+            filter = cp.filter(),
+        );
+        let messages =
+            self.client
+                .simple_query(&sql)
+                .await
+                .map_err(|source| BackfillError::State {
+                    context: "reading the checkpoint".into(),
+                    source,
+                })?;
+        let row = rows(&messages)
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.protocol("no checkpoint row"))?;
+        let last_key: Option<Vec<String>> = match row.get(0) {
+            Some(json) => Some(
+                serde_json::from_str::<Vec<String>>(json)
+                    .map_err(|e| self.protocol(&format!("checkpoint key {json}: {e}")))?,
+            ),
+            None => None,
+        };
+        let num = |i: usize| -> Option<i64> { row.get(i).and_then(|v| v.parse().ok()) };
+        self.rows_done = num(4).unwrap_or(0).max(0) as u64;
+        self.rows_updated = num(5).unwrap_or(0).max(0) as u64;
+        let status = row.get(6).unwrap_or("running").to_string();
+        self.paused_before = row.get(7).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let batches_before = num(8).unwrap_or(0);
+        if self.opts.batch_size.is_none() {
+            if let Some(b) = num(9).filter(|b| *b > 0) {
+                // Continue at the size the last run had settled on.
+                self.batch_size = b as u32;
+            }
+        }
+        self.position = match &self.spec.key {
+            BackfillKey::Columns(_) => Position::Keyset { last: last_key },
+            BackfillKey::Ctid => Position::Ctid {
+                next_page: num(1).unwrap_or(0),
+                total_pages: num(2).unwrap_or(self.info.pages),
+                relfilenode: num(3).map(|r| r as u32).unwrap_or(self.info.relfilenode),
+            },
+        };
+        Ok((batches_before > 0 || self.rows_done > 0, status == "done"))
+    }
+
+    fn protocol(&self, detail: &str) -> BackfillError {
+        BackfillError::Protocol {
+            table: self.table.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<BackfillOutcome, BackfillError> {
+        let (resumed, already_done) = self.checkpoint().await?;
+        if already_done {
+            let progress = self.progress(ProgressState::Done, 0);
+            on_progress(&progress);
+            return Ok(self.outcome(resumed, true));
+        }
+        let lag = self.opts.max_replication_lag.is_some();
+        let controls_query = controls_sql(self.state, &self.spec.table.schema, lag);
+        let mut controls = self.read_controls(&controls_query, lag).await?;
+        let mut consecutive_lock_failures = 0u32;
+        loop {
+            controls = self
+                .wait_while_paused(controls, &controls_query, lag, on_progress)
+                .await?;
+            self.refresh_after_rewrite().await?;
+            let limit = self.effective_batch_size(&controls);
+            let stats = self.stats(limit);
+            let (sql, ctid_range) = self.batch_sql(limit, &stats);
+            let Some(sql) = sql else {
+                break;
+            };
+            let sql = format!("{sql}{controls_query};");
+            let batch_start = Instant::now();
+            let messages = match self.client.simple_query(&sql).await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    let code = e.code().cloned();
+                    if code == Some(SqlState::INSUFFICIENT_PRIVILEGE)
+                        && self.bypass == TriggerBypass::Auto
+                        && e.as_db_error()
+                            .is_some_and(|d| d.message().contains("session_replication_role"))
+                    {
+                        // Not a superuser: let the trigger's WHEN clause skip instead.
+                        self.bypass = TriggerBypass::Setting;
+                        continue;
+                    }
+                    if matches!(
+                        code,
+                        Some(SqlState::LOCK_NOT_AVAILABLE)
+                            | Some(SqlState::T_R_DEADLOCK_DETECTED)
+                            | Some(SqlState::T_R_SERIALIZATION_FAILURE)
+                    ) {
+                        consecutive_lock_failures += 1;
+                        self.lock_retries += 1;
+                        let message = describe(&e);
+                        if self
+                            .opts
+                            .max_lock_retries
+                            .is_some_and(|max| consecutive_lock_failures > max)
+                        {
+                            self.mark_failed(&message).await;
+                            return Err(BackfillError::LockRetries {
+                                table: self.table.clone(),
+                                attempts: consecutive_lock_failures,
+                                last: message,
+                                rows_done: self.rows_done,
+                            });
+                        }
+                        // Smaller batches hold fewer row locks and meet fewer of the app's.
+                        if self.opts.batch_size.is_none() {
+                            self.batch_size =
+                                (self.batch_size / 2).max(self.opts.min_batch_size.max(1));
+                        }
+                        let backoff = backoff(consecutive_lock_failures);
+                        let progress = self.progress(
+                            ProgressState::LockWait {
+                                attempt: consecutive_lock_failures,
+                                backoff_ms: backoff.as_millis() as u64,
+                                message,
+                            },
+                            limit,
+                        );
+                        on_progress(&progress);
+                        self.set_status("waiting", Some("lock timeout, retrying"))
+                            .await;
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    let error = db(&self.table, "running a batch", e);
+                    self.mark_failed(&error.to_string()).await;
+                    return Err(error);
+                }
+            };
+            let elapsed = batch_start.elapsed();
+            consecutive_lock_failures = 0;
+            if self.bypass == TriggerBypass::Auto {
+                self.bypass = TriggerBypass::ReplicationRole;
+            }
+            let result = rows(&messages);
+            let (batch_row, controls_row) = match result.as_slice() {
+                [batch, controls] => (*batch, *controls),
+                _ => return Err(self.protocol(&format!("{} result rows", result.len()))),
+            };
+            controls = Controls::parse(controls_row, lag);
+            let walked = self.apply_batch(batch_row, ctid_range)?;
+            self.batches += 1;
+            self.rows_this_run += walked;
+            let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
+            if self.opts.batch_size.is_none() {
+                let (lo, hi) = self.bounds(&controls);
+                self.batch_size = adapt(limit, elapsed, self.opts.target_batch_time, lo, hi);
+            }
+            let finished = self.is_finished(walked);
+            let progress = self.progress(ProgressState::Running, limit);
+            on_progress(&progress);
+            if finished {
+                break;
+            }
+            self.throttle(walked, elapsed, &controls).await;
+            if !self.opts.batch_delay.is_zero() {
+                tokio::time::sleep(self.opts.batch_delay).await;
+            }
+        }
+        self.finish().await?;
+        let progress = self.progress(ProgressState::Done, self.batch_size);
+        on_progress(&progress);
+        Ok(self.outcome(resumed, false))
+    }
+
+    /// After a table rewrite (see [`Runner::apply_batch`]): the new page count, and the
+    /// checkpoint back at page 0.
+    async fn refresh_after_rewrite(&mut self) -> Result<(), BackfillError> {
+        let (cp_table, cp_filter) = (self.cp().table(), self.cp().filter());
+        let Position::Ctid {
+            next_page,
+            total_pages,
+            relfilenode,
+        } = &mut self.position
+        else {
+            return Ok(());
+        };
+        if *total_pages >= 0 {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT pg_relation_size({r}) / current_setting('block_size')::bigint, pg_relation_filenode({r})",
+            r = self.spec.table.regclass()
+        );
+        let row = self
+            .client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|source| db(&self.table, "reading the table size", source))?;
+        *total_pages = row.get(0);
+        *relfilenode = row.get::<_, Option<u32>>(1).unwrap_or(*relfilenode);
+        *next_page = 0;
+        let sql = format!(
+            "UPDATE {cp_table} SET last_page = 0, total_pages = {total_pages}, \
+             relfilenode = {relfilenode}, updated_at = now() WHERE {cp_filter}"
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| BackfillError::State {
+                context: "writing the checkpoint".into(),
+                source,
+            })
+    }
+
+    /// The next batch's SQL, or `None` when the walk is over.
+    fn batch_sql(&self, limit: u32, stats: &Stats) -> (Option<String>, Option<(i64, i64)>) {
+        let cp = self.cp();
+        match (&self.position, &self.spec.key) {
+            (Position::Keyset { last }, BackfillKey::Columns(key)) => (
+                Some(keyset_batch_sql(
+                    self.spec,
+                    key,
+                    &cp,
+                    last.as_deref(),
+                    limit,
+                    stats,
+                    self.opts,
+                    self.bypass,
+                )),
+                None,
+            ),
+            (
+                Position::Ctid {
+                    next_page,
+                    total_pages,
+                    ..
+                },
+                _,
+            ) => {
+                if next_page >= total_pages {
+                    return (None, None);
+                }
+                let pages = ((limit as f64 / self.info.density).ceil() as i64).max(1);
+                let to = (next_page + pages).min(*total_pages);
+                (
+                    Some(ctid_batch_sql(
+                        self.spec,
+                        &cp,
+                        *next_page,
+                        to,
+                        stats,
+                        self.opts,
+                        self.bypass,
+                    )),
+                    Some((*next_page, to)),
+                )
+            }
+            // A keyset position with a ctid spec cannot happen: the position follows the key.
+            (Position::Keyset { .. }, BackfillKey::Ctid) => (None, None),
+        }
+    }
+
+    /// Takes a batch's result into the position and counters; returns the rows walked.
+    fn apply_batch(
+        &mut self,
+        row: &SimpleQueryRow,
+        ctid_range: Option<(i64, i64)>,
+    ) -> Result<u64, BackfillError> {
+        let num = |i: usize| -> Option<u64> { row.get(i).and_then(|v| v.parse().ok()) };
+        match &mut self.position {
+            Position::Keyset { last } => {
+                let walked = num(0).ok_or_else(|| protocol(&self.table, "batch row count"))?;
+                let updated = num(1).unwrap_or(0);
+                if num(2) != Some(1) {
+                    return Err(protocol(&self.table, "the checkpoint row is gone"));
+                }
+                if walked > 0 {
+                    let key_len = match &self.spec.key {
+                        BackfillKey::Columns(k) => k.len(),
+                        BackfillKey::Ctid => 0,
+                    };
+                    let mut values = Vec::with_capacity(key_len);
+                    for i in 0..key_len {
+                        values.push(
+                            row.get(3 + i)
+                                .ok_or_else(|| protocol(&self.table, "a NULL key value"))?
+                                .to_string(),
+                        );
+                    }
+                    *last = Some(values);
+                }
+                self.rows_done += walked;
+                self.rows_updated += updated;
+                Ok(walked)
+            }
+            Position::Ctid {
+                next_page,
+                total_pages,
+                relfilenode,
+            } => {
+                let updated = num(0).ok_or_else(|| protocol(&self.table, "batch row count"))?;
+                if num(1) != Some(1) {
+                    return Err(protocol(&self.table, "the checkpoint row is gone"));
+                }
+                let now_filenode = row
+                    .get(2)
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(*relfilenode);
+                if let Some((_, to)) = ctid_range {
+                    *next_page = to;
+                }
+                self.rows_done += updated;
+                self.rows_updated += updated;
+                if now_filenode != *relfilenode {
+                    // The table was rewritten: every ctid changed. Walk it again from the start
+                    // (up to its new size), on the next batch.
+                    *relfilenode = now_filenode;
+                    *next_page = 0;
+                    *total_pages = -1;
+                }
+                Ok(updated)
+            }
+        }
+    }
+
+    fn is_finished(&self, walked: u64) -> bool {
+        match &self.position {
+            Position::Keyset { .. } => walked == 0,
+            Position::Ctid {
+                next_page,
+                total_pages,
+                ..
+            } => *total_pages >= 0 && next_page >= total_pages,
+        }
+    }
+
+    /// Rows for the next batch, within the bounds the throttle allows.
+    fn effective_batch_size(&self, controls: &Controls) -> u32 {
+        match self.opts.batch_size {
+            Some(pinned) => pinned.max(1),
+            None => {
+                let (lo, hi) = self.bounds(controls);
+                self.batch_size.clamp(lo, hi)
+            }
+        }
+    }
+
+    fn rate_limit(&self, controls: &Controls) -> Option<f64> {
+        match (self.opts.max_rows_per_second, controls.max_rows_per_second) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|r| *r > 0.0)
+    }
+
+    /// Adaptive bounds; a rows-per-second ceiling caps a batch at one second's worth.
+    fn bounds(&self, controls: &Controls) -> (u32, u32) {
+        let mut hi = self.opts.max_batch_size.max(1);
+        if let Some(rps) = self.rate_limit(controls) {
+            hi = hi.min((rps.ceil() as u32).max(1));
+        }
+        (self.opts.min_batch_size.max(1).min(hi), hi)
+    }
+
+    async fn throttle(&self, rows: u64, elapsed: Duration, controls: &Controls) {
+        if let Some(rps) = self.rate_limit(controls) {
+            let min = Duration::from_secs_f64(rows as f64 / rps);
+            if min > elapsed {
+                tokio::time::sleep(min - elapsed).await;
+            }
+        }
+    }
+
+    async fn read_controls(&self, sql: &str, lag: bool) -> Result<Controls, BackfillError> {
+        let messages =
+            self.client
+                .simple_query(sql)
+                .await
+                .map_err(|source| BackfillError::State {
+                    context: "reading controls".into(),
+                    source,
+                })?;
+        let rows = rows(&messages);
+        let row = rows
+            .first()
+            .ok_or_else(|| self.protocol("no controls row"))?;
+        Ok(Controls::parse(row, lag))
+    }
+
+    /// Why the backfill must wait now, if it must.
+    fn pause_reason(&mut self, controls: &Controls) -> Option<PauseReason> {
+        self.lag_unmeasured = controls.unmeasured;
+        if controls.paused {
+            return Some(PauseReason::Operator);
+        }
+        let ceiling = self.opts.max_replication_lag?;
+        let (current, replayed) = (controls.current_lsn?, controls.min_replay_lsn?);
+        let lag_bytes = current.saturating_sub(replayed);
+        let age = self.lag_clock.observe(Instant::now(), current, replayed);
+        let lag_seconds = age
+            .as_secs_f64()
+            .max(controls.replay_lag_seconds.unwrap_or(0.0));
+        let over = match ceiling {
+            LagCeiling::Bytes(max) => lag_bytes > max,
+            LagCeiling::Time(max) => lag_seconds > max.as_secs_f64(),
+        };
+        over.then_some(PauseReason::ReplicationLag {
+            lag_bytes: Some(lag_bytes),
+            lag_seconds: Some(lag_seconds),
+        })
+    }
+
+    async fn wait_while_paused(
+        &mut self,
+        mut controls: Controls,
+        sql: &str,
+        lag: bool,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<Controls, BackfillError> {
+        let mut last_reason: Option<PauseReason> = None;
+        while let Some(reason) = self.pause_reason(&controls) {
+            let since = Instant::now();
+            let changed = last_reason.as_ref().map(std::mem::discriminant)
+                != Some(std::mem::discriminant(&reason));
+            let progress = self.progress(ProgressState::Paused(reason.clone()), self.batch_size);
+            if changed {
+                on_progress(&progress);
+            }
+            self.set_status("paused", Some(&reason.describe())).await;
+            last_reason = Some(reason);
+            tokio::time::sleep(self.opts.poll_interval).await;
+            self.paused += since.elapsed();
+            controls = self.read_controls(sql, lag).await?;
+        }
+        if last_reason.is_some() {
+            let progress = self.progress(ProgressState::Running, self.batch_size);
+            on_progress(&progress);
+        }
+        Ok(controls)
+    }
+
+    /// Best effort: status for `pgbaton status` while not running batches.
+    async fn set_status(&self, status: &str, reason: Option<&str>) {
+        let sql = format!(
+            "UPDATE {} SET status = {}, pause_reason = {}, paused_seconds = {}, updated_at = now() WHERE {}",
+            self.cp().table(),
+            Literal::new(status),
+            reason.map(|r| Literal::new(r).to_string()).unwrap_or_else(|| "NULL".into()),
+            finite(self.paused_before + self.paused.as_secs_f64()),
+            self.cp().filter()
+        );
+        let _ = self.client.batch_execute(&sql).await;
+    }
+
+    async fn mark_failed(&self, message: &str) {
+        let sql = format!(
+            "UPDATE {} SET status = 'failed', error = {}, updated_at = now() WHERE {}",
+            self.cp().table(),
+            Literal::new(message),
+            self.cp().filter()
+        );
+        let _ = self.client.batch_execute(&sql).await;
+    }
+
+    async fn finish(&mut self) -> Result<(), BackfillError> {
+        let stats = self.stats(self.batch_size);
+        let sql = format!(
+            "UPDATE {} SET status = 'done', finished_at = now(), updated_at = now(), \
+             rate = {}, batch_p50_ms = {}, batch_p99_ms = {}, paused_seconds = {}, \
+             pause_reason = NULL, error = NULL{} WHERE {}",
+            self.cp().table(),
+            finite(stats.rate),
+            finite(stats.p50_ms),
+            finite(stats.p99_ms),
+            finite(stats.paused_seconds),
+            match &self.position {
+                Position::Ctid { total_pages, .. } => format!(", last_page = {total_pages}"),
+                Position::Keyset { .. } => String::new(),
+            },
+            self.cp().filter()
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| BackfillError::State {
+                context: "marking the backfill done".into(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    fn stats(&self, batch_size: u32) -> Stats {
+        Stats {
+            batch_size,
+            rate: self.rate(),
+            p50_ms: self.quantile_ms(0.5),
+            p99_ms: self.quantile_ms(0.99),
+            paused_seconds: self.paused_before + self.paused.as_secs_f64(),
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        let active = self
+            .started
+            .elapsed()
+            .saturating_sub(self.paused)
+            .as_secs_f64();
+        if active > 0.0 {
+            self.rows_this_run as f64 / active
+        } else {
+            0.0
+        }
+    }
+
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.histogram.is_empty() {
+            0.0
+        } else {
+            self.histogram.value_at_quantile(q) as f64 / 1000.0
+        }
+    }
+
+    fn progress(&self, state: ProgressState, batch_size: u32) -> Progress {
+        let done = state == ProgressState::Done;
+        let rows_estimate = (self.info.reltuples > 0.0).then(|| self.info.reltuples.round() as u64);
+        let fraction = match &self.position {
+            Position::Ctid {
+                next_page,
+                total_pages,
+                ..
+            } => estimate_fraction(
+                done,
+                self.rows_done,
+                rows_estimate,
+                Some(*next_page),
+                Some(*total_pages),
+            ),
+            Position::Keyset { .. } => {
+                estimate_fraction(done, self.rows_done, rows_estimate, None, None)
+            }
+        };
+        let rate = self.rate();
+        Progress {
+            table: self.table.clone(),
+            state,
+            rows_done: self.rows_done,
+            rows_updated: self.rows_updated,
+            rows_estimate,
+            fraction,
+            rate,
+            eta_seconds: eta(done, fraction, self.rows_done, rows_estimate, Some(rate)),
+            batch_size,
+            batches: self.batches,
+            batch_p50_ms: self.quantile_ms(0.5),
+            batch_p99_ms: self.quantile_ms(0.99),
+            paused_seconds: self.paused_before + self.paused.as_secs_f64(),
+            elapsed_seconds: self.started.elapsed().as_secs_f64(),
+            lag_unmeasured: self.lag_unmeasured,
+        }
+    }
+
+    fn outcome(&self, resumed: bool, already_done: bool) -> BackfillOutcome {
+        BackfillOutcome {
+            rows_done: self.rows_done,
+            rows_updated: self.rows_updated,
+            batches: self.batches,
+            elapsed: self.started.elapsed(),
+            paused: self.paused,
+            resumed,
+            already_done,
+            bypass: self.bypass,
+            lock_retries: self.lock_retries,
+            batch_p50_ms: self.quantile_ms(0.5),
+            batch_p99_ms: self.quantile_ms(0.99),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: up to 50 ms × 2^attempt, at most 5 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = (50u64 << attempt.min(10)).min(5_000);
+    Duration::from_millis(rand::rng().random_range(cap / 4..=cap))
+}
+
+/// The data rows of a simple-query reply, in order.
+fn rows(messages: &[SimpleQueryMessage]) -> Vec<&SimpleQueryRow> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ident::RawSql;
+    use crate::step::Assignment;
+
+    fn spec(key: BackfillKey, scope: Vec<(&str, &str)>) -> BackfillSpec {
+        BackfillSpec {
+            table: QualName::new("public", "users"),
+            key,
+            scope: scope
+                .into_iter()
+                .map(|(a, b)| (Ident::new(a), Ident::new(b)))
+                .collect(),
+            assignments: vec![Assignment {
+                target: Ident::new("_pgbaton_new_email"),
+                expr: RawSql::new("lower(email)"),
+            }],
+            marker: Ident::new("_pgbaton_touched"),
+        }
+    }
+
+    #[test]
+    fn identity_scope_sets_directly() {
+        let s = spec(BackfillKey::Ctid, vec![("email", "email")]);
+        assert_eq!(set_list(&s), "\"_pgbaton_new_email\" = (lower(email))");
+    }
+
+    #[test]
+    fn renamed_scope_uses_a_row() {
+        let s = spec(BackfillKey::Ctid, vec![("email", "mail")]);
+        assert_eq!(
+            set_list(&s),
+            "\"_pgbaton_new_email\" = (SELECT (lower(email)) FROM (SELECT \"public\".\"users\".\"mail\" AS \"email\") AS _pgbaton_scope)"
+        );
+    }
+
+    #[test]
+    fn keyset_sql_bounds_the_update_by_the_key_range() {
+        let s = spec(
+            BackfillKey::Columns(vec![Ident::new("a"), Ident::new("b")]),
+            vec![],
+        );
+        let state = Ident::new("pgbaton");
+        let cp = CheckpointKey {
+            state: &state,
+            migration: "m1",
+            table: &s.table,
+        };
+        let last = vec!["1".to_string(), "it's".to_string()];
+        let sql = keyset_batch_sql(
+            &s,
+            &[Ident::new("a"), Ident::new("b")],
+            &cp,
+            Some(&last),
+            500,
+            &Stats::default(),
+            &BackfillOptions::default(),
+            TriggerBypass::Setting,
+        );
+        assert!(sql.starts_with(
+            "BEGIN ISOLATION LEVEL READ COMMITTED;\nSET LOCAL lock_timeout = '500ms';"
+        ));
+        assert!(sql.contains("SET LOCAL pgbaton.backfill = 'on';"));
+        assert!(sql
+            .contains("(\"public\".\"users\".\"a\", \"public\".\"users\".\"b\") > ('1', 'it''s')"));
+        assert!(
+            sql.contains("<= ((SELECT \"a\" FROM _pgbaton_end), (SELECT \"b\" FROM _pgbaton_end))")
+        );
+        assert!(sql.contains("\"public\".\"users\".\"_pgbaton_touched\" IS NOT TRUE"));
+        assert!(sql.contains("LIMIT 500"));
+        assert!(sql.trim_end().ends_with("COMMIT;"));
+    }
+
+    #[test]
+    fn ctid_sql_is_a_tid_range() {
+        let s = spec(BackfillKey::Ctid, vec![]);
+        let state = Ident::new("pgbaton");
+        let cp = CheckpointKey {
+            state: &state,
+            migration: "m1",
+            table: &s.table,
+        };
+        let sql = ctid_batch_sql(
+            &s,
+            &cp,
+            10,
+            20,
+            &Stats::default(),
+            &BackfillOptions::default(),
+            TriggerBypass::Auto,
+        );
+        assert!(sql.contains("ctid >= '(10,0)'::tid AND \"public\".\"users\".ctid < '(20,0)'::tid"));
+        assert!(sql.contains("SET LOCAL session_replication_role = replica;"));
+        assert!(sql.contains("last_page = 20"));
+    }
+
+    #[test]
+    fn batch_size_adapts_smoothly() {
+        let t = Duration::from_millis(100);
+        assert_eq!(
+            adapt(10_000, Duration::from_millis(50), t, 1_000, 200_000),
+            15_000
+        );
+        assert_eq!(
+            adapt(10_000, Duration::from_millis(400), t, 1_000, 200_000),
+            5_000
+        );
+        assert_eq!(
+            adapt(10_000, Duration::from_millis(100), t, 1_000, 200_000),
+            10_000
+        );
+        assert_eq!(
+            adapt(190_000, Duration::from_millis(1), t, 1_000, 200_000),
+            200_000
+        );
+        assert_eq!(
+            adapt(1_000, Duration::from_secs(5), t, 1_000, 200_000),
+            1_000
+        );
+    }
+
+    #[test]
+    fn lag_ceilings_parse() {
+        assert_eq!(
+            "30s".parse::<LagCeiling>(),
+            Ok(LagCeiling::Time(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            "500ms".parse::<LagCeiling>(),
+            Ok(LagCeiling::Time(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            "64MB".parse::<LagCeiling>(),
+            Ok(LagCeiling::Bytes(64 << 20))
+        );
+        assert_eq!("1kB".parse::<LagCeiling>(), Ok(LagCeiling::Bytes(1024)));
+        assert!("fast".parse::<LagCeiling>().is_err());
+        assert!("3 parsecs".parse::<LagCeiling>().is_err());
+    }
+
+    #[test]
+    fn lsns_parse() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374D848));
+        assert_eq!(parse_lsn("junk"), None);
+    }
+
+    #[test]
+    fn lag_clock_ages_the_oldest_unreplayed_position() {
+        let mut clock = LagClock::default();
+        let t0 = Instant::now();
+        assert_eq!(clock.observe(t0, 100, 100), Duration::ZERO);
+        assert_eq!(
+            clock.observe(t0 + Duration::from_secs(1), 200, 100),
+            Duration::ZERO
+        );
+        // Replay stands still at 100: the position 200 was seen 1 s ago... and ages.
+        assert_eq!(
+            clock.observe(t0 + Duration::from_secs(3), 300, 100),
+            Duration::from_secs(2)
+        );
+        // Replay reaches 250: the oldest unreplayed is 300, seen at t0+3.
+        assert_eq!(
+            clock.observe(t0 + Duration::from_secs(4), 300, 250),
+            Duration::from_secs(1)
+        );
+        // Caught up.
+        assert_eq!(
+            clock.observe(t0 + Duration::from_secs(5), 300, 300),
+            Duration::ZERO
+        );
+        for i in 0..10_000u64 {
+            clock.observe(t0 + Duration::from_millis(6000 + i), 400 + i, 300);
+        }
+        assert!(clock.samples.len() <= LAG_SAMPLES_MAX);
+    }
+
+    #[test]
+    fn fraction_and_eta() {
+        assert_eq!(
+            estimate_fraction(false, 50, Some(100), None, None),
+            Some(0.5)
+        );
+        assert_eq!(
+            estimate_fraction(false, 500, Some(100), None, None),
+            Some(0.999)
+        );
+        assert_eq!(
+            estimate_fraction(false, 0, None, Some(25), Some(100)),
+            Some(0.25)
+        );
+        assert_eq!(estimate_fraction(true, 0, None, None, None), Some(1.0));
+        assert_eq!(eta(false, Some(0.5), 50, Some(100), Some(10.0)), Some(5.0));
+        assert_eq!(eta(false, Some(0.5), 50, None, Some(10.0)), Some(5.0));
+        assert_eq!(eta(false, None, 50, None, Some(10.0)), None);
+    }
+}

@@ -221,3 +221,68 @@ pub async fn schema_usage_grantees(client: &Client, schema: &str) -> Result<Vec<
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// Answers planning probes by asking PostgreSQL itself, in a transaction that is rolled back:
+/// nothing is left behind. A probe whose SQL fails (e.g. an unknown type) is answered with the
+/// conservative `true`; the real error surfaces when the step runs, or in validation.
+pub async fn probe(client: &Client, probes: &[crate::plan::Probe]) -> Result<Vec<(crate::plan::Probe, bool)>> {
+    use crate::plan::Probe;
+    let mut answers = Vec::new();
+    for p in probes {
+        client.batch_execute("BEGIN").await?;
+        let answer = match p {
+            Probe::DefaultIsVolatile { type_name, expr } => {
+                let sql = format!(
+                    "CREATE TEMP TABLE _pgbaton_probe (k int) ON COMMIT DROP;
+                     INSERT INTO _pgbaton_probe VALUES (1);
+                     ALTER TABLE _pgbaton_probe ADD COLUMN c {type_name} DEFAULT {expr}"
+                );
+                match client.batch_execute(&sql).await {
+                    Ok(()) => {
+                        let row = client
+                            .query_one(
+                                "SELECT atthasmissing FROM pg_attribute
+                                  WHERE attrelid = 'pg_temp._pgbaton_probe'::regclass AND attname = 'c'",
+                                &[],
+                            )
+                            .await?;
+                        !row.get::<_, bool>(0)
+                    }
+                    Err(_) => true,
+                }
+            }
+            Probe::TypeChangeRewrites { from, to } => {
+                let setup = format!("CREATE TEMP TABLE _pgbaton_probe (c {from}) ON COMMIT DROP");
+                match client.batch_execute(&setup).await {
+                    Ok(()) => {
+                        // An index too, when the type has a default btree opclass, so an index
+                        // rebuild counts as a rewrite.
+                        let _ = client.batch_execute("SAVEPOINT idx").await;
+                        if client.batch_execute("CREATE INDEX ON _pgbaton_probe (c)").await.is_err() {
+                            client.batch_execute("ROLLBACK TO SAVEPOINT idx").await?;
+                        }
+                        let files = "SELECT array_agg(relfilenode::bigint ORDER BY oid) FROM pg_class
+                                      WHERE oid = 'pg_temp._pgbaton_probe'::regclass
+                                         OR oid IN (SELECT indexrelid FROM pg_index
+                                                     WHERE indrelid = 'pg_temp._pgbaton_probe'::regclass)";
+                        let before: Vec<i64> = client.query_one(files, &[]).await?.get(0);
+                        match client
+                            .batch_execute(&format!("ALTER TABLE _pgbaton_probe ALTER COLUMN c TYPE {to}"))
+                            .await
+                        {
+                            Ok(()) => {
+                                let after: Vec<i64> = client.query_one(files, &[]).await?.get(0);
+                                before != after
+                            }
+                            Err(_) => true,
+                        }
+                    }
+                    Err(_) => true,
+                }
+            }
+        };
+        client.batch_execute("ROLLBACK").await?;
+        answers.push((p.clone(), answer));
+    }
+    Ok(answers)
+}

@@ -66,6 +66,9 @@ pub enum Error {
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
 
+    #[error(transparent)]
+    Workload(#[from] crate::workload::WorkloadError),
+
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 

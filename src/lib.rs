@@ -12,6 +12,7 @@
 
 pub mod backfill;
 pub mod catalog;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `pgbaton` binary: a thin shell over the library's CLI module.
+
+fn main() -> std::process::ExitCode {
+    pgbaton::cli::main()
+}

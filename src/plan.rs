@@ -28,6 +28,23 @@ pub trait Operation {
     fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError>;
 }
 
+/// A question about the server that planning needs answered (planning itself does no I/O: the
+/// migrator answers them with [`crate::catalog::probe`] and plans again).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Probe {
+    /// Would `ADD COLUMN c <type> DEFAULT <expr>` rewrite the table (a volatile default)? Decided
+    /// the way PostgreSQL decides it: whether the added column gets a "missing" fast default.
+    DefaultIsVolatile { type_name: String, expr: String },
+    /// Would `ALTER COLUMN TYPE <to>` of a `<from>` column rewrite the table or its indexes?
+    TypeChangeRewrites { from: String, to: String },
+}
+
+/// Answers to probes.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub answers: BTreeMap<Probe, bool>,
+}
+
 /// Facts about the migration that operations need.
 #[derive(Clone, Debug)]
 pub struct PlanContext {
@@ -39,11 +56,36 @@ pub struct PlanContext {
     /// The version schema of the migration before, if it still exists.
     pub previous_version_schema: Option<Ident>,
     pub server_version_num: i32,
+    /// Answers to probes, filled in by the migrator.
+    pub facts: Facts,
+    /// Probes asked during planning that `facts` could not answer.
+    pub missing: std::cell::RefCell<std::collections::BTreeSet<Probe>>,
 }
 
 impl PlanContext {
     pub fn qualify(&self, physical: &Ident) -> QualName {
         QualName::new(self.schema.clone(), physical.clone())
+    }
+
+    /// The answer to `probe`, or `conservative` (recording the probe) when it is not known yet.
+    pub fn ask(&self, probe: Probe, conservative: bool) -> bool {
+        match self.facts.answers.get(&probe) {
+            Some(answer) => *answer,
+            None => {
+                self.missing.borrow_mut().insert(probe);
+                conservative
+            }
+        }
+    }
+
+    /// Whether a column default is volatile (adding it would rewrite the table).
+    pub fn default_is_volatile(&self, type_name: &str, expr: &str) -> bool {
+        self.ask(Probe::DefaultIsVolatile { type_name: type_name.into(), expr: expr.into() }, true)
+    }
+
+    /// Whether changing a column's type from `from` to `to` rewrites the table or an index.
+    pub fn type_change_rewrites(&self, from: &str, to: &str) -> bool {
+        self.ask(Probe::TypeChangeRewrites { from: from.into(), to: to.into() }, true)
     }
 }
 
@@ -298,4 +340,43 @@ impl PlanBuilder {
         }
         Plan { start, complete, rollback }
     }
+}
+
+/// Validates and plans a whole migration against `schema` (the live catalog, as the previous
+/// version sees it). Returns the plan and the schema as the new version sees it.
+pub fn plan_migration(
+    migration: &crate::format::Migration,
+    mut schema: Schema,
+    ctx: &PlanContext,
+) -> Result<(Plan, Schema), crate::error::Error> {
+    let mut builder = PlanBuilder::new();
+    for (index, op) in migration.operations.iter().enumerate() {
+        let operation = op.operation();
+        let located = |source: PlanError| crate::error::Error::Invalid {
+            file: migration.file.clone(),
+            line: migration.op_lines.get(index).copied().flatten(),
+            index,
+            kind: operation.kind(),
+            source,
+        };
+        operation.validate(&schema, ctx).map_err(located)?;
+        operation.start(&schema, ctx, &mut builder).map_err(located)?;
+        operation.complete(&schema, ctx, &mut builder).map_err(located)?;
+        operation.rollback(&schema, ctx, &mut builder).map_err(located)?;
+        builder.end_operation();
+        operation.apply(&mut schema, ctx).map_err(located)?;
+    }
+    let version_steps = crate::views::create_version_steps(&schema, ctx);
+    let drop_previous = ctx
+        .previous_version_schema
+        .as_ref()
+        .map(crate::views::drop_version_steps)
+        .unwrap_or_default();
+    let drop_version = crate::views::drop_version_steps(&ctx.version_schema);
+    let plan = builder.finish(version_steps, drop_previous, drop_version);
+    let violations = plan.lock_violations();
+    if !violations.is_empty() {
+        return Err(crate::error::Error::UnsafePlan(violations.join("; ")));
+    }
+    Ok((plan, schema))
 }

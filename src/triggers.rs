@@ -1,10 +1,61 @@
 //! Dual-write triggers: while a migration is active, a write through either version keeps both
 //! physical columns right. `up` runs for writers of the old version, `down` for writers of the new.
 //! This module only renders SQL from a [`TriggerSpec`]; the executor runs it as a step.
+//!
+//! # What the trigger does
+//!
+//! One `BEFORE INSERT OR UPDATE ... FOR EACH ROW` trigger per table, named [`TRIGGER_NAME`], runs
+//! a PL/pgSQL function named `_pgbaton_dw_<table>` in the table's schema. For each row it:
+//!
+//! 1. decides the writer's version: `coalesce(nullif(current_setting('pgbaton.version', true), ''),
+//!    current_schema())` — the transaction's `SET LOCAL pgbaton.version` (works behind a pooler in
+//!    transaction mode), else the first existing schema of the effective search path. The writer
+//!    is the new version when that is the version schema or the migration name; anything else
+//!    (the base schema, an older version schema) is the old version. The `search_path` string is
+//!    never matched as a whole.
+//! 2. keeps the other version's columns right:
+//!    - old-version writer: `NEW.<new_column> := (up)`, with `up` evaluated over variables named
+//!      as the old version names its columns (so `up` is written exactly as in the migration file);
+//!    - new-version writer: `NEW.<old_column> := (down)` for the rules that have a `down`, over the
+//!      new version's names.
+//! 3. sets the marker column (`_pgbaton_touched`) to true, so the backfill skips the row and never
+//!    overwrites a value a live write produced.
+//!
+//! Which rows get recomputed, precisely (each case is a test in `tests/triggers.rs`):
+//! - INSERT: every rule of the writer's direction.
+//! - UPDATE of a row no live write has touched yet (marker not true): its old columns are the
+//!   truth (its new columns may not be backfilled yet). An old-version writer recomputes every new
+//!   column; a new-version writer derives each new column it did not set from `up`, and computes
+//!   `down` for each one it did set.
+//! - UPDATE of a touched row (both sides are right): only when a column the writer's version sees
+//!   changed (compared by binary image, `*<>`, so types without `=` such as `json` work), and then
+//!   only the columns whose `up` (or `down`) result changed: `up(NEW)` is compared with `up(OLD)`.
+//!   A no-op update, or an update of an unrelated column, never clobbers a value the other
+//!   version wrote (`up(down(x))` need not be `x`).
+//!
+//! The trigger has a `WHEN (current_setting('pgbaton.backfill', true) IS DISTINCT FROM 'on')`
+//! clause, evaluated by the executor without entering PL/pgSQL: the backfill sets that setting
+//! when it cannot use `session_replication_role = replica` (which skips the trigger entirely).
+//! User triggers keep working; the names here start with `_pgbaton_`, a prefix users do not use.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ident::{Ident, QualName, RawSql};
+use crate::ident::{Ident, Literal, QualName, RawSql};
+use crate::step::{LockLevel, Step, Work};
+
+/// The name of the dual-write trigger on every table that has one.
+pub const TRIGGER_NAME: &str = "_pgbaton_dual_write";
+/// Prefix of the trigger function's name (`_pgbaton_dw_<table>`, in the table's schema).
+pub const FUNCTION_PREFIX: &str = "_pgbaton_dw_";
+/// `SET LOCAL pgbaton.version = '<version schema or migration name>'` picks the writer's version
+/// for one transaction.
+pub const VERSION_SETTING: &str = "pgbaton.version";
+/// Set to `on` by the backfill (when it cannot use `session_replication_role`): the trigger's
+/// `WHEN` clause then skips the row without calling the function.
+pub const BACKFILL_SETTING: &str = "pgbaton.backfill";
 
 /// Everything needed to render one table's dual-write trigger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,15 +87,488 @@ pub struct DualWriteRule {
     pub down: Option<RawSql>,
 }
 
+impl DualWriteRule {
+    /// The old column and `down`, when the rule writes the old column for new-version writers.
+    fn down_pair(&self) -> Option<(&Ident, &RawSql)> {
+        match (&self.old_column, &self.down) {
+            (Some(column), Some(down)) if !down.is_empty() => Some((column, down)),
+            _ => None,
+        }
+    }
+}
+
+/// The trigger function of `spec`'s table: `"<schema>"."_pgbaton_dw_<table>"`.
+pub fn function_name(spec: &TriggerSpec) -> QualName {
+    QualName::new(
+        spec.table.schema.clone(),
+        Ident::derived(FUNCTION_PREFIX, spec.table.name.as_str()),
+    )
+}
+
 /// The step that installs the table's marker column, trigger function and trigger, in one
-/// transaction.
-pub fn install_step(spec: &TriggerSpec) -> crate::step::Step {
-    let _ = spec;
-    todo!("triggers::install_step")
+/// transaction. Idempotent: running it twice leaves one trigger.
+pub fn install_step(spec: &TriggerSpec) -> Step {
+    let table = &spec.table;
+    Step::transaction(
+        format!("install dual-write trigger on {table}"),
+        Some(table.clone()),
+        LockLevel::AccessExclusive,
+        Work::Catalog,
+        vec![
+            // A constant default is catalog-only (PG11+): no rewrite, existing rows read false.
+            format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} boolean DEFAULT false",
+                spec.marker
+            ),
+            function_sql(spec),
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {table}",
+                Ident::new(TRIGGER_NAME)
+            ),
+            trigger_sql(spec),
+        ],
+    )
 }
 
 /// Statements that remove the table's trigger and trigger function (idempotent).
 pub fn drop_sql(spec: &TriggerSpec) -> Vec<String> {
-    let _ = spec;
-    todo!("triggers::drop_sql")
+    vec![
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {}",
+            Ident::new(TRIGGER_NAME),
+            spec.table
+        ),
+        format!("DROP FUNCTION IF EXISTS {}()", function_name(spec)),
+    ]
+}
+
+/// `CREATE TRIGGER ...` for the table (after `DROP TRIGGER IF EXISTS`).
+pub fn trigger_sql(spec: &TriggerSpec) -> String {
+    format!(
+        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW \
+         WHEN (current_setting({}, true) IS DISTINCT FROM 'on') EXECUTE FUNCTION {}()",
+        Ident::new(TRIGGER_NAME),
+        spec.table,
+        Literal::new(BACKFILL_SETTING),
+        function_name(spec),
+    )
+}
+
+/// Names for the function's own variables that no scope name shadows.
+struct Locals {
+    version: Ident,
+    untouched: Ident,
+    new_row: Ident,
+    old_row: Ident,
+}
+
+impl Locals {
+    fn new(spec: &TriggerSpec) -> Locals {
+        let mut taken: BTreeSet<String> = spec
+            .old_scope
+            .iter()
+            .chain(&spec.new_scope)
+            .map(|(name, _)| name.as_str().to_lowercase())
+            .collect();
+        let mut fresh = |base: &str| {
+            let mut name = base.to_string();
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            taken.insert(name.clone());
+            Ident::new(name)
+        };
+        Locals {
+            version: fresh("_pgbaton_version"),
+            untouched: fresh("_pgbaton_untouched"),
+            new_row: fresh("_pgbaton_new_row"),
+            old_row: fresh("_pgbaton_old_row"),
+        }
+    }
+
+    /// Per-rule variables: the result of an expression before and after the write, and whether
+    /// the writer set the new column itself.
+    fn rule(&self, kind: &str, index: usize) -> Ident {
+        // Scope names never start with `_pgbaton_r`, so these need no uniqueness check beyond
+        // the prefix (they are not user column names; new physical columns are `_pgbaton_new_`).
+        Ident::new(format!("_pgbaton_r{index}_{kind}"))
+    }
+}
+
+/// `CREATE OR REPLACE FUNCTION ...`: the trigger function (see the module documentation).
+pub fn function_sql(spec: &TriggerSpec) -> String {
+    let l = Locals::new(spec);
+    let table = &spec.table;
+    let n = &l.new_row;
+    let o = &l.old_row;
+    let marker = &spec.marker;
+    let mut body = String::new();
+
+    // Declarations. `use_column` gives `up`/`down` the scoping of the backfill's SQL, where a
+    // column of a table inside a sub-query wins over an outer name.
+    body.push_str("#variable_conflict use_column\nDECLARE\n");
+    let _ = writeln!(
+        body,
+        "  {} text := coalesce(nullif(current_setting({}, true), ''), current_schema());",
+        l.version,
+        Literal::new(VERSION_SETTING)
+    );
+    let _ = writeln!(body, "  {} boolean;", l.untouched);
+    let _ = writeln!(body, "  {n} ALIAS FOR new;");
+    let _ = writeln!(body, "  {o} ALIAS FOR old;");
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let _ = writeln!(
+            body,
+            "  {} {}%TYPE;",
+            l.rule("up_before", i),
+            column_type(table, &rule.new_column)
+        );
+        let _ = writeln!(
+            body,
+            "  {} {}%TYPE;",
+            l.rule("up_after", i),
+            column_type(table, &rule.new_column)
+        );
+        let _ = writeln!(body, "  {} boolean;", l.rule("set", i));
+        if let Some((old_column, _)) = rule.down_pair() {
+            let _ = writeln!(
+                body,
+                "  {} {}%TYPE;",
+                l.rule("down_before", i),
+                column_type(table, old_column)
+            );
+            let _ = writeln!(
+                body,
+                "  {} {}%TYPE;",
+                l.rule("down_after", i),
+                column_type(table, old_column)
+            );
+        }
+    }
+    body.push_str("BEGIN\n");
+    let _ = writeln!(
+        body,
+        "  IF TG_OP = 'INSERT' THEN\n    {u} := true;\n  ELSE\n    {u} := {o}.{marker} IS NOT TRUE;\n  END IF;",
+        u = l.untouched
+    );
+
+    let mut names = vec![Literal::new(spec.version_schema.as_str())];
+    if spec.migration != spec.version_schema.as_str() {
+        names.push(Literal::new(spec.migration.as_str()));
+    }
+    let is_new = names
+        .iter()
+        .map(|name| format!("{} = {name}", l.version))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let _ = writeln!(body, "  IF {is_new} THEN");
+    new_writer(&mut body, spec, &l);
+    body.push_str("  ELSE\n");
+    old_writer(&mut body, spec, &l);
+    body.push_str("  END IF;\n");
+    let _ = writeln!(body, "  {n}.{marker} := true;\n  RETURN {n};\nEND");
+
+    let function = function_name(spec);
+    let tag = dollar_tag(&body);
+    format!(
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n{body}{tag}"
+    )
+}
+
+/// A writer of the old version: `NEW.<new_column> := (up)`.
+fn old_writer(body: &mut String, spec: &TriggerSpec, l: &Locals) {
+    let (n, o) = (&l.new_row, &l.old_row);
+    if spec.rules.is_empty() {
+        return;
+    }
+    // A row no live write touched (or a new row): every new column is computed.
+    let _ = writeln!(body, "    IF {} THEN", l.untouched);
+    scoped(body, 6, spec, &spec.old_scope, n, |body, pad| {
+        for rule in &spec.rules {
+            let _ = writeln!(body, "{pad}{n}.{} := ({});", rule.new_column, rule.up);
+        }
+    });
+    // A touched row: only the columns whose `up` changed because of this write.
+    let _ = writeln!(body, "    ELSIF {} THEN", changed(&spec.old_scope, n, o));
+    scoped(body, 6, spec, &spec.old_scope, o, |body, pad| {
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let _ = writeln!(body, "{pad}{} := ({});", l.rule("up_before", i), rule.up);
+        }
+    });
+    scoped(body, 6, spec, &spec.old_scope, n, |body, pad| {
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let (before, after) = (l.rule("up_before", i), l.rule("up_after", i));
+            let _ = writeln!(body, "{pad}{after} := ({});", rule.up);
+            let _ = writeln!(
+                body,
+                "{pad}IF ROW({after})::record *<> ROW({before})::record THEN\n{pad}  {n}.{} := {after};\n{pad}END IF;",
+                rule.new_column
+            );
+        }
+    });
+    body.push_str("    END IF;\n");
+}
+
+/// A writer of the new version: `NEW.<old_column> := (down)`.
+fn new_writer(body: &mut String, spec: &TriggerSpec, l: &Locals) {
+    let (n, o) = (&l.new_row, &l.old_row);
+    let downs: Vec<(usize, &Ident, &RawSql)> = spec
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.down_pair().map(|(c, d)| (i, c, d)))
+        .collect();
+    if spec.rules.is_empty() {
+        return;
+    }
+    // INSERT: the new version wrote every column it sees.
+    body.push_str("    IF TG_OP = 'INSERT' THEN\n");
+    if downs.is_empty() {
+        body.push_str("      NULL;\n");
+    }
+    scoped_if(
+        body,
+        6,
+        spec,
+        &spec.new_scope,
+        n,
+        !downs.is_empty(),
+        |body, pad| {
+            for (_, column, down) in &downs {
+                let _ = writeln!(body, "{pad}{n}.{column} := ({down});");
+            }
+        },
+    );
+    // UPDATE of an untouched row: the old columns are the truth. New columns the writer did
+    // not set are derived from them (they may not be backfilled yet); for the ones it set, the
+    // old column follows through `down`.
+    let _ = writeln!(body, "    ELSIF {} THEN", l.untouched);
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let _ = writeln!(
+            body,
+            "      {} := ROW({n}.{c})::record *<> ROW({o}.{c})::record;",
+            l.rule("set", i),
+            c = rule.new_column
+        );
+    }
+    scoped(body, 6, spec, &spec.old_scope, n, |body, pad| {
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let _ = writeln!(
+                body,
+                "{pad}IF NOT {} THEN\n{pad}  {n}.{} := ({});\n{pad}END IF;",
+                l.rule("set", i),
+                rule.new_column,
+                rule.up
+            );
+        }
+    });
+    scoped_if(
+        body,
+        6,
+        spec,
+        &spec.new_scope,
+        n,
+        !downs.is_empty(),
+        |body, pad| {
+            for (i, column, down) in &downs {
+                let _ = writeln!(
+                    body,
+                    "{pad}IF {} THEN\n{pad}  {n}.{column} := ({down});\n{pad}END IF;",
+                    l.rule("set", *i)
+                );
+            }
+        },
+    );
+    // UPDATE of a touched row: only the old columns whose `down` changed because of this write.
+    if !downs.is_empty() {
+        let _ = writeln!(body, "    ELSIF {} THEN", changed(&spec.new_scope, n, o));
+        scoped(body, 6, spec, &spec.new_scope, o, |body, pad| {
+            for (i, _, down) in &downs {
+                let _ = writeln!(body, "{pad}{} := ({down});", l.rule("down_before", *i));
+            }
+        });
+        scoped(body, 6, spec, &spec.new_scope, n, |body, pad| {
+            for (i, column, down) in &downs {
+                let (before, after) = (l.rule("down_before", *i), l.rule("down_after", *i));
+                let _ = writeln!(body, "{pad}{after} := ({down});");
+                let _ = writeln!(
+                    body,
+                    "{pad}IF ROW({after})::record *<> ROW({before})::record THEN\n{pad}  {n}.{column} := {after};\n{pad}END IF;"
+                );
+            }
+        });
+    }
+    body.push_str("    END IF;\n");
+}
+
+/// `ROW(n.a, ...)::record *<> ROW(o.a, ...)::record`: did the write change a column of `scope`?
+/// Binary-image comparison: works for every type (also those without `=`), and a difference
+/// it sees that `=` would not (`1.0` vs `1.00`) only costs a recomputation.
+fn changed(scope: &[(Ident, Ident)], n: &Ident, o: &Ident) -> String {
+    let mut physical: Vec<&Ident> = Vec::new();
+    for (_, p) in scope {
+        if !physical.contains(&p) {
+            physical.push(p);
+        }
+    }
+    if physical.is_empty() {
+        return "false".to_string();
+    }
+    let list = |row: &Ident| {
+        physical
+            .iter()
+            .map(|p| format!("{row}.{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("ROW({})::record *<> ROW({})::record", list(n), list(o))
+}
+
+/// `schema.table.column`, for `%TYPE`.
+fn column_type(table: &QualName, column: &Ident) -> String {
+    format!("{}.{}.{}", table.schema, table.name, column)
+}
+
+/// A nested block that declares one variable per scope name, initialised from `row`'s physical
+/// column, so that user expressions read exactly as written in the migration file.
+fn scoped(
+    body: &mut String,
+    indent: usize,
+    spec: &TriggerSpec,
+    scope: &[(Ident, Ident)],
+    row: &Ident,
+    inner: impl FnOnce(&mut String, &str),
+) {
+    scoped_if(body, indent, spec, scope, row, true, inner)
+}
+
+fn scoped_if(
+    body: &mut String,
+    indent: usize,
+    spec: &TriggerSpec,
+    scope: &[(Ident, Ident)],
+    row: &Ident,
+    enabled: bool,
+    inner: impl FnOnce(&mut String, &str),
+) {
+    if !enabled {
+        return;
+    }
+    let pad = " ".repeat(indent);
+    if scope.is_empty() {
+        let _ = writeln!(body, "{pad}BEGIN");
+    } else {
+        let _ = writeln!(body, "{pad}DECLARE");
+        for (name, physical) in scope {
+            let _ = writeln!(
+                body,
+                "{pad}  {name} {}%TYPE := {row}.{physical};",
+                column_type(&spec.table, physical)
+            );
+        }
+        let _ = writeln!(body, "{pad}BEGIN");
+    }
+    inner(body, &format!("{pad}  "));
+    let _ = writeln!(body, "{pad}END;");
+}
+
+/// A dollar-quote tag that does not occur in `body` (user expressions are inside it).
+fn dollar_tag(body: &str) -> String {
+    let mut tag = "$_pgbaton_$".to_string();
+    let mut i = 0u32;
+    while body.contains(&tag) {
+        i += 1;
+        tag = format!("$_pgbaton_{i}$");
+    }
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TriggerSpec {
+        TriggerSpec {
+            table: QualName::new("public", "users"),
+            migration: "02_widen".into(),
+            version_schema: Ident::new("public_02_widen"),
+            old_scope: vec![
+                (Ident::new("id"), Ident::new("id")),
+                (Ident::new("email"), Ident::new("email")),
+            ],
+            new_scope: vec![
+                (Ident::new("id"), Ident::new("id")),
+                (Ident::new("email"), Ident::new("_pgbaton_new_email")),
+            ],
+            rules: vec![DualWriteRule {
+                new_column: Ident::new("_pgbaton_new_email"),
+                up: RawSql::new("lower(email)"),
+                old_column: Some(Ident::new("email")),
+                down: Some(RawSql::new("email")),
+            }],
+            marker: Ident::new("_pgbaton_touched"),
+        }
+    }
+
+    #[test]
+    fn install_is_one_catalog_transaction() {
+        let step = install_step(&spec());
+        assert_eq!(step.lock, LockLevel::AccessExclusive);
+        assert_eq!(step.work, Work::Catalog);
+        let sql = step.statements();
+        assert_eq!(sql.len(), 4);
+        assert!(
+            sql[0].contains("ADD COLUMN IF NOT EXISTS \"_pgbaton_touched\" boolean DEFAULT false")
+        );
+        assert!(sql[1].starts_with(
+            "CREATE OR REPLACE FUNCTION \"public\".\"_pgbaton_dw_users\"() RETURNS trigger"
+        ));
+        assert!(sql[2].starts_with("DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\""));
+        assert!(sql[3]
+            .contains("WHEN (current_setting('pgbaton.backfill', true) IS DISTINCT FROM 'on')"));
+    }
+
+    #[test]
+    fn direction_never_matches_the_search_path() {
+        let sql = function_sql(&spec());
+        assert!(!sql.contains("search_path"));
+        assert!(sql.contains(
+            "\"_pgbaton_version\" = 'public_02_widen' OR \"_pgbaton_version\" = '02_widen'"
+        ));
+        assert!(sql.contains("\"email\" \"public\".\"users\".\"_pgbaton_new_email\"%TYPE := \"_pgbaton_new_row\".\"_pgbaton_new_email\";"));
+    }
+
+    #[test]
+    fn locals_avoid_user_names() {
+        let mut s = spec();
+        s.old_scope.push((
+            Ident::new("_pgbaton_version"),
+            Ident::new("_pgbaton_version"),
+        ));
+        s.old_scope.push((Ident::new("new"), Ident::new("new")));
+        let sql = function_sql(&s);
+        assert!(sql.contains("\"_pgbaton_version_\" text :="));
+        assert!(sql.contains("\"new\" \"public\".\"users\".\"new\"%TYPE"));
+    }
+
+    #[test]
+    fn dollar_tag_avoids_the_body() {
+        let mut s = spec();
+        s.rules[0].up = RawSql::new("'$_pgbaton_$' || email");
+        let sql = function_sql(&s);
+        assert!(sql.contains("AS $_pgbaton_1$\n"));
+        assert!(sql.ends_with("$_pgbaton_1$"));
+    }
+
+    #[test]
+    fn drop_is_idempotent() {
+        assert_eq!(
+            drop_sql(&spec()),
+            vec![
+                "DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\" ON \"public\".\"users\""
+                    .to_string(),
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_dw_users\"()".to_string(),
+            ]
+        );
+    }
 }
