@@ -1,0 +1,229 @@
+//! The lifecycle harness every operation's tests use: set up a schema, then
+//! start → checks through the old and the new version → rollback → the schema is exactly as
+//! before (a `pg_dump --schema-only` comparison, never optional) → checks → start → complete →
+//! checks. Checks are data: SQL run through a version's search path, with expected rows or an
+//! expected SQLSTATE.
+
+#![allow(dead_code)]
+
+use pgbaton::format::{self, FileKind, Migration};
+use pgbaton::migrator::{Migrator, Settings};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::{connect, fresh_db, schema_dump, TestDb};
+
+/// Which version a check runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V {
+    /// The version before the migration: the previous version schema, or the base schema when
+    /// there is none (the application predating pgbaton).
+    Old,
+    /// The migration's version schema.
+    New,
+    /// The base schema, as the physical tables are.
+    Base,
+}
+
+/// One check.
+#[derive(Clone, Debug)]
+pub enum Check {
+    /// Must succeed.
+    Ok(V, &'static str),
+    /// Must fail with this SQLSTATE.
+    Fails(V, &'static str, &'static str),
+    /// Must return exactly these rows, each rendered as its columns joined by `|` (NULL as `NULL`).
+    Rows(V, &'static str, &'static [&'static str]),
+}
+
+/// A migration from inline YAML.
+pub fn yaml(name: &str, text: &str) -> Migration {
+    format::parse(&format!("{name}.yaml"), name, text, FileKind::Yaml)
+        .unwrap_or_else(|e| panic!("test migration {name} does not parse: {e}"))
+}
+
+/// A test database with pgbaton initialized, and a migrator on it.
+pub struct Env {
+    pub db: TestDb,
+    pub schema: String,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        Env::with_schema("public").await
+    }
+
+    pub async fn with_schema(schema: &str) -> Env {
+        let db = fresh_db().await;
+        if schema != "public" {
+            db.client
+                .batch_execute(&format!("CREATE SCHEMA {}", pgbaton::ident::quote_ident(schema)))
+                .await
+                .expect("create schema");
+        }
+        let env = Env { db, schema: schema.to_string() };
+        env.migrator().await.init().await.expect("init");
+        env
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings { schema: self.schema.clone(), ..Settings::default() }
+    }
+
+    pub async fn migrator(&self) -> Migrator {
+        let conn = pgbaton::config::ConnConfig::parse(&self.db.url).expect("url");
+        Migrator::connect(conn, self.settings()).await.expect("connect migrator")
+    }
+
+    /// Starts and completes each migration.
+    pub async fn apply(&self, migrations: &[Migration]) {
+        let m = self.migrator().await;
+        for mig in migrations {
+            m.start(mig, true).await.unwrap_or_else(|e| panic!("setup migration {} failed: {e}", mig.name));
+        }
+    }
+
+    pub async fn sql(&self, sql: &str) {
+        self.db.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", super::describe(&e)));
+    }
+
+    fn base_dump(&self) -> String {
+        schema_dump(&self.db.url, &self.schema)
+    }
+
+    /// The search path of a version.
+    async fn search_path(&self, v: V, migration: &Migration) -> String {
+        let q = pgbaton::ident::quote_ident;
+        match v {
+            V::Base => q(&self.schema),
+            V::New => format!("{}, {}", q(&version_schema(&self.schema, migration)), q(&self.schema)),
+            V::Old => {
+                let m = self.migrator().await;
+                let history = m.latest_completed().await.expect("history");
+                match history {
+                    Some((_, vs)) => format!("{}, {}", q(&vs), q(&self.schema)),
+                    None => q(&self.schema),
+                }
+            }
+        }
+    }
+
+    /// Runs checks; `migration` names the new version.
+    pub async fn check(&self, migration: &Migration, checks: &[Check], stage: &str) {
+        let client = connect(&self.db.url).await;
+        for check in checks {
+            let (v, sql) = match check {
+                Check::Ok(v, sql) | Check::Fails(v, sql, _) | Check::Rows(v, sql, _) => (*v, *sql),
+            };
+            let path = self.search_path(v, migration).await;
+            client.batch_execute(&format!("SET search_path = {path}")).await.expect("set search_path");
+            let result = client.simple_query(sql).await;
+            match (check, result) {
+                (Check::Ok(..), Ok(_)) => {}
+                (Check::Ok(..), Err(e)) => {
+                    panic!("[{stage}] {v:?} `{sql}` should succeed: {}", super::describe(&e))
+                }
+                (Check::Fails(_, _, code), Err(e)) => {
+                    let got = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+                    assert_eq!(&got, code, "[{stage}] {v:?} `{sql}` failed with {}", super::describe(&e));
+                }
+                (Check::Fails(_, _, code), Ok(_)) => {
+                    panic!("[{stage}] {v:?} `{sql}` should fail with {code} but succeeded")
+                }
+                (Check::Rows(_, _, expect), Ok(msgs)) => {
+                    let rows = render_rows(&msgs);
+                    let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+                    assert_eq!(rows, expect, "[{stage}] {v:?} `{sql}`");
+                }
+                (Check::Rows(..), Err(e)) => {
+                    panic!("[{stage}] {v:?} `{sql}` should return rows: {}", super::describe(&e))
+                }
+            }
+        }
+    }
+}
+
+fn render_rows(msgs: &[SimpleQueryMessage]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `<schema>_<version>` as pgbaton names it.
+pub fn version_schema(schema: &str, m: &Migration) -> String {
+    format!("{schema}_{}", m.version_schema.as_deref().unwrap_or(&m.name))
+}
+
+/// One lifecycle case.
+pub struct Case {
+    /// Migrations applied (started and completed) before the one under test.
+    pub setup: Vec<Migration>,
+    /// Plain SQL run after setup (e.g. seed rows through the base schema).
+    pub seed: &'static str,
+    pub migration: Migration,
+    pub after_start: Vec<Check>,
+    pub after_rollback: Vec<Check>,
+    pub after_complete: Vec<Check>,
+}
+
+/// Runs the full cycle on a fresh database in schema `public`.
+pub async fn run(case: Case) -> Env {
+    let env = Env::new().await;
+    run_in(&env, case).await;
+    env
+}
+
+/// Runs the full cycle in `env`.
+pub async fn run_in(env: &Env, case: Case) {
+    env.apply(&case.setup).await;
+    if !case.seed.is_empty() {
+        env.sql(case.seed).await;
+    }
+    let before = env.base_dump();
+    let m = env.migrator().await;
+    let vs = version_schema(&env.schema, &case.migration);
+
+    m.start(&case.migration, false).await.unwrap_or_else(|e| panic!("start failed: {e}"));
+    env.check(&case.migration, &case.after_start, "after start").await;
+
+    m.rollback(false).await.unwrap_or_else(|e| panic!("rollback failed: {e}"));
+    let after = env.base_dump();
+    assert_eq!(before, after, "rollback must leave schema {} exactly as it was", env.schema);
+    let exists: bool = env
+        .db
+        .client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&vs])
+        .await
+        .expect("query")
+        .get(0);
+    assert!(!exists, "rollback must drop the version schema {vs}");
+    env.check(&case.migration, &case.after_rollback, "after rollback").await;
+
+    m.start(&case.migration, false).await.unwrap_or_else(|e| panic!("second start failed: {e}"));
+    env.check(&case.migration, &case.after_start, "after second start").await;
+    m.complete().await.unwrap_or_else(|e| panic!("complete failed: {e}"));
+    env.check(&case.migration, &case.after_complete, "after complete").await;
+}
+
+/// Runs only setup and returns the database, for error-case tests.
+pub async fn setup(setup: Vec<Migration>, seed: &str) -> Env {
+    let env = Env::new().await;
+    env.apply(&setup).await;
+    if !seed.is_empty() {
+        env.sql(seed).await;
+    }
+    env
+}
+
+/// A client on the test database (for error tests that compare dumps themselves).
+pub async fn client(env: &Env) -> Client {
+    connect(&env.db.url).await
+}
+
+pub fn dump(env: &Env) -> String {
+    env.base_dump()
+}
