@@ -482,9 +482,12 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             println!("backfill of schema {} paused (between batches); `pgbaton resume` continues", g.schema);
         }
         Command::Resume => {
-            migrator.resume().await?;
+            let continued = migrator.resume().await?;
             renderer.finish_bar();
-            println!("backfill of schema {} resumed", g.schema);
+            match continued {
+                Some(name) => println!("the interrupted start of \"{name}\" was continued and is done"),
+                None => println!("backfills of schema {} resumed", g.schema),
+            }
         }
     }
     Ok(exit::OK)

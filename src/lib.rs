@@ -27,6 +27,7 @@ pub mod schema;
 pub mod state;
 pub mod step;
 pub mod triggers;
+pub mod verify;
 pub mod views;
 pub mod workload;
 

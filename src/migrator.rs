@@ -589,10 +589,37 @@ impl Migrator {
         crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema())).await.map_err(|e| Error::Backfill(e.to_string()))
     }
 
-    /// Resumes a paused backfill.
-    pub async fn resume(&self) -> Result<()> {
+    /// Lifts an operator pause, and continues an interrupted start (e.g. after the process running
+    /// the backfill was killed) from its journal and backfill checkpoint. Returns the migration
+    /// whose start was continued, if any.
+    pub async fn resume(&self) -> Result<Option<String>> {
         state::require_initialized(&self.client, &self.state).await?;
-        crate::backfill::resume(&self.client, &self.state, &Ident::new(self.schema())).await.map_err(|e| Error::Backfill(e.to_string()))
+        crate::backfill::resume(&self.client, &self.state, &Ident::new(self.schema()))
+            .await
+            .map_err(|e| Error::Backfill(e.to_string()))?;
+        let Some(active) = state::active(&self.client, &self.state, self.schema()).await? else {
+            return Ok(None);
+        };
+        if active.status != state::STARTING {
+            return Ok(None);
+        }
+        // Another process may still be running that start (and was only paused): the advisory
+        // lock tells, and then lifting the pause was all there was to do.
+        let result = self
+            .locked(async {
+                let record = self.require_active().await?;
+                if record.status == state::STARTING {
+                    self.finish_start(&record).await?;
+                    Ok(Some(record.name))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await;
+        match result {
+            Err(Error::Locked { .. }) => Ok(None),
+            other => other,
+        }
     }
 }
 

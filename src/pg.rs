@@ -201,7 +201,16 @@ where
 /// them; other errors (I/O, TLS, protocol) as tokio-postgres words them, with their cause.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
-        return e.to_string();
+        // tokio-postgres' Display names only the kind ("error connecting to server"); the
+        // reason ("Connection refused", the certificate problem) is in the source chain.
+        let mut out = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        return out;
     };
     let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     if let Some(detail) = db.detail() {

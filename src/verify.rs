@@ -47,7 +47,10 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { batch_size: 10_000, sample_limit: 20 }
+        VerifyOptions {
+            batch_size: 10_000,
+            sample_limit: 20,
+        }
     }
 }
 
@@ -107,7 +110,11 @@ impl fmt::Display for VerifyReport {
         for c in &self.columns {
             write!(f, "\n  {}: {} mismatches", c.new_column, c.mismatches)?;
             if c.unverifiable > 0 {
-                write!(f, ", {} written by the new version (not checkable)", c.unverifiable)?;
+                write!(
+                    f,
+                    ", {} written by the new version (not checkable)",
+                    c.unverifiable
+                )?;
             }
         }
         for m in &self.samples {
@@ -116,7 +123,11 @@ impl fmt::Display for VerifyReport {
                 "\n  key ({}): {}{}",
                 m.key.join(", "),
                 m.columns.join(", "),
-                if m.touched { " (touched by a live write)" } else { "" }
+                if m.touched {
+                    " (touched by a live write)"
+                } else {
+                    ""
+                }
             )?;
         }
         Ok(())
@@ -126,7 +137,11 @@ impl fmt::Display for VerifyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("verify {table}: {context}: {}", crate::backfill::describe(.source))]
-    Db { table: String, context: String, source: tokio_postgres::Error },
+    Db {
+        table: String,
+        context: String,
+        source: tokio_postgres::Error,
+    },
 
     #[error("verify {table}: the table or column {column} does not exist")]
     NotFound { table: String, column: String },
@@ -174,7 +189,6 @@ struct RuleTypes {
 }
 
 async fn column_types(client: &Client, spec: &TriggerSpec) -> Result<RuleTypes, VerifyError> {
-    let table = spec.table.to_string();
     let mut new = Vec::new();
     let mut old = Vec::new();
     for rule in &spec.rules {
@@ -184,11 +198,14 @@ async fn column_types(client: &Client, spec: &TriggerSpec) -> Result<RuleTypes, 
             _ => None,
         });
     }
-    let _ = table;
     Ok(RuleTypes { new, old })
 }
 
-async fn column_type(client: &Client, table: &QualName, column: &Ident) -> Result<String, VerifyError> {
+async fn column_type(
+    client: &Client,
+    table: &QualName,
+    column: &Ident,
+) -> Result<String, VerifyError> {
     let row = client
         .query_opt(
             "SELECT format_type(a.atttypid, a.atttypmod)
@@ -196,7 +213,11 @@ async fn column_type(client: &Client, table: &QualName, column: &Ident) -> Resul
                JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
                 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&table.schema.as_str(), &table.name.as_str(), &column.as_str()],
+            &[
+                &table.schema.as_str(),
+                &table.name.as_str(),
+                &column.as_str(),
+            ],
         )
         .await
         .map_err(|source| VerifyError::Db {
@@ -276,14 +297,17 @@ fn batch_sql(
     as_text: bool,
     source: &str,
     key_exprs: &[String],
-    order: Option<&[String]>,
+    tail: &str,
     sample_limit: usize,
 ) -> String {
     let n = spec.rules.len();
     let any_bad = if n == 0 {
         "false".to_string()
     } else {
-        (0..n).map(|i| format!("_pgbaton_bad_{i}")).collect::<Vec<_>>().join(" OR ")
+        (0..n)
+            .map(|i| format!("_pgbaton_bad_{i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
     };
     let key_json = format!(
         "jsonb_build_array({})",
@@ -294,7 +318,10 @@ fn batch_sql(
     );
     let bad_columns = format!(
         "jsonb_build_array({})",
-        (0..n).map(|i| format!("CASE WHEN _pgbaton_bad_{i} THEN {i} END")).collect::<Vec<_>>().join(", ")
+        (0..n)
+            .map(|i| format!("CASE WHEN _pgbaton_bad_{i} THEN {i} END"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let keys = key_exprs
         .iter()
@@ -302,10 +329,11 @@ fn batch_sql(
         .map(|(i, k)| format!("{k} AS _pgbaton_k{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let order_by = order.map(|o| format!(" ORDER BY {}", o.join(", "))).unwrap_or_default();
-    let key_order = (0..key_exprs.len()).map(|i| format!("_pgbaton_k{i}")).collect::<Vec<_>>();
+    let key_order = (0..key_exprs.len())
+        .map(|i| format!("_pgbaton_k{i}"))
+        .collect::<Vec<_>>();
     let mut sql = format!(
-        "WITH _pgbaton_rows AS (SELECT {keys}{checks} FROM {source}{order_by})\n\
+        "WITH _pgbaton_rows AS (SELECT {keys}{checks} FROM {source}{tail})\n\
          SELECT count(*), count(*) FILTER (WHERE NOT _pgbaton_touched_row)",
         checks = row_checks(spec, types, as_text),
     );
@@ -341,7 +369,11 @@ async fn run(
     let err = |context: &str| {
         let table = table.clone();
         let context = context.to_string();
-        move |source| VerifyError::Db { table, context, source }
+        move |source| VerifyError::Db {
+            table,
+            context,
+            source,
+        }
     };
     let mut report = VerifyReport {
         columns: spec
@@ -368,31 +400,37 @@ async fn run(
                     .map(|values| {
                         format!(
                             " WHERE {row} > ({})",
-                            values.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ")
+                            values
+                                .iter()
+                                .map(|v| quote_literal(v))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     })
                     .unwrap_or_default();
                 let source = format!("{t}{lower}");
-                let mut order = qualified.clone();
-                order.push(format!("LIMIT {limit}"));
-                let order_clause = [qualified.join(", ") + &format!(" LIMIT {limit}")];
-                let _ = order;
+                let tail = format!(" ORDER BY {} LIMIT {limit}", qualified.join(", "));
                 let sql = batch_sql(
                     spec,
                     types,
                     as_text,
                     &source,
                     &qualified,
-                    Some(&order_clause),
+                    &tail,
                     opts.sample_limit,
                 );
-                let messages = client.simple_query(&sql).await.map_err(err("reading a batch"))?;
+                let messages = client
+                    .simple_query(&sql)
+                    .await
+                    .map_err(err("reading a batch"))?;
                 let row = first_row(&messages).ok_or_else(|| protocol(&table, "no batch row"))?;
-                let read = absorb(&mut report, row, spec.rules.len(), opts.sample_limit, cols)?;
+                let read = absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
                 if read == 0 {
                     break;
                 }
-                let last_key = row.get(4 + 2 * spec.rules.len()).ok_or_else(|| protocol(&table, "no last key"))?;
+                let last_key = row
+                    .get(4 + 2 * spec.rules.len())
+                    .ok_or_else(|| protocol(&table, "no last key"))?;
                 last = Some(
                     serde_json::from_str::<Vec<String>>(last_key)
                         .map_err(|e| protocol(&table, &format!("last key {last_key}: {e}")))?,
@@ -425,10 +463,13 @@ async fn run(
                 let source = format!(
                     "{t} WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid"
                 );
-                let sql = batch_sql(spec, types, as_text, &source, &ctid, None, opts.sample_limit);
-                let messages = client.simple_query(&sql).await.map_err(err("reading a batch"))?;
+                let sql = batch_sql(spec, types, as_text, &source, &ctid, "", opts.sample_limit);
+                let messages = client
+                    .simple_query(&sql)
+                    .await
+                    .map_err(err("reading a batch"))?;
                 let row = first_row(&messages).ok_or_else(|| protocol(&table, "no batch row"))?;
-                absorb(&mut report, row, spec.rules.len(), opts.sample_limit, &[Ident::new("ctid")])?;
+                absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
                 from = to;
             }
         }
@@ -442,7 +483,6 @@ fn absorb(
     row: &SimpleQueryRow,
     rules: usize,
     sample_limit: usize,
-    _key: &[Ident],
 ) -> Result<u64, VerifyError> {
     let table = report.table.clone();
     let num = |i: usize| -> Result<u64, VerifyError> {
@@ -538,7 +578,10 @@ fn first_row(messages: &[SimpleQueryMessage]) -> Option<&SimpleQueryRow> {
 }
 
 fn protocol(table: &str, detail: &str) -> VerifyError {
-    VerifyError::Protocol { table: table.to_string(), detail: detail.to_string() }
+    VerifyError::Protocol {
+        table: table.to_string(),
+        detail: detail.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -549,10 +592,16 @@ mod tests {
     fn text_arrays_parse() {
         assert_eq!(
             parse_text_array(r#"{"{\"key\": [\"1\"]}","{\"key\": [\"2\"]}"}"#),
-            vec![r#"{"key": ["1"]}"#.to_string(), r#"{"key": ["2"]}"#.to_string()]
+            vec![
+                r#"{"key": ["1"]}"#.to_string(),
+                r#"{"key": ["2"]}"#.to_string()
+            ]
         );
         assert_eq!(parse_text_array("{}"), Vec::<String>::new());
-        assert_eq!(parse_text_array("{a,b}"), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            parse_text_array("{a,b}"),
+            vec!["a".to_string(), "b".to_string()]
+        );
     }
 
     #[test]
@@ -564,6 +613,9 @@ mod tests {
             "(SELECT (lower(email)) FROM (SELECT \"public\".\"t\".\"_pgbaton_new_email\" AS \"email\") AS _pgbaton_scope)"
         );
         let identity = vec![(Ident::new("email"), Ident::new("email"))];
-        assert_eq!(scoped(&t, &identity, &RawSql::new("lower(email)")), "(lower(email))");
+        assert_eq!(
+            scoped(&t, &identity, &RawSql::new("lower(email)")),
+            "(lower(email))"
+        );
     }
 }

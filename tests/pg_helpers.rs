@@ -201,6 +201,7 @@ async fn connection_errors_name_the_target_and_keep_the_sqlstate() {
         err.contains("database \"somedb\" as user \"alice\" at 127.0.0.1:1"),
         "{err}"
     );
+    assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("secret"), "{err}");
     // a database that does not exist: the server's SQLSTATE survives
     let url = server_url(&format!("{}_missing", db.name));

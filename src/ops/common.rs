@@ -525,3 +525,366 @@ impl Constraint {
         }
     }
 }
+
+/// A lexical token of user SQL, as far as [`rename_columns_in_sql`] and [`parse_sql_name`] need
+/// to tell tokens apart (PostgreSQL's lexical rules: comments, string constants in all their
+/// forms, dollar quoting, quoted identifiers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SqlToken<'a> {
+    /// Whitespace or a comment.
+    Space(&'a str),
+    /// An identifier or key word: `name` is the identifier as PostgreSQL resolves it (unquoted:
+    /// ASCII letters folded to lower case; quoted: as written, `""` unescaped).
+    Ident { text: &'a str, name: String },
+    /// Anything else: a string constant, a number, an operator, punctuation, a parameter.
+    Other(&'a str),
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || !c.is_ascii()
+}
+
+fn is_ident_char(c: char) -> bool {
+    is_ident_start(c) || c.is_ascii_digit() || c == '$'
+}
+
+/// Splits user SQL into tokens. Never fails: an unterminated string, comment or quoted
+/// identifier runs to the end of the text (the server reports the error).
+fn sql_tokens(sql: &str) -> Vec<SqlToken<'_>> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // End of a quoted run starting at `start` (just after the opening quote), with doubled
+    // quotes as escapes and, when `backslash`, backslash escapes.
+    let quoted_end = |start: usize, quote: u8, backslash: bool| -> usize {
+        let mut j = start;
+        while j < bytes.len() {
+            if backslash && bytes[j] == b'\\' {
+                j += 2;
+                continue;
+            }
+            if bytes[j] == quote {
+                if bytes.get(j + 1) == Some(&quote) {
+                    j += 2;
+                    continue;
+                }
+                return j + 1;
+            }
+            j += 1;
+        }
+        bytes.len()
+    };
+    while i < bytes.len() {
+        let rest = &sql[i..];
+        let c = rest.chars().next().unwrap_or(' ');
+        let start = i;
+        if c.is_whitespace() {
+            i += rest
+                .find(|ch: char| !ch.is_whitespace())
+                .unwrap_or(rest.len());
+            out.push(SqlToken::Space(&sql[start..i]));
+        } else if rest.starts_with("--") {
+            i += rest.find('\n').unwrap_or(rest.len());
+            out.push(SqlToken::Space(&sql[start..i]));
+        } else if rest.starts_with("/*") {
+            // Block comments nest in PostgreSQL.
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < bytes.len() {
+                if sql[j..].starts_with("/*") {
+                    depth += 1;
+                    j += 2;
+                } else if sql[j..].starts_with("*/") {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            i = j.min(bytes.len());
+            out.push(SqlToken::Space(&sql[start..i]));
+        } else if c == '\'' {
+            i = quoted_end(i + 1, b'\'', false);
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if c == '"' {
+            i = quoted_end(i + 1, b'"', false);
+            let inner = &sql[start + 1..i.saturating_sub(1).max(start + 1)];
+            out.push(SqlToken::Ident {
+                text: &sql[start..i],
+                name: inner.replace("\"\"", "\""),
+            });
+        } else if (c == 'U' || c == 'u') && (rest.starts_with("U&'") || rest.starts_with("u&'")) {
+            i = quoted_end(i + 3, b'\'', false);
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if (c == 'U' || c == 'u') && (rest.starts_with("U&\"") || rest.starts_with("u&\"")) {
+            // A Unicode-escaped identifier: kept as written and never matched.
+            i = quoted_end(i + 3, b'"', false);
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if matches!(c, 'E' | 'e' | 'B' | 'b' | 'X' | 'x' | 'N' | 'n')
+            && bytes.get(i + 1) == Some(&b'\'')
+        {
+            i = quoted_end(i + 2, b'\'', matches!(c, 'E' | 'e'));
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if c == '$' {
+            // `$tag$ ... $tag$` (tag: identifier without `$`, may be empty) or a parameter `$1`.
+            let tag_len = rest[1..]
+                .find(|ch: char| !(is_ident_start(ch) || ch.is_ascii_digit()))
+                .unwrap_or(rest.len() - 1);
+            let tag_ok = rest[1..1 + tag_len]
+                .chars()
+                .next()
+                .is_none_or(is_ident_start);
+            if tag_ok && rest[1 + tag_len..].starts_with('$') {
+                let delim = &rest[..tag_len + 2];
+                let body = i + delim.len();
+                i = sql[body..]
+                    .find(delim)
+                    .map_or(bytes.len(), |k| body + k + delim.len());
+            } else {
+                i += 1 + rest[1..]
+                    .find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(rest.len() - 1);
+            }
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if is_ident_start(c) {
+            i += rest
+                .find(|ch: char| !is_ident_char(ch))
+                .unwrap_or(rest.len());
+            let text = &sql[start..i];
+            out.push(SqlToken::Ident {
+                text,
+                name: text.to_ascii_lowercase(),
+            });
+        } else if c.is_ascii_digit()
+            || (c == '.' && rest[1..].starts_with(|ch: char| ch.is_ascii_digit()))
+        {
+            i += rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_'))
+                .unwrap_or(rest.len());
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else if rest.starts_with("::") {
+            i += 2;
+            out.push(SqlToken::Other(&sql[start..i]));
+        } else {
+            i += c.len_utf8();
+            out.push(SqlToken::Other(&sql[start..i]));
+        }
+    }
+    out
+}
+
+/// Rewrites the column references of a user's SQL expression (a check, an index predicate)
+/// from the names a version uses to physical column names: `renames` maps a column name to the
+/// physical column it must refer to. Used where an expression must be attached to columns that
+/// have other physical names during a migration (a constraint created on a column's copy, an
+/// index on a column added or renamed in the same migration), and where no variables can stand
+/// in for columns the way they do in the dual-write triggers.
+///
+/// Works on tokens, never on substrings: string constants, comments, dollar-quoted bodies, other
+/// identifiers that merely contain a column's name, function names (an identifier followed by
+/// `(`), type names (after `::`, `AS` or `COLLATE`) and fields of other relations (`x.col`
+/// where `x` is not `table`) are left alone. Unquoted names match case-insensitively (as
+/// PostgreSQL folds them), quoted ones exactly. When nothing matches, the text is returned
+/// unchanged, byte for byte.
+pub fn rename_columns_in_sql(
+    sql: &RawSql,
+    table: &str,
+    renames: &[(String, crate::ident::Ident)],
+) -> RawSql {
+    let tokens = sql_tokens(sql.as_str());
+    let significant: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, SqlToken::Space(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut out = String::with_capacity(sql.as_str().len());
+    let mut changed = false;
+    let mut pos = 0; // index into `significant`
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            SqlToken::Space(text) | SqlToken::Other(text) => out.push_str(text),
+            SqlToken::Ident { text, name } => {
+                while significant.get(pos).is_some_and(|&k| k < i) {
+                    pos += 1;
+                }
+                let prev = pos
+                    .checked_sub(1)
+                    .and_then(|p| significant.get(p))
+                    .map(|&k| &tokens[k]);
+                let prev2 = pos
+                    .checked_sub(2)
+                    .and_then(|p| significant.get(p))
+                    .map(|&k| &tokens[k]);
+                let next = significant.get(pos + 1).map(|&k| &tokens[k]);
+                let after_type_marker = match prev {
+                    Some(SqlToken::Other("::")) => true,
+                    Some(SqlToken::Ident { text, .. }) => {
+                        text.eq_ignore_ascii_case("as") || text.eq_ignore_ascii_case("collate")
+                    }
+                    _ => false,
+                };
+                let qualified = matches!(prev, Some(SqlToken::Other(".")));
+                let qualified_by_table = qualified
+                    && matches!(prev2, Some(SqlToken::Ident { name: q, .. }) if q == table);
+                let is_call = matches!(next, Some(SqlToken::Other("(")));
+                let target = renames
+                    .iter()
+                    .find(|(from, _)| from == name)
+                    .map(|(_, to)| to);
+                match target {
+                    Some(to)
+                        if !after_type_marker && !is_call && (!qualified || qualified_by_table) =>
+                    {
+                        changed |= to.as_str() != name.as_str() || text.starts_with('"');
+                        out.push_str(&to.to_string());
+                    }
+                    _ => out.push_str(text),
+                }
+            }
+        }
+    }
+    if changed {
+        RawSql::new(out)
+    } else {
+        sql.clone()
+    }
+}
+
+/// Parses a possibly schema-qualified SQL name as written in a migration file (a collation or an
+/// operator class: `"C"`, `en_US`, `pg_catalog."default"`, `int8_ops`) into its parts, resolved
+/// the way PostgreSQL resolves them (unquoted parts fold to lower case). Returns a message when
+/// the text is not such a name.
+pub fn parse_sql_name(text: &str) -> Result<Vec<crate::ident::Ident>, String> {
+    let mut parts = Vec::new();
+    let mut expect_part = true;
+    for token in sql_tokens(text) {
+        match (token, expect_part) {
+            (SqlToken::Space(_), _) => {}
+            (SqlToken::Ident { text: t, name }, true) => {
+                if t.starts_with('"') && (name.is_empty() || !t.ends_with('"') || t.len() < 2) {
+                    return Err(format!("\"{text}\" is not a valid name"));
+                }
+                parts.push(crate::ident::Ident::new(name));
+                expect_part = false;
+            }
+            (SqlToken::Other("."), false) => expect_part = true,
+            _ => {
+                return Err(format!(
+                    "\"{text}\" is not a name (expected name or schema.name)"
+                ))
+            }
+        }
+    }
+    if parts.is_empty() || expect_part {
+        return Err(format!(
+            "\"{text}\" is not a name (expected name or schema.name)"
+        ));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod sql_text_tests {
+    use super::*;
+    use crate::ident::Ident;
+
+    fn renames(pairs: &[(&str, &str)]) -> Vec<(String, Ident)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), Ident::new(*b)))
+            .collect()
+    }
+
+    fn rw(sql: &str, pairs: &[(&str, &str)]) -> String {
+        rename_columns_in_sql(&RawSql::new(sql), "t", &renames(pairs)).to_string()
+    }
+
+    #[test]
+    fn renames_column_references_only() {
+        let m = [("name", "_new_name"), ("zip", "_new_zip")];
+        assert_eq!(
+            rw("name = 'alice' OR zip > 0", &m),
+            "\"_new_name\" = 'alice' OR \"_new_zip\" > 0"
+        );
+        // Identifiers containing the name, strings, comments, dollar quotes, calls, casts.
+        assert_eq!(
+            rw("first_name <> 'name' -- name\n AND length(name) > 0 /* zip /* nested */ zip */", &m),
+            "first_name <> 'name' -- name\n AND length(\"_new_name\") > 0 /* zip /* nested */ zip */"
+        );
+        assert_eq!(
+            rw("$$name$$ || $q$zip$q$ || E'\\'name'", &m),
+            "$$name$$ || $q$zip$q$ || E'\\'name'"
+        );
+        assert_eq!(
+            rw("zip::name IS NOT NULL", &m),
+            "\"_new_zip\"::name IS NOT NULL"
+        );
+        assert_eq!(
+            rw("CAST(zip AS name) = 'x'", &m),
+            "CAST(\"_new_zip\" AS name) = 'x'"
+        );
+        assert_eq!(rw("name(zip)", &m), "name(\"_new_zip\")");
+        // Case folding: unquoted names fold, quoted ones match exactly.
+        assert_eq!(
+            rw("NAME = \"name\" AND \"Name\" = ''", &m),
+            "\"_new_name\" = \"_new_name\" AND \"Name\" = ''"
+        );
+        // Qualified references: by the table, renamed; by anything else, left alone.
+        assert_eq!(rw("t.zip > other.zip", &m), "t.\"_new_zip\" > other.zip");
+        // Parameters and numbers are not identifiers.
+        assert_eq!(
+            rw("zip > $1 AND zip < 1e5", &m),
+            "\"_new_zip\" > $1 AND \"_new_zip\" < 1e5"
+        );
+    }
+
+    #[test]
+    fn unchanged_text_is_returned_as_is() {
+        let sql = RawSql::new("a  >  0");
+        assert_eq!(
+            rename_columns_in_sql(&sql, "t", &renames(&[("b", "c")])),
+            sql
+        );
+        // A mapping to the same name changes nothing either.
+        assert_eq!(
+            rename_columns_in_sql(&sql, "t", &renames(&[("a", "a")])),
+            sql
+        );
+    }
+
+    #[test]
+    fn weird_names_are_quoted() {
+        assert_eq!(
+            rw("\"we\"\"ird\" > 0", &[("we\"ird", "_n_we\"ird")]),
+            "\"_n_we\"\"ird\" > 0"
+        );
+    }
+
+    #[test]
+    fn parses_qualified_names() {
+        let p = |s: &str| {
+            parse_sql_name(s).map(|v| {
+                v.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+        };
+        assert_eq!(p("\"C\"").as_deref(), Ok("\"C\""));
+        assert_eq!(p("en_US").as_deref(), Ok("\"en_us\""));
+        assert_eq!(
+            p("pg_catalog.\"default\"").as_deref(),
+            Ok("\"pg_catalog\".\"default\"")
+        );
+        assert_eq!(p(" int8_ops ").as_deref(), Ok("\"int8_ops\""));
+        assert!(p("x; DROP TABLE t").is_err());
+        assert!(p("a.").is_err());
+        assert!(p("").is_err());
+        assert!(p("\"\"").is_err());
+        assert!(p("'C'").is_err());
+    }
+}

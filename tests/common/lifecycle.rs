@@ -56,34 +56,51 @@ impl Env {
         let db = fresh_db().await;
         if schema != "public" {
             db.client
-                .batch_execute(&format!("CREATE SCHEMA {}", pgbaton::ident::quote_ident(schema)))
+                .batch_execute(&format!(
+                    "CREATE SCHEMA {}",
+                    pgbaton::ident::quote_ident(schema)
+                ))
                 .await
                 .expect("create schema");
         }
-        let env = Env { db, schema: schema.to_string() };
+        let env = Env {
+            db,
+            schema: schema.to_string(),
+        };
         env.migrator().await.init().await.expect("init");
         env
     }
 
     pub fn settings(&self) -> Settings {
-        Settings { schema: self.schema.clone(), ..Settings::default() }
+        Settings {
+            schema: self.schema.clone(),
+            ..Settings::default()
+        }
     }
 
     pub async fn migrator(&self) -> Migrator {
         let conn = pgbaton::config::ConnConfig::parse(&self.db.url).expect("url");
-        Migrator::connect(conn, self.settings()).await.expect("connect migrator")
+        Migrator::connect(conn, self.settings())
+            .await
+            .expect("connect migrator")
     }
 
     /// Starts and completes each migration.
     pub async fn apply(&self, migrations: &[Migration]) {
         let m = self.migrator().await;
         for mig in migrations {
-            m.start(mig, true).await.unwrap_or_else(|e| panic!("setup migration {} failed: {e}", mig.name));
+            m.start(mig, true)
+                .await
+                .unwrap_or_else(|e| panic!("setup migration {} failed: {e}", mig.name));
         }
     }
 
     pub async fn sql(&self, sql: &str) {
-        self.db.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", super::describe(&e)));
+        self.db
+            .client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", super::describe(&e)));
     }
 
     fn base_dump(&self) -> String {
@@ -95,7 +112,11 @@ impl Env {
         let q = pgbaton::ident::quote_ident;
         match v {
             V::Base => q(&self.schema),
-            V::New => format!("{}, {}", q(&version_schema(&self.schema, migration)), q(&self.schema)),
+            V::New => format!(
+                "{}, {}",
+                q(&version_schema(&self.schema, migration)),
+                q(&self.schema)
+            ),
             V::Old => {
                 let m = self.migrator().await;
                 let history = m.latest_completed().await.expect("history");
@@ -115,16 +136,27 @@ impl Env {
                 Check::Ok(v, sql) | Check::Fails(v, sql, _) | Check::Rows(v, sql, _) => (*v, *sql),
             };
             let path = self.search_path(v, migration).await;
-            client.batch_execute(&format!("SET search_path = {path}")).await.expect("set search_path");
+            client
+                .batch_execute(&format!("SET search_path = {path}"))
+                .await
+                .expect("set search_path");
             let result = client.simple_query(sql).await;
             match (check, result) {
                 (Check::Ok(..), Ok(_)) => {}
                 (Check::Ok(..), Err(e)) => {
-                    panic!("[{stage}] {v:?} `{sql}` should succeed: {}", super::describe(&e))
+                    panic!(
+                        "[{stage}] {v:?} `{sql}` should succeed: {}",
+                        super::describe(&e)
+                    )
                 }
                 (Check::Fails(_, _, code), Err(e)) => {
                     let got = e.code().map(|c| c.code().to_string()).unwrap_or_default();
-                    assert_eq!(&got, code, "[{stage}] {v:?} `{sql}` failed with {}", super::describe(&e));
+                    assert_eq!(
+                        &got,
+                        code,
+                        "[{stage}] {v:?} `{sql}` failed with {}",
+                        super::describe(&e)
+                    );
                 }
                 (Check::Fails(_, _, code), Ok(_)) => {
                     panic!("[{stage}] {v:?} `{sql}` should fail with {code} but succeeded")
@@ -135,7 +167,10 @@ impl Env {
                     assert_eq!(rows, expect, "[{stage}] {v:?} `{sql}`");
                 }
                 (Check::Rows(..), Err(e)) => {
-                    panic!("[{stage}] {v:?} `{sql}` should return rows: {}", super::describe(&e))
+                    panic!(
+                        "[{stage}] {v:?} `{sql}` should return rows: {}",
+                        super::describe(&e)
+                    )
                 }
             }
         }
@@ -146,7 +181,10 @@ fn render_rows(msgs: &[SimpleQueryMessage]) -> Vec<String> {
     msgs.iter()
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(
-                (0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"),
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
             ),
             _ => None,
         })
@@ -155,7 +193,10 @@ fn render_rows(msgs: &[SimpleQueryMessage]) -> Vec<String> {
 
 /// `<schema>_<version>` as pgbaton names it.
 pub fn version_schema(schema: &str, m: &Migration) -> String {
-    format!("{schema}_{}", m.version_schema.as_deref().unwrap_or(&m.name))
+    format!(
+        "{schema}_{}",
+        m.version_schema.as_deref().unwrap_or(&m.name)
+    )
 }
 
 /// One lifecycle case.
@@ -187,26 +228,45 @@ pub async fn run_in(env: &Env, case: Case) {
     let m = env.migrator().await;
     let vs = version_schema(&env.schema, &case.migration);
 
-    m.start(&case.migration, false).await.unwrap_or_else(|e| panic!("start failed: {e}"));
-    env.check(&case.migration, &case.after_start, "after start").await;
+    m.start(&case.migration, false)
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    env.check(&case.migration, &case.after_start, "after start")
+        .await;
 
-    m.rollback(false).await.unwrap_or_else(|e| panic!("rollback failed: {e}"));
+    m.rollback(false)
+        .await
+        .unwrap_or_else(|e| panic!("rollback failed: {e}"));
     let after = env.base_dump();
-    assert_eq!(before, after, "rollback must leave schema {} exactly as it was", env.schema);
+    assert_eq!(
+        before, after,
+        "rollback must leave schema {} exactly as it was",
+        env.schema
+    );
     let exists: bool = env
         .db
         .client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&vs])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&vs],
+        )
         .await
         .expect("query")
         .get(0);
     assert!(!exists, "rollback must drop the version schema {vs}");
-    env.check(&case.migration, &case.after_rollback, "after rollback").await;
+    env.check(&case.migration, &case.after_rollback, "after rollback")
+        .await;
 
-    m.start(&case.migration, false).await.unwrap_or_else(|e| panic!("second start failed: {e}"));
-    env.check(&case.migration, &case.after_start, "after second start").await;
-    m.complete().await.unwrap_or_else(|e| panic!("complete failed: {e}"));
-    env.check(&case.migration, &case.after_complete, "after complete").await;
+    m.start(&case.migration, false)
+        .await
+        .unwrap_or_else(|e| panic!("second start failed: {e}"));
+    env.check(&case.migration, &case.after_start, "after second start")
+        .await;
+    m.complete()
+        .await
+        .unwrap_or_else(|e| panic!("complete failed: {e}"));
+    env.check(&case.migration, &case.after_complete, "after complete")
+        .await;
 }
 
 /// Runs only setup and returns the database, for error-case tests.
