@@ -763,6 +763,13 @@ fn set_list(spec: &BackfillSpec) -> String {
         .join(", ")
 }
 
+/// A batch statement in its transaction: `BEGIN`, the `SET LOCAL`s, the statement, `COMMIT`.
+fn batch_transaction(opts: &BackfillOptions, bypass: TriggerBypass, statement: &str) -> String {
+    let mut s = batch_preamble(opts, bypass);
+    let _ = write!(s, "{statement};\nCOMMIT;\n");
+    s
+}
+
 /// `SET LOCAL` lines that start every batch transaction.
 fn batch_preamble(opts: &BackfillOptions, bypass: TriggerBypass) -> String {
     let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
@@ -847,8 +854,6 @@ fn keyset_batch_sql(
     last: Option<&[String]>,
     limit: u32,
     stats: &Stats,
-    opts: &BackfillOptions,
-    bypass: TriggerBypass,
 ) -> String {
     let t = &spec.table;
     let qualified = key.iter().map(|k| format!("{t}.{k}")).collect::<Vec<_>>();
@@ -882,9 +887,7 @@ fn keyset_batch_sql(
         .map(|k| format!("to_jsonb({k}) #>> '{{}}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut sql = batch_preamble(opts, bypass);
-    let _ = write!(
-        sql,
+    format!(
         "WITH _pgbaton_batch AS (\n  SELECT {cols} FROM {t}{where_lower} ORDER BY {cols} LIMIT {limit}\n), \
          _pgbaton_end AS (\n  SELECT {plain_cols}, (SELECT count(*) FROM _pgbaton_batch) AS _pgbaton_n \
          FROM _pgbaton_batch ORDER BY {desc} LIMIT 1\n), \
@@ -893,7 +896,7 @@ fn keyset_batch_sql(
          rows_done = rows_done + coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), \
          rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
          SELECT coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), (SELECT count(*) FROM _pgbaton_done), \
-         (SELECT count(*) FROM _pgbaton_cp){end_cols};\nCOMMIT;\n",
+         (SELECT count(*) FROM _pgbaton_cp){end_cols}",
         cols = qualified.join(", "),
         where_lower = lower.as_ref().map(|l| format!(" WHERE {l}")).unwrap_or_default(),
         plain_cols = plain.join(", "),
@@ -910,8 +913,7 @@ fn keyset_batch_sql(
             .iter()
             .map(|k| format!(", (SELECT to_jsonb({k}) #>> '{{}}' FROM _pgbaton_end)"))
             .collect::<String>(),
-    );
-    sql
+    )
 }
 
 /// A ctid batch: pages `[from, to)`. Returns a row: (updated, checkpoint rows, relfilenode).
@@ -921,28 +923,23 @@ fn ctid_batch_sql(
     from: i64,
     to: i64,
     stats: &Stats,
-    opts: &BackfillOptions,
-    bypass: TriggerBypass,
 ) -> String {
     let t = &spec.table;
-    let mut sql = batch_preamble(opts, bypass);
-    let _ = write!(
-        sql,
+    format!(
         "WITH _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
          AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
          _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_page = {to}, \
          rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
          rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
          SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
-         pg_relation_filenode({regclass});\nCOMMIT;\n",
+         pg_relation_filenode({regclass})",
         set = set_list(spec),
         marker = spec.marker,
         cp_table = cp.table(),
         stats = stats.set_sql(),
         filter = cp.filter(),
         regclass = t.regclass(),
-    );
-    sql
+    )
 }
 
 /// The query run after each batch (same round trip) and while paused: the operator controls
@@ -1022,6 +1019,45 @@ pub async fn run(
         )
         .await;
     result
+}
+
+/// `EXPLAIN` of the batch statement a run would execute next for `spec` (after `after`, the last
+/// key of the previous batch, for a keyset walk; from page 0 for a ctid walk), with `limit` rows.
+/// Nothing is changed. For `pgbaton plan --explain` and the tests that check no batch scans the
+/// whole table. Needs the state schema (the statement updates the checkpoint table).
+pub async fn explain_batch(
+    client: &Client,
+    state_schema: &Ident,
+    migration: &str,
+    spec: &BackfillSpec,
+    after: Option<&[String]>,
+    limit: u32,
+) -> Result<String, BackfillError> {
+    let table = spec.table.to_string();
+    let info = inspect(client, spec).await?;
+    let cp = CheckpointKey {
+        state: state_schema,
+        migration,
+        table: &spec.table,
+    };
+    let statement = match &spec.key {
+        BackfillKey::Columns(key) => {
+            keyset_batch_sql(spec, key, &cp, after, limit.max(1), &Stats::default())
+        }
+        BackfillKey::Ctid => {
+            let pages = ((f64::from(limit.max(1)) / info.density).ceil() as i64).max(1);
+            ctid_batch_sql(spec, &cp, 0, pages, &Stats::default())
+        }
+    };
+    let rows = client
+        .query(&format!("EXPLAIN (COSTS OFF) {statement}"), &[])
+        .await
+        .map_err(|source| db(&table, "explaining a batch", source))?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 fn protocol(table: &str, detail: &str) -> BackfillError {
@@ -1409,11 +1445,14 @@ impl<'a> Runner<'a> {
             self.refresh_after_rewrite().await?;
             let limit = self.effective_batch_size(&controls);
             let stats = self.stats(limit);
-            let (sql, ctid_range) = self.batch_sql(limit, &stats);
-            let Some(sql) = sql else {
+            let (statement, ctid_range) = self.batch_statement(limit, &stats);
+            let Some(statement) = statement else {
                 break;
             };
-            let sql = format!("{sql}{controls_query};");
+            let sql = format!(
+                "{}{controls_query};",
+                batch_transaction(self.opts, self.bypass, &statement)
+            );
             let batch_start = Instant::now();
             let messages = match self.client.simple_query(&sql).await {
                 Ok(messages) => messages,
@@ -1552,8 +1591,8 @@ impl<'a> Runner<'a> {
             })
     }
 
-    /// The next batch's SQL, or `None` when the walk is over.
-    fn batch_sql(&self, limit: u32, stats: &Stats) -> (Option<String>, Option<(i64, i64)>) {
+    /// The next batch's statement (without its transaction), or `None` when the walk is over.
+    fn batch_statement(&self, limit: u32, stats: &Stats) -> (Option<String>, Option<(i64, i64)>) {
         let cp = self.cp();
         match (&self.position, &self.spec.key) {
             (Position::Keyset { last }, BackfillKey::Columns(key)) => (
@@ -1564,8 +1603,6 @@ impl<'a> Runner<'a> {
                     last.as_deref(),
                     limit,
                     stats,
-                    self.opts,
-                    self.bypass,
                 )),
                 None,
             ),
@@ -1583,15 +1620,7 @@ impl<'a> Runner<'a> {
                 let pages = ((limit as f64 / self.info.density).ceil() as i64).max(1);
                 let to = (next_page + pages).min(*total_pages);
                 (
-                    Some(ctid_batch_sql(
-                        self.spec,
-                        &cp,
-                        *next_page,
-                        to,
-                        stats,
-                        self.opts,
-                        self.bypass,
-                    )),
+                    Some(ctid_batch_sql(self.spec, &cp, *next_page, to, stats)),
                     Some((*next_page, to)),
                 )
             }
@@ -1990,9 +2019,8 @@ mod tests {
             Some(&last),
             500,
             &Stats::default(),
-            &BackfillOptions::default(),
-            TriggerBypass::Setting,
         );
+        let sql = batch_transaction(&BackfillOptions::default(), TriggerBypass::Setting, &sql);
         assert!(sql.starts_with(
             "BEGIN ISOLATION LEVEL READ COMMITTED;\nSET LOCAL lock_timeout = '500ms';"
         ));
@@ -2016,15 +2044,8 @@ mod tests {
             migration: "m1",
             table: &s.table,
         };
-        let sql = ctid_batch_sql(
-            &s,
-            &cp,
-            10,
-            20,
-            &Stats::default(),
-            &BackfillOptions::default(),
-            TriggerBypass::Auto,
-        );
+        let sql = ctid_batch_sql(&s, &cp, 10, 20, &Stats::default());
+        let sql = batch_transaction(&BackfillOptions::default(), TriggerBypass::Auto, &sql);
         assert!(sql.contains("ctid >= '(10,0)'::tid AND \"public\".\"users\".ctid < '(20,0)'::tid"));
         assert!(sql.contains("SET LOCAL session_replication_role = replica;"));
         assert!(sql.contains("last_page = 20"));

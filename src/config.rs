@@ -119,13 +119,18 @@ pub struct Environment {
     sockets: SocketProbe,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 enum SocketProbe {
     /// Look at the file system.
     Filesystem,
     /// Only these socket files exist (tests).
-    #[default]
-    Fixed,
+    Fixed(std::collections::BTreeSet<PathBuf>),
+}
+
+impl Default for SocketProbe {
+    fn default() -> Self {
+        SocketProbe::Fixed(Default::default())
+    }
 }
 
 impl Environment {
@@ -195,24 +200,29 @@ impl Environment {
 
     fn socket_exists(&self, dir: &Path, port: u16) -> bool {
         let socket = dir.join(format!(".s.PGSQL.{port}"));
-        match self.sockets {
+        match &self.sockets {
             SocketProbe::Filesystem => {
                 use std::os::unix::fs::FileTypeExt;
                 std::fs::metadata(&socket)
                     .map(|m| m.file_type().is_socket())
                     .unwrap_or(false)
             }
-            SocketProbe::Fixed => self
-                .vars
-                .contains_key(&format!("@socket:{}", socket.display())),
+            SocketProbe::Fixed(sockets) => sockets.contains(&socket),
         }
     }
 
-    /// Pretend a server socket exists in `dir` for `port` (tests of the default-host probe).
+    /// Pretend a server socket exists in `dir` for `port` (tests of the default-host probe);
+    /// switches off probing the real file system.
     pub fn with_socket(mut self, dir: impl AsRef<Path>, port: u16) -> Environment {
         let socket = dir.as_ref().join(format!(".s.PGSQL.{port}"));
-        self.vars
-            .insert(format!("@socket:{}", socket.display()), String::new());
+        match &mut self.sockets {
+            SocketProbe::Fixed(sockets) => {
+                sockets.insert(socket);
+            }
+            SocketProbe::Filesystem => {
+                self.sockets = SocketProbe::Fixed([socket].into_iter().collect());
+            }
+        }
         self
     }
 }
@@ -1575,7 +1585,11 @@ fn build(
     };
     let mut targets = Vec::with_capacity(n);
     for i in 0..n {
-        let port = ports.get(i).copied().unwrap_or(ports[0]);
+        let port = ports
+            .get(i)
+            .or(ports.first())
+            .copied()
+            .unwrap_or(DEFAULT_PORT);
         let hostaddr = match &addr_list {
             Some((addrs, origin)) => match addrs.get(i).map(|a| a.trim()).filter(|a| !a.is_empty())
             {

@@ -888,3 +888,125 @@ mod sql_text_tests {
         assert!(p("'C'").is_err());
     }
 }
+
+/// Plan tests of the operations: a small schema, a migration from YAML, its plan rendered as
+/// `plan` prints it (without the version schema's view steps, which belong to `views`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::ident::Ident;
+    use crate::plan::{PlanBuilder, PlanContext, PlanError};
+    use crate::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
+    use crate::step::Plan;
+
+    pub fn ctx(server_version_num: i32) -> PlanContext {
+        PlanContext {
+            migration: "02_test".into(),
+            schema: Ident::new("public"),
+            version_schema: Ident::new("public_02_test"),
+            previous_version_schema: None,
+            server_version_num,
+            facts: Default::default(),
+            missing: Default::default(),
+        }
+    }
+
+    /// A table with rows, its first column the primary key (`<table>_pkey`); columns are
+    /// `(name, type, nullable)`.
+    pub fn table(name: &str, columns: &[(&str, &str, bool)]) -> Table {
+        let mut t = Table::new(Ident::new(name));
+        t.has_rows = true;
+        for (col, ty, nullable) in columns {
+            let mut c = Column::new(Ident::new(*col), *ty);
+            c.nullable = *nullable;
+            t.columns.push(c);
+        }
+        if let Some((pk, _, _)) = columns.first() {
+            let pkey = Ident::new(format!("{name}_pkey"));
+            t.constraints.push(Constraint {
+                name: pkey.clone(),
+                kind: ConstraintKind::PrimaryKey,
+                columns: vec![Ident::new(*pk)],
+                definition: format!("PRIMARY KEY ({})", Ident::new(*pk)),
+                validated: true,
+                references: None,
+            });
+            t.indexes.push(Index {
+                name: pkey.clone(),
+                columns: vec![Ident::new(*pk)],
+                unique: true,
+                primary: true,
+                valid: true,
+                has_expressions: false,
+                predicate: None,
+                definition: String::new(),
+                constraint: Some(pkey),
+            });
+        }
+        t
+    }
+
+    pub fn schema(tables: Vec<Table>) -> Schema {
+        Schema {
+            name: Ident::new("public"),
+            tables: tables
+                .into_iter()
+                .map(|t| (t.name.as_str().to_string(), t))
+                .collect(),
+            server_version_num: 150004,
+            opaque: false,
+            usage_grantees: Vec::new(),
+        }
+    }
+
+    /// Plans `operations` (the YAML of an `operations:` list) the way the planner does, op by op.
+    pub fn plan_ops(
+        schema: &Schema,
+        ctx: &PlanContext,
+        operations: &str,
+    ) -> Result<(Plan, Schema), PlanError> {
+        let text = format!("operations:\n{operations}");
+        let migration = crate::format::parse(
+            "02_test.yaml",
+            "02_test",
+            &text,
+            crate::format::FileKind::Yaml,
+        )
+        .map_err(|e| PlanError::new("(parse)", e.to_string()))?;
+        let mut schema = schema.clone();
+        let mut builder = PlanBuilder::new();
+        for op in &migration.operations {
+            let op = op.operation();
+            op.validate(&schema, ctx)?;
+            op.start(&schema, ctx, &mut builder)?;
+            op.complete(&schema, ctx, &mut builder)?;
+            op.rollback(&schema, ctx, &mut builder)?;
+            builder.end_operation();
+            op.apply(&mut schema, ctx)?;
+        }
+        Ok((builder.finish(Vec::new(), Vec::new(), Vec::new()), schema))
+    }
+
+    /// The plan as `pgbaton plan` shows it, one section per phase.
+    pub fn render(plan: &Plan) -> String {
+        let mut out = String::new();
+        for (phase, steps) in [
+            ("start", &plan.start),
+            ("complete", &plan.complete),
+            ("rollback", &plan.rollback),
+        ] {
+            out.push_str(&format!("== {phase}\n"));
+            for step in steps {
+                out.push_str(&format!("{step}\n"));
+            }
+        }
+        out
+    }
+
+    /// The error of planning `operations`, as `field: message`.
+    pub fn plan_error(schema: &Schema, ctx: &PlanContext, operations: &str) -> String {
+        match plan_ops(schema, ctx, operations) {
+            Ok((plan, _)) => panic!("expected a planning error, got a plan:\n{}", render(&plan)),
+            Err(e) => e.to_string(),
+        }
+    }
+}
