@@ -63,7 +63,9 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         .await?;
     for row in &cols {
         let oid: u32 = row.get(0);
-        let Some(t) = by_oid.get_mut(&oid) else { continue };
+        let Some(t) = by_oid.get_mut(&oid) else {
+            continue;
+        };
         let mut c = Column::new(Ident::new(row.get::<_, String>(1)), row.get::<_, String>(2));
         c.nullable = row.get(3);
         let expr: Option<String> = row.get(4);
@@ -99,9 +101,15 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         .await?;
     for row in &cons {
         let oid: u32 = row.get(0);
-        let Some(t) = by_oid.get_mut(&oid) else { continue };
+        let Some(t) = by_oid.get_mut(&oid) else {
+            continue;
+        };
         let contype: String = row.get(2);
-        let Some(kind) = contype.chars().next().and_then(ConstraintKind::from_contype) else {
+        let Some(kind) = contype
+            .chars()
+            .next()
+            .and_then(ConstraintKind::from_contype)
+        else {
             continue; // NOT NULL constraints (PG18 'n') and triggers are modelled elsewhere
         };
         let ref_schema: Option<String> = row.get(6);
@@ -110,13 +118,18 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         t.constraints.push(Constraint {
             name: Ident::new(row.get::<_, String>(1)),
             kind,
-            columns: row.get::<_, Vec<String>>(5).into_iter().map(Ident::new).collect(),
+            columns: row
+                .get::<_, Vec<String>>(5)
+                .into_iter()
+                .map(Ident::new)
+                .collect(),
             definition: row.get(4),
             validated: row.get(3),
             references: match (ref_schema, ref_table) {
-                (Some(s), Some(r)) => {
-                    Some((QualName::new(s, r), ref_cols.into_iter().map(Ident::new).collect()))
-                }
+                (Some(s), Some(r)) => Some((
+                    QualName::new(s, r),
+                    ref_cols.into_iter().map(Ident::new).collect(),
+                )),
                 _ => None,
             },
         });
@@ -140,7 +153,9 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         .await?;
     for row in &idx {
         let oid: u32 = row.get(0);
-        let Some(t) = by_oid.get_mut(&oid) else { continue };
+        let Some(t) = by_oid.get_mut(&oid) else {
+            continue;
+        };
         t.indexes.push(Index {
             name: Ident::new(row.get::<_, String>(1)),
             unique: row.get(2),
@@ -149,7 +164,11 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
             definition: row.get(5),
             predicate: row.get(6),
             has_expressions: row.get(7),
-            columns: row.get::<_, Vec<String>>(8).into_iter().map(Ident::new).collect(),
+            columns: row
+                .get::<_, Vec<String>>(8)
+                .into_iter()
+                .map(Ident::new)
+                .collect(),
             constraint: row.get::<_, Option<String>>(9).map(Ident::new),
         });
     }
@@ -183,7 +202,14 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         tables.insert(t.name.as_str().to_string(), t);
     }
     let usage_grantees = schema_usage_grantees(client, schema).await?;
-    Ok(Schema { name: Ident::new(schema), tables, server_version_num, opaque: false, usage_grantees })
+    Ok(Schema {
+        name: Ident::new(schema),
+        tables,
+        server_version_num,
+        opaque: false,
+        usage_grantees,
+        dropped_tables: Vec::new(),
+    })
 }
 
 /// Sets `Column::unique` for columns covered alone by a valid unique index without predicate.
@@ -191,7 +217,13 @@ fn mark_unique_columns(t: &mut Table) {
     let unique: Vec<Ident> = t
         .indexes
         .iter()
-        .filter(|i| i.unique && i.valid && i.predicate.is_none() && !i.has_expressions && i.columns.len() == 1)
+        .filter(|i| {
+            i.unique
+                && i.valid
+                && i.predicate.is_none()
+                && !i.has_expressions
+                && i.columns.len() == 1
+        })
         .map(|i| i.columns[0].clone())
         .collect();
     for c in &mut t.columns {
@@ -202,7 +234,10 @@ fn mark_unique_columns(t: &mut Table) {
 /// Whether a schema (namespace) exists.
 pub async fn schema_exists(client: &Client, schema: &str) -> Result<bool> {
     Ok(client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
         .await?
         .get(0))
 }
@@ -225,7 +260,10 @@ pub async fn schema_usage_grantees(client: &Client, schema: &str) -> Result<Vec<
 /// Answers planning probes by asking PostgreSQL itself, in a transaction that is rolled back:
 /// nothing is left behind. A probe whose SQL fails (e.g. an unknown type) is answered with the
 /// conservative `true`; the real error surfaces when the step runs, or in validation.
-pub async fn probe(client: &Client, probes: &[crate::plan::Probe]) -> Result<Vec<(crate::plan::Probe, bool)>> {
+pub async fn probe(
+    client: &Client,
+    probes: &[crate::plan::Probe],
+) -> Result<Vec<(crate::plan::Probe, bool)>> {
     use crate::plan::Probe;
     let mut answers = Vec::new();
     for p in probes {
@@ -258,7 +296,11 @@ pub async fn probe(client: &Client, probes: &[crate::plan::Probe]) -> Result<Vec
                         // An index too, when the type has a default btree opclass, so an index
                         // rebuild counts as a rewrite.
                         let _ = client.batch_execute("SAVEPOINT idx").await;
-                        if client.batch_execute("CREATE INDEX ON _pgbaton_probe (c)").await.is_err() {
+                        if client
+                            .batch_execute("CREATE INDEX ON _pgbaton_probe (c)")
+                            .await
+                            .is_err()
+                        {
                             client.batch_execute("ROLLBACK TO SAVEPOINT idx").await?;
                         }
                         let files = "SELECT array_agg(relfilenode::bigint ORDER BY oid) FROM pg_class
@@ -267,7 +309,9 @@ pub async fn probe(client: &Client, probes: &[crate::plan::Probe]) -> Result<Vec
                                                      WHERE indrelid = 'pg_temp._pgbaton_probe'::regclass)";
                         let before: Vec<i64> = client.query_one(files, &[]).await?.get(0);
                         match client
-                            .batch_execute(&format!("ALTER TABLE _pgbaton_probe ALTER COLUMN c TYPE {to}"))
+                            .batch_execute(&format!(
+                                "ALTER TABLE _pgbaton_probe ALTER COLUMN c TYPE {to}"
+                            ))
                             .await
                         {
                             Ok(()) => {

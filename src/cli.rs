@@ -35,7 +35,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "pgbaton", version, about = "Zero-downtime PostgreSQL schema migrations (expand/contract)")]
+#[command(
+    name = "pgbaton",
+    version,
+    about = "Zero-downtime PostgreSQL schema migrations (expand/contract)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -52,13 +56,28 @@ pub struct Global {
     #[arg(long, global = true, env = "PGBATON_SCHEMA", default_value = "public")]
     pub schema: String,
     /// Where pgbaton keeps its state
-    #[arg(long, global = true, env = "PGBATON_STATE_SCHEMA", default_value = "pgbaton")]
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_STATE_SCHEMA",
+        default_value = "pgbaton"
+    )]
     pub state_schema: String,
     /// Lock timeout of each DDL transaction, in milliseconds
-    #[arg(long, global = true, env = "PGBATON_LOCK_TIMEOUT", default_value_t = 500)]
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_LOCK_TIMEOUT",
+        default_value_t = 500
+    )]
     pub lock_timeout: u64,
     /// Give up on a step after retrying lock timeouts for this many seconds
-    #[arg(long, global = true, env = "PGBATON_LOCK_RETRY_DEADLINE", default_value_t = 300)]
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_LOCK_RETRY_DEADLINE",
+        default_value_t = 300
+    )]
     pub lock_retry_deadline: u64,
     /// SET ROLE to this role after connecting
     #[arg(long, global = true, env = "PGBATON_ROLE")]
@@ -67,10 +86,20 @@ pub struct Global {
     #[arg(long, global = true, env = "PGBATON_BACKFILL_BATCH_SIZE")]
     pub backfill_batch_size: Option<u32>,
     /// Target duration of one backfill batch, in milliseconds
-    #[arg(long, global = true, env = "PGBATON_BACKFILL_BATCH_TIME", default_value_t = 100)]
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_BACKFILL_BATCH_TIME",
+        default_value_t = 100
+    )]
     pub backfill_batch_time: u64,
     /// Pause between backfill batches, in milliseconds
-    #[arg(long, global = true, env = "PGBATON_BACKFILL_BATCH_DELAY", default_value_t = 0)]
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_BACKFILL_BATCH_DELAY",
+        default_value_t = 0
+    )]
     pub backfill_batch_delay: u64,
     /// Cap on backfilled rows per second
     #[arg(long, global = true, env = "PGBATON_BACKFILL_ROWS_PER_SECOND")]
@@ -178,7 +207,12 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(json: bool, verbose: u8) -> Renderer {
-        Renderer { json, verbose, bar: Mutex::new(None), tty: std::io::stderr().is_terminal() }
+        Renderer {
+            json,
+            verbose,
+            bar: Mutex::new(None),
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     fn finish_bar(&self) {
@@ -190,7 +224,13 @@ impl Renderer {
     }
 
     fn line(&self, text: &str) {
-        match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref().cloned()) {
+        match self
+            .bar
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|b| b.as_ref().cloned())
+        {
             Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
         }
@@ -201,16 +241,37 @@ impl Observer for Renderer {
     fn event(&self, event: &Event<'_>) {
         if self.json {
             let value = match event {
-                Event::StepStarted { phase, ordinal, total, step } => serde_json::json!({
+                Event::StepStarted {
+                    phase,
+                    ordinal,
+                    total,
+                    step,
+                } => serde_json::json!({
                     "event": "step_started", "phase": phase, "step": ordinal + 1, "of": total,
                     "title": step.title, "lock": step.lock.name(), "work": step.work.name()}),
-                Event::StepSkipped { phase, ordinal, total, step } => serde_json::json!({
+                Event::StepSkipped {
+                    phase,
+                    ordinal,
+                    total,
+                    step,
+                } => serde_json::json!({
                     "event": "step_skipped", "phase": phase, "step": ordinal + 1, "of": total,
                     "title": step.title, "reason": "already done (journal)"}),
-                Event::StepFinished { phase, ordinal, step, elapsed, attempts } => serde_json::json!({
+                Event::StepFinished {
+                    phase,
+                    ordinal,
+                    step,
+                    elapsed,
+                    attempts,
+                } => serde_json::json!({
                     "event": "step_finished", "phase": phase, "step": ordinal + 1, "title": step.title,
                     "elapsed_ms": elapsed.as_secs_f64() * 1000.0, "attempts": attempts}),
-                Event::LockRetry { step, attempt, backoff, blockers } => serde_json::json!({
+                Event::LockRetry {
+                    step,
+                    attempt,
+                    backoff,
+                    blockers,
+                } => serde_json::json!({
                     "event": "lock_retry", "title": step.title, "attempt": attempt,
                     "backoff_ms": backoff.as_millis() as u64,
                     "blockers": blockers.iter().map(|b| b.to_string()).collect::<Vec<_>>()}),
@@ -266,7 +327,9 @@ impl Renderer {
             }
             return;
         }
-        let Ok(mut guard) = self.bar.lock() else { return };
+        let Ok(mut guard) = self.bar.lock() else {
+            return;
+        };
         let total = p.rows_estimate.unwrap_or(0).max(p.rows_done);
         let bar = guard.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::new(total);
@@ -326,7 +389,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -338,7 +404,10 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"event": "error", "error": e.to_string(), "exit_code": exit_code(&e)}));
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "error", "error": e.to_string(), "exit_code": exit_code(&e)})
+                );
             }
             eprintln!("error: {e}");
             let mut source = std::error::Error::source(&e);
@@ -356,7 +425,8 @@ fn load(file: &std::path::Path) -> Result<crate::format::Migration, Error> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string(value).map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
+    let text = serde_json::to_string(value)
+        .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
     println!("{text}");
     Ok(())
 }
@@ -364,12 +434,16 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 async fn run(cli: Cli) -> Result<u8, Error> {
     let g = cli.global;
     let renderer = Arc::new(Renderer::new(g.json, g.verbose));
-    let migrator = Migrator::connect(g.conn()?, g.settings()).await?.with_observer(renderer.clone());
+    let migrator = Migrator::connect(g.conn()?, g.settings())
+        .await?
+        .with_observer(renderer.clone());
     match cli.command {
         Command::Init => {
             migrator.init().await?;
             if g.json {
-                print_json(&serde_json::json!({"event": "initialized", "state_schema": g.state_schema}))?;
+                print_json(
+                    &serde_json::json!({"event": "initialized", "state_schema": g.state_schema}),
+                )?;
             } else {
                 println!("initialized: state schema \"{}\" is ready", g.state_schema);
             }
@@ -381,7 +455,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             if g.json {
                 print_json(&out)?;
             } else if out.completed {
-                println!("migration \"{}\" started and completed; version schema: {}", out.migration, out.version_schema);
+                println!(
+                    "migration \"{}\" started and completed; version schema: {}",
+                    out.migration, out.version_schema
+                );
             } else {
                 println!(
                     "migration \"{}\" {}; the new version is ready in schema {}\n\
@@ -428,11 +505,20 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Migrate { dir, complete } => {
             let applied = migrator.migrate(&dir, complete).await?;
             if g.json {
-                print_json(&serde_json::json!({"event": "migrated", "applied": applied, "completed_last": complete}))?;
+                print_json(
+                    &serde_json::json!({"event": "migrated", "applied": applied, "completed_last": complete}),
+                )?;
             } else if applied.is_empty() {
-                println!("nothing to migrate: the database is up to date with {}", dir.display());
+                println!(
+                    "nothing to migrate: the database is up to date with {}",
+                    dir.display()
+                );
             } else {
-                println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+                println!(
+                    "applied {} migration(s): {}",
+                    applied.len(),
+                    applied.join(", ")
+                );
                 if !complete {
                     println!("the last one is active: run `pgbaton complete` when the new release is out");
                 }
@@ -440,7 +526,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Latest { what } => {
             let Some((name, vs)) = migrator.latest().await? else {
-                return Err(Error::Other(format!("no migration has been applied to schema {}", g.schema)));
+                return Err(Error::Other(format!(
+                    "no migration has been applied to schema {}",
+                    g.schema
+                )));
             };
             let text = match what {
                 Latest::Schema => vs,
@@ -463,9 +552,15 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             let m = load(&file)?;
             let plan = migrator.validate(&m).await?;
             if g.json {
-                print_json(&serde_json::json!({"event": "valid", "migration": m.name, "steps": plan.start.len() + plan.complete.len()}))?;
+                print_json(
+                    &serde_json::json!({"event": "valid", "migration": m.name, "steps": plan.start.len() + plan.complete.len()}),
+                )?;
             } else {
-                println!("{}: valid ({} operations)", file.display(), m.operations.len());
+                println!(
+                    "{}: valid ({} operations)",
+                    file.display(),
+                    m.operations.len()
+                );
             }
         }
         Command::Plan { file } => {
@@ -479,13 +574,18 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Pause => {
             migrator.pause().await?;
-            println!("backfill of schema {} paused (between batches); `pgbaton resume` continues", g.schema);
+            println!(
+                "backfill of schema {} paused (between batches); `pgbaton resume` continues",
+                g.schema
+            );
         }
         Command::Resume => {
             let continued = migrator.resume().await?;
             renderer.finish_bar();
             match continued {
-                Some(name) => println!("the interrupted start of \"{name}\" was continued and is done"),
+                Some(name) => {
+                    println!("the interrupted start of \"{name}\" was continued and is done")
+                }
                 None => println!("backfills of schema {} resumed", g.schema),
             }
         }
@@ -497,7 +597,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
 pub fn render_plan(name: &str, plan: &crate::step::Plan) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    for phase in [crate::step::Phase::Start, crate::step::Phase::Complete, crate::step::Phase::Rollback] {
+    for phase in [
+        crate::step::Phase::Start,
+        crate::step::Phase::Complete,
+        crate::step::Phase::Rollback,
+    ] {
         let steps = plan.phase(phase);
         let _ = writeln!(out, "{phase} of {name}: {} step(s)", steps.len());
         for (i, step) in steps.iter().enumerate() {
@@ -511,7 +615,11 @@ fn render_status(s: &crate::migrator::Status) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     if !s.initialized {
-        let _ = writeln!(out, "not initialized: run `pgbaton init` (state schema \"{}\")", s.state_schema);
+        let _ = writeln!(
+            out,
+            "not initialized: run `pgbaton init` (state schema \"{}\")",
+            s.state_schema
+        );
         return out;
     }
     let _ = writeln!(out, "schema: {}", s.schema);
@@ -526,7 +634,11 @@ fn render_status(s: &crate::migrator::Status) -> String {
             let _ = writeln!(out, "active migration: none");
         }
         Some(a) => {
-            let _ = writeln!(out, "active migration: {} ({}) since {}", a.name, a.status, a.started_at);
+            let _ = writeln!(
+                out,
+                "active migration: {} ({}) since {}",
+                a.name, a.status, a.started_at
+            );
             let _ = writeln!(out, "  version schema: {}", a.version_schema);
             for p in &a.phases {
                 let _ = writeln!(out, "  {}: {}/{} steps done", p.phase, p.done, p.total);
@@ -543,5 +655,6 @@ fn render_status(s: &crate::migrator::Status) -> String {
 }
 
 fn parse_lag(s: &str) -> Result<crate::backfill::LagCeiling, String> {
-    s.parse::<crate::backfill::LagCeiling>().map_err(|e| e.to_string())
+    s.parse::<crate::backfill::LagCeiling>()
+        .map_err(|e| e.to_string())
 }

@@ -34,10 +34,19 @@ pub enum Error {
     NotInitialized { schema: String },
 
     #[error("another migrator holds the lock for schema {schema}: pid {pid}, application \"{application}\", since {since}")]
-    Locked { schema: String, pid: i32, application: String, since: String },
+    Locked {
+        schema: String,
+        pid: i32,
+        application: String,
+        since: String,
+    },
 
     #[error("migration \"{active}\" is active in schema {schema}: complete or roll it back before starting \"{requested}\"")]
-    AlreadyActive { schema: String, active: String, requested: String },
+    AlreadyActive {
+        schema: String,
+        active: String,
+        requested: String,
+    },
 
     #[error("no migration is active in schema {schema}")]
     NoActiveMigration { schema: String },
@@ -46,16 +55,30 @@ pub enum Error {
     AlreadyApplied { schema: String, name: String },
 
     #[error("the migration history of schema {schema} does not match {dir}: {detail}")]
-    HistoryMismatch { schema: String, dir: String, detail: String },
+    HistoryMismatch {
+        schema: String,
+        dir: String,
+        detail: String,
+    },
 
     #[error("the active migration is \"{active}\", not \"{requested}\"")]
     NotActive { active: String, requested: String },
 
     #[error("step {ordinal} of {phase} (\"{title}\") failed: {message}")]
-    Step { phase: crate::step::Phase, ordinal: usize, title: String, message: String },
+    Step {
+        phase: crate::step::Phase,
+        ordinal: usize,
+        title: String,
+        message: String,
+    },
 
     #[error("gave up on step \"{title}\" after {attempts} lock timeouts over {elapsed:?}; blocking sessions:\n{blockers}")]
-    LockDeadline { title: String, attempts: u32, elapsed: Duration, blockers: String },
+    LockDeadline {
+        title: String,
+        attempts: u32,
+        elapsed: Duration,
+        blockers: String,
+    },
 
     #[error("unsafe plan, refusing to run it: {0}")]
     UnsafePlan(String),
@@ -70,7 +93,10 @@ pub enum Error {
     Workload(#[from] crate::workload::WorkloadError),
 
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 
     #[error("{0}")]
     Other(String),

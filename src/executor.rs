@@ -18,17 +18,42 @@ use crate::pg::{self, Blocker};
 use crate::state;
 use crate::step::{Action, Phase, Step};
 
-/// How often the watcher looks at what blocks a running step.
+/// When the watcher first looks at what blocks a running step, and how often after that.
+const WATCH_FIRST: Duration = Duration::from_millis(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the executor reports while it runs; the CLI renders it, the library never prints.
 #[derive(Debug)]
 pub enum Event<'a> {
-    StepStarted { phase: Phase, ordinal: usize, total: usize, step: &'a Step },
-    StepSkipped { phase: Phase, ordinal: usize, total: usize, step: &'a Step },
-    StepFinished { phase: Phase, ordinal: usize, step: &'a Step, elapsed: Duration, attempts: u32 },
-    LockRetry { step: &'a Step, attempt: u32, backoff: Duration, blockers: &'a [Blocker] },
-    AutovacuumCancelled { step: &'a Step, pids: &'a [i32] },
+    StepStarted {
+        phase: Phase,
+        ordinal: usize,
+        total: usize,
+        step: &'a Step,
+    },
+    StepSkipped {
+        phase: Phase,
+        ordinal: usize,
+        total: usize,
+        step: &'a Step,
+    },
+    StepFinished {
+        phase: Phase,
+        ordinal: usize,
+        step: &'a Step,
+        elapsed: Duration,
+        attempts: u32,
+    },
+    LockRetry {
+        step: &'a Step,
+        attempt: u32,
+        backoff: Duration,
+        blockers: &'a [Blocker],
+    },
+    AutovacuumCancelled {
+        step: &'a Step,
+        pids: &'a [i32],
+    },
     Backfill(&'a Progress),
 }
 
@@ -82,16 +107,41 @@ pub struct Journal {
 
 /// Runs steps of one phase of one migration.
 pub struct Executor<'a> {
-    pub client: &'a Client,
-    pub conn: &'a ConnConfig,
-    pub journal: &'a Journal,
-    pub opts: &'a ExecOptions,
-    pub observer: &'a dyn Observer,
+    client: &'a Client,
+    conn: &'a ConnConfig,
+    journal: &'a Journal,
+    opts: &'a ExecOptions,
+    observer: &'a dyn Observer,
     /// `pg_backend_pid()` of `client`, for the watcher.
-    pub backend_pid: i32,
+    backend_pid: i32,
+    /// The watcher's connection, opened the first time a step has to wait.
+    watcher: tokio::sync::OnceCell<Option<Client>>,
 }
 
-impl Executor<'_> {
+impl<'a> Executor<'a> {
+    /// `client` runs the steps; `conn` opens the watcher's second connection when a step waits.
+    pub async fn new(
+        client: &'a Client,
+        conn: &'a ConnConfig,
+        journal: &'a Journal,
+        opts: &'a ExecOptions,
+        observer: &'a dyn Observer,
+    ) -> Result<Executor<'a>> {
+        let backend_pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(Executor {
+            client,
+            conn,
+            journal,
+            opts,
+            observer,
+            backend_pid,
+            watcher: tokio::sync::OnceCell::new(),
+        })
+    }
+
     /// Runs every step of `phase` not yet journaled as done, in order.
     pub async fn run_phase(&self, phase: Phase, steps: &[Step]) -> Result<()> {
         let statuses = state::step_statuses(
@@ -105,10 +155,20 @@ impl Executor<'_> {
         let total = steps.len();
         for (ordinal, step) in steps.iter().enumerate() {
             if statuses.get(ordinal).map(String::as_str) == Some("done") {
-                self.observer.event(&Event::StepSkipped { phase, ordinal, total, step });
+                self.observer.event(&Event::StepSkipped {
+                    phase,
+                    ordinal,
+                    total,
+                    step,
+                });
                 continue;
             }
-            self.observer.event(&Event::StepStarted { phase, ordinal, total, step });
+            self.observer.event(&Event::StepStarted {
+                phase,
+                ordinal,
+                total,
+                step,
+            });
             let started = Instant::now();
             match self.run_step(phase, ordinal, step).await {
                 Ok(attempts) => self.observer.event(&Event::StepFinished {
@@ -135,7 +195,12 @@ impl Executor<'_> {
                     .await;
                     return Err(match e {
                         Error::LockDeadline { .. } => e,
-                        other => Error::Step { phase, ordinal, title: step.title.clone(), message: other.to_string() },
+                        other => Error::Step {
+                            phase,
+                            ordinal,
+                            title: step.title.clone(),
+                            message: other.to_string(),
+                        },
                     });
                 }
             }
@@ -159,16 +224,23 @@ impl Executor<'_> {
         match &step.action {
             Action::Transaction(sql) => self.run_transaction(phase, ordinal, step, sql).await,
             Action::UserSql(sql) => {
-                self.run_transaction(phase, ordinal, step, &[sql.as_str().to_string()]).await
+                self.run_transaction(phase, ordinal, step, &[sql.as_str().to_string()])
+                    .await
             }
             Action::NonTransactional(sql) => {
-                self.client.batch_execute(&self.mark(phase, ordinal, "running")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "running"))
+                    .await?;
                 let attempts = self.run_outside_transaction(step, sql).await?;
-                self.client.batch_execute(&self.mark(phase, ordinal, "done")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "done"))
+                    .await?;
                 Ok(attempts)
             }
             Action::CreateIndexConcurrently { index, sql } => {
-                self.client.batch_execute(&self.mark(phase, ordinal, "running")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "running"))
+                    .await?;
                 let row = self
                     .client
                     .query_opt(
@@ -182,17 +254,24 @@ impl Executor<'_> {
                     Some(false) => {
                         // An INVALID index left by a failed or interrupted build: drop, rebuild.
                         attempts += self
-                            .run_outside_transaction(step, &format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                            .run_outside_transaction(
+                                step,
+                                &format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+                            )
                             .await?;
                         attempts += self.build_index(step, index, sql).await?;
                     }
                     None => attempts += self.build_index(step, index, sql).await?,
                 }
-                self.client.batch_execute(&self.mark(phase, ordinal, "done")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "done"))
+                    .await?;
                 Ok(attempts)
             }
             Action::Backfill(spec) => {
-                self.client.batch_execute(&self.mark(phase, ordinal, "running")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "running"))
+                    .await?;
                 let observer = self.observer;
                 let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
                 crate::backfill::run(
@@ -205,7 +284,9 @@ impl Executor<'_> {
                 )
                 .await
                 .map_err(|e| Error::Backfill(e.to_string()))?;
-                self.client.batch_execute(&self.mark(phase, ordinal, "done")).await?;
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "done"))
+                    .await?;
                 Ok(1)
             }
         }
@@ -213,7 +294,12 @@ impl Executor<'_> {
 
     /// `CREATE INDEX CONCURRENTLY`; a failed build leaves an INVALID index, dropped before the
     /// error is returned so a re-run starts clean.
-    async fn build_index(&self, step: &Step, index: &crate::ident::QualName, sql: &str) -> Result<u32> {
+    async fn build_index(
+        &self,
+        step: &Step,
+        index: &crate::ident::QualName,
+        sql: &str,
+    ) -> Result<u32> {
         match self.run_outside_transaction(step, sql).await {
             Ok(n) => Ok(n),
             Err(e) => {
@@ -233,14 +319,23 @@ impl Executor<'_> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (result, _) =
-                self.watch(step, self.client.batch_execute(&format!("SET lock_timeout = 0; {sql}"))).await;
+            // Separate round trips: several statements in one simple query form an implicit
+            // transaction block, where CONCURRENTLY is refused.
+            self.client.batch_execute("SET lock_timeout = 0").await?;
+            let (result, _) = self.watch(step, self.client.batch_execute(sql)).await;
             let _ = self.client.batch_execute("RESET lock_timeout").await;
             match result {
                 Ok(()) => return Ok(attempt),
-                Err(e) if pg::is_deadlock(&e) && started.elapsed() < self.opts.lock_retry_deadline => {
+                Err(e)
+                    if pg::is_deadlock(&e) && started.elapsed() < self.opts.lock_retry_deadline =>
+                {
                     let backoff = self.backoff(attempt);
-                    self.observer.event(&Event::LockRetry { step, attempt, backoff, blockers: &[] });
+                    self.observer.event(&Event::LockRetry {
+                        step,
+                        attempt,
+                        backoff,
+                        blockers: &[],
+                    });
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -249,7 +344,13 @@ impl Executor<'_> {
     }
 
     /// One transaction: lock timeout, the statements, the journal flip; retried as a unit.
-    async fn run_transaction(&self, phase: Phase, ordinal: usize, step: &Step, sql: &[String]) -> Result<u32> {
+    async fn run_transaction(
+        &self,
+        phase: Phase,
+        ordinal: usize,
+        step: &Step,
+        sql: &[String],
+    ) -> Result<u32> {
         let mut script = format!(
             "BEGIN;\nSET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0;\n",
             Literal::new(format!("{}ms", self.opts.lock_timeout.as_millis().max(1)))
@@ -286,7 +387,12 @@ impl Executor<'_> {
                         });
                     }
                     let backoff = self.backoff(attempt);
-                    self.observer.event(&Event::LockRetry { step, attempt, backoff, blockers: &last_blockers });
+                    self.observer.event(&Event::LockRetry {
+                        step,
+                        attempt,
+                        backoff,
+                        blockers: &last_blockers,
+                    });
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -304,31 +410,44 @@ impl Executor<'_> {
     /// Runs `fut` while a second connection watches what blocks this session, cancelling
     /// non-wraparound autovacuum workers in the way.
     /// Returns the step's result and the sessions last seen blocking it.
-    async fn watch<F>(&self, step: &Step, fut: F) -> (std::result::Result<(), tokio_postgres::Error>, Vec<Blocker>)
+    async fn watch<F>(
+        &self,
+        step: &Step,
+        fut: F,
+    ) -> (std::result::Result<(), tokio_postgres::Error>, Vec<Blocker>)
     where
         F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
     {
         tokio::pin!(fut);
-        // Most steps finish at once: only open the watcher when the step is still running.
+        // Most steps finish at once: only look when the step is still running.
         tokio::select! {
             r = &mut fut => return (r, Vec::new()),
-            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+            _ = tokio::time::sleep(WATCH_FIRST) => {}
         }
         let pid = self.backend_pid;
-        // The main connection is busy with the step: watch from a second one.
-        let Ok(watcher) = pg::connect(self.conn).await else { return (fut.await, Vec::new()) };
+        // The main connection is busy with the step: watch from a second one, kept for the
+        // executor's life (a failed connect is not retried: the step runs unwatched).
+        let watcher = self
+            .watcher
+            .get_or_init(|| async { pg::connect(self.conn).await.ok() })
+            .await;
+        let Some(watcher) = watcher else {
+            return (fut.await, Vec::new());
+        };
         let mut seen: Vec<Blocker> = Vec::new();
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
                 r = &mut fut => return (r, seen),
-                _ = tokio::time::sleep(WATCH_INTERVAL) => {
-                    if let Ok(blockers) = pg::blockers_of(&watcher, pid).await {
+                _ = tokio::time::sleep(wait) => {
+                    wait = WATCH_INTERVAL;
+                    if let Ok(blockers) = pg::blockers_of(watcher, pid).await {
                         if !blockers.is_empty() {
                             seen = blockers;
                         }
                     }
                     if self.opts.cancel_autovacuum && seen.iter().any(|b| b.autovacuum.is_some()) {
-                        if let Ok(pids) = pg::cancel_autovacuum_blockers(&watcher, pid).await {
+                        if let Ok(pids) = pg::cancel_autovacuum_blockers(watcher, pid).await {
                             if !pids.is_empty() {
                                 self.observer.event(&Event::AutovacuumCancelled { step, pids: &pids });
                             }

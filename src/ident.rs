@@ -99,7 +99,10 @@ pub struct QualName {
 
 impl QualName {
     pub fn new(schema: impl Into<Ident>, name: impl Into<Ident>) -> Self {
-        QualName { schema: schema.into(), name: name.into() }
+        QualName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 
     /// `'"schema"."name"'::regclass`, for catalog queries.
@@ -210,7 +213,11 @@ pub fn quote_literal(value: &str) -> String {
 
 /// Comma-separated quoted identifiers.
 pub fn ident_list<'a>(names: impl IntoIterator<Item = &'a Ident>) -> String {
-    names.into_iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+    names
+        .into_iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -221,7 +228,10 @@ mod tests {
     fn quotes_identifiers() {
         assert_eq!(Ident::new("users").to_string(), "\"users\"");
         assert_eq!(Ident::new("We\"ird Name").to_string(), "\"We\"\"ird Name\"");
-        assert_eq!(QualName::new("public", "Users").to_string(), "\"public\".\"Users\"");
+        assert_eq!(
+            QualName::new("public", "Users").to_string(),
+            "\"public\".\"Users\""
+        );
     }
 
     #[test]

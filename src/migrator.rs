@@ -32,7 +32,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { schema: "public".into(), state_schema: "pgbaton".into(), exec: ExecOptions::default() }
+        Settings {
+            schema: "public".into(),
+            state_schema: "pgbaton".into(),
+            exec: ExecOptions::default(),
+        }
     }
 }
 
@@ -85,7 +89,6 @@ pub struct Migrator {
     settings: Settings,
     state: Ident,
     observer: Arc<dyn Observer>,
-    backend_pid: i32,
     server_version_num: i32,
 }
 
@@ -93,7 +96,7 @@ impl Migrator {
     pub async fn connect(conn: ConnConfig, settings: Settings) -> Result<Migrator> {
         let client = pg::connect(&conn).await?;
         let row = client
-            .query_one("SELECT pg_backend_pid(), current_setting('server_version_num')::int", &[])
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await?;
         Ok(Migrator {
             client,
@@ -101,8 +104,7 @@ impl Migrator {
             state: Ident::new(settings.state_schema.clone()),
             settings,
             observer: Arc::new(Quiet),
-            backend_pid: row.get(0),
-            server_version_num: row.get(1),
+            server_version_num: row.get(0),
         })
     }
 
@@ -165,19 +167,23 @@ impl Migrator {
     }
 
     fn journal(&self, name: &str) -> Journal {
-        Journal { state: self.state.clone(), schema: self.schema().to_string(), migration: name.to_string() }
+        Journal {
+            state: self.state.clone(),
+            schema: self.schema().to_string(),
+            migration: name.to_string(),
+        }
     }
 
     async fn run_phase(&self, name: &str, phase: Phase, plan: &Plan) -> Result<()> {
         let journal = self.journal(name);
-        let exec = Executor {
-            client: &self.client,
-            conn: &self.conn,
-            journal: &journal,
-            opts: &self.settings.exec,
-            observer: self.observer.as_ref(),
-            backend_pid: self.backend_pid,
-        };
+        let exec = Executor::new(
+            &self.client,
+            &self.conn,
+            &journal,
+            &self.settings.exec,
+            self.observer.as_ref(),
+        )
+        .await?;
         exec.run_phase(phase, plan.phase(phase)).await
     }
 
@@ -200,7 +206,10 @@ impl Migrator {
         } else {
             None
         };
-        let version = migration.version_schema.clone().unwrap_or_else(|| migration.name.clone());
+        let version = migration
+            .version_schema
+            .clone()
+            .unwrap_or_else(|| migration.name.clone());
         let version_schema = version_schema_name(schema, &version);
         if !version_schema.fits() {
             return Err(Error::Invalid {
@@ -329,8 +338,20 @@ impl Migrator {
     /// the migration resumable (`pgbaton start FILE` again) or roll-back-able.
     async fn finish_start(&self, record: &MigrationRecord) -> Result<()> {
         let schema = self.schema();
-        match self.run_phase(&record.name, Phase::Start, &record.plan).await {
-            Ok(()) => state::set_status(&self.client, &self.state, schema, &record.name, state::ACTIVE).await,
+        match self
+            .run_phase(&record.name, Phase::Start, &record.plan)
+            .await
+        {
+            Ok(()) => {
+                state::set_status(
+                    &self.client,
+                    &self.state,
+                    schema,
+                    &record.name,
+                    state::ACTIVE,
+                )
+                .await
+            }
             Err(e) => {
                 if matches!(e, Error::Backfill(_)) {
                     return Err(Error::Other(format!(
@@ -338,12 +359,30 @@ impl Migrator {
                          `pgbaton resume`) to continue where it stopped, or `pgbaton rollback` to undo"
                     )));
                 }
-                state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLING_BACK).await?;
-                match self.run_phase(&record.name, Phase::Rollback, &record.plan).await {
+                state::set_status(
+                    &self.client,
+                    &self.state,
+                    schema,
+                    &record.name,
+                    state::ROLLING_BACK,
+                )
+                .await?;
+                match self
+                    .run_phase(&record.name, Phase::Rollback, &record.plan)
+                    .await
+                {
                     Ok(()) => {
-                        state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLED_BACK)
-                            .await?;
-                        Err(Error::Other(format!("{e}\nstart failed and was rolled back: the schema is as before")))
+                        state::set_status(
+                            &self.client,
+                            &self.state,
+                            schema,
+                            &record.name,
+                            state::ROLLED_BACK,
+                        )
+                        .await?;
+                        Err(Error::Other(format!(
+                            "{e}\nstart failed and was rolled back: the schema is as before"
+                        )))
                     }
                     Err(r) => Err(Error::Other(format!(
                         "{e}\nstart failed, and the automatic rollback failed too: {r}\n\
@@ -356,10 +395,27 @@ impl Migrator {
 
     async fn finish_complete(&self, record: &MigrationRecord) -> Result<()> {
         let schema = self.schema();
-        state::set_status(&self.client, &self.state, schema, &record.name, state::COMPLETING).await?;
-        self.run_phase(&record.name, Phase::Complete, &record.plan).await?;
-        crate::backfill::clear(&self.client, &self.state, &record.name).await.map_err(|e| Error::Backfill(e.to_string()))?;
-        state::set_status(&self.client, &self.state, schema, &record.name, state::COMPLETED).await
+        state::set_status(
+            &self.client,
+            &self.state,
+            schema,
+            &record.name,
+            state::COMPLETING,
+        )
+        .await?;
+        self.run_phase(&record.name, Phase::Complete, &record.plan)
+            .await?;
+        crate::backfill::clear(&self.client, &self.state, &record.name)
+            .await
+            .map_err(|e| Error::Backfill(e.to_string()))?;
+        state::set_status(
+            &self.client,
+            &self.state,
+            schema,
+            &record.name,
+            state::COMPLETED,
+        )
+        .await
     }
 
     /// Completes the active migration (finishing an interrupted start first).
@@ -369,12 +425,10 @@ impl Migrator {
             let record = self.require_active().await?;
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
-                state::ROLLING_BACK => {
-                    return Err(Error::Other(format!(
-                        "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
-                        record.name
-                    )))
-                }
+                state::ROLLING_BACK => return Err(Error::Other(format!(
+                    "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
+                    record.name
+                ))),
                 _ => {}
             }
             self.finish_complete(&record).await?;
@@ -386,7 +440,9 @@ impl Migrator {
     async fn require_active(&self) -> Result<MigrationRecord> {
         state::active(&self.client, &self.state, self.schema())
             .await?
-            .ok_or_else(|| Error::NoActiveMigration { schema: self.schema().to_string() })
+            .ok_or_else(|| Error::NoActiveMigration {
+                schema: self.schema().to_string(),
+            })
     }
 
     /// Rolls the active migration back. With `force`, a failing user `sql` step (a raw `down`)
@@ -448,7 +504,10 @@ impl Migrator {
             return Ok(status);
         }
         let history = state::history(&self.client, &self.state, schema).await?;
-        status.completed_count = history.iter().filter(|m| m.status == state::COMPLETED).count();
+        status.completed_count = history
+            .iter()
+            .filter(|m| m.status == state::COMPLETED)
+            .count();
         if let Some(last) = history.iter().rev().find(|m| m.status == state::COMPLETED) {
             status.latest = Some(last.name.clone());
             status.latest_version_schema = Some(last.version_schema.clone());
@@ -466,11 +525,26 @@ impl Migrator {
                         &[&schema, &active.name, &phase.as_str()],
                     )
                     .await?;
-                let done = rows.iter().filter(|r| r.get::<_, String>(0) == "done").count();
-                let failed = rows.iter().find(|r| r.get::<_, String>(0) == "failed").map(|r| {
-                    format!("{}: {}", r.get::<_, String>(2), r.get::<_, Option<String>>(1).unwrap_or_default())
+                let done = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(0) == "done")
+                    .count();
+                let failed = rows
+                    .iter()
+                    .find(|r| r.get::<_, String>(0) == "failed")
+                    .map(|r| {
+                        format!(
+                            "{}: {}",
+                            r.get::<_, String>(2),
+                            r.get::<_, Option<String>>(1).unwrap_or_default()
+                        )
+                    });
+                phases.push(PhaseStatus {
+                    phase: phase.as_str().into(),
+                    done,
+                    total: rows.len(),
+                    failed,
                 });
-                phases.push(PhaseStatus { phase: phase.as_str().into(), done, total: rows.len(), failed });
             }
             let backfills = crate::backfill::status(&self.client, &self.state, Some(&active.name))
                 .await
@@ -491,20 +565,27 @@ impl Migrator {
     pub async fn latest(&self) -> Result<Option<(String, String)>> {
         state::require_initialized(&self.client, &self.state).await?;
         let history = state::history(&self.client, &self.state, self.schema()).await?;
-        Ok(history.last().map(|m| (m.name.clone(), m.version_schema.clone())))
+        Ok(history
+            .last()
+            .map(|m| (m.name.clone(), m.version_schema.clone())))
     }
 
     /// The last completed migration and its version schema.
     pub async fn latest_completed(&self) -> Result<Option<(String, String)>> {
         state::require_initialized(&self.client, &self.state).await?;
-        Ok(state::latest_completed(&self.client, &self.state, self.schema())
-            .await?
-            .map(|m| (m.name, m.version_schema)))
+        Ok(
+            state::latest_completed(&self.client, &self.state, self.schema())
+                .await?
+                .map(|m| (m.name, m.version_schema)),
+        )
     }
 
     /// The connection URL that puts the latest version schema first in `search_path`.
     pub async fn latest_url(&self) -> Result<Option<String>> {
-        Ok(self.latest().await?.map(|(_, vs)| self.conn.url_with_search_path(&vs)))
+        Ok(self
+            .latest()
+            .await?
+            .map(|(_, vs)| self.conn.url_with_search_path(&vs)))
     }
 
     /// Applies every pending migration of `dir` in lexical order: all but the last are started
@@ -569,15 +650,19 @@ impl Migrator {
     pub async fn pull(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         state::require_initialized(&self.client, &self.state).await?;
         let history = state::history(&self.client, &self.state, self.schema()).await?;
-        std::fs::create_dir_all(dir)
-            .map_err(|source| Error::Io { context: format!("cannot create {}", dir.display()), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: format!("cannot create {}", dir.display()),
+            source,
+        })?;
         let mut written = Vec::new();
         for m in history {
             let path = dir.join(format!("{}.json", m.name));
             let text = serde_json::to_string_pretty(&m.document)
                 .map_err(|e| Error::Other(format!("cannot render {}: {e}", m.name)))?;
-            std::fs::write(&path, text + "\n")
-                .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })?;
+            std::fs::write(&path, text + "\n").map_err(|source| Error::Io {
+                context: format!("cannot write {}", path.display()),
+                source,
+            })?;
             written.push(path);
         }
         Ok(written)
@@ -586,7 +671,9 @@ impl Migrator {
     /// Pauses the running backfill of this schema (from any machine).
     pub async fn pause(&self) -> Result<()> {
         state::require_initialized(&self.client, &self.state).await?;
-        crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema())).await.map_err(|e| Error::Backfill(e.to_string()))
+        crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema()))
+            .await
+            .map_err(|e| Error::Backfill(e.to_string()))
     }
 
     /// Lifts an operator pause, and continues an interrupted start (e.g. after the process running

@@ -18,12 +18,27 @@ pub trait Operation {
     /// Checks the operation against the schema; returns a [`PlanError`] naming the field.
     fn validate(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError>;
     /// Contributes the start (expand) steps, the dual-write rules and backfills.
-    fn start(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    fn start(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
+    ) -> Result<(), PlanError>;
     /// Contributes the complete (contract) steps.
-    fn complete(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    fn complete(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
+    ) -> Result<(), PlanError>;
     /// Contributes the steps that undo `start`; each must be idempotent (`IF EXISTS`), because
     /// rollback also cleans up after a start that failed or died part way.
-    fn rollback(&self, schema: &Schema, ctx: &PlanContext, plan: &mut PlanBuilder) -> Result<(), PlanError>;
+    fn rollback(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
+    ) -> Result<(), PlanError>;
     /// Changes the schema to the new version's view.
     fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError>;
 }
@@ -80,12 +95,24 @@ impl PlanContext {
 
     /// Whether a column default is volatile (adding it would rewrite the table).
     pub fn default_is_volatile(&self, type_name: &str, expr: &str) -> bool {
-        self.ask(Probe::DefaultIsVolatile { type_name: type_name.into(), expr: expr.into() }, true)
+        self.ask(
+            Probe::DefaultIsVolatile {
+                type_name: type_name.into(),
+                expr: expr.into(),
+            },
+            true,
+        )
     }
 
     /// Whether changing a column's type from `from` to `to` rewrites the table or an index.
     pub fn type_change_rewrites(&self, from: &str, to: &str) -> bool {
-        self.ask(Probe::TypeChangeRewrites { from: from.into(), to: to.into() }, true)
+        self.ask(
+            Probe::TypeChangeRewrites {
+                from: from.into(),
+                to: to.into(),
+            },
+            true,
+        )
     }
 }
 
@@ -101,7 +128,10 @@ pub struct PlanError {
 
 impl PlanError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> PlanError {
-        PlanError { field: field.into(), message: message.into() }
+        PlanError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -176,15 +206,18 @@ impl PlanBuilder {
         new_scope: Vec<(Ident, Ident)>,
         rule: DualWriteRule,
     ) {
-        let spec = self.triggers.entry(table.clone()).or_insert_with(|| TriggerSpec {
-            table,
-            migration: ctx.migration.clone(),
-            version_schema: ctx.version_schema.clone(),
-            old_scope,
-            new_scope: new_scope.clone(),
-            rules: Vec::new(),
-            marker: marker_column(),
-        });
+        let spec = self
+            .triggers
+            .entry(table.clone())
+            .or_insert_with(|| TriggerSpec {
+                table,
+                migration: ctx.migration.clone(),
+                version_schema: ctx.version_schema.clone(),
+                old_scope,
+                new_scope: new_scope.clone(),
+                rules: Vec::new(),
+                marker: marker_column(),
+            });
         // A later operation on the same table sees more columns of the new version.
         for pair in new_scope {
             if !spec.new_scope.contains(&pair) {
@@ -203,13 +236,16 @@ impl PlanBuilder {
         scope: Vec<(Ident, Ident)>,
         assignment: Assignment,
     ) {
-        let spec = self.backfills.entry(table.clone()).or_insert_with(|| BackfillSpec {
-            table,
-            key,
-            scope,
-            assignments: Vec::new(),
-            marker: marker_column(),
-        });
+        let spec = self
+            .backfills
+            .entry(table.clone())
+            .or_insert_with(|| BackfillSpec {
+                table,
+                key,
+                scope,
+                assignments: Vec::new(),
+                marker: marker_column(),
+            });
         spec.assignments.push(assignment);
     }
 
@@ -223,17 +259,20 @@ impl PlanBuilder {
     /// then column renames, then the table rename, so every statement can name the table and its
     /// columns by their physical names as they were before complete.
     pub fn contract(&mut self, table: QualName, sql: impl Into<String>) {
-        self.contract.push((table, ContractOrder::Change, sql.into()));
+        self.contract
+            .push((table, ContractOrder::Change, sql.into()));
     }
 
     /// A column rename of the contract (runs after the table's other contract statements).
     pub fn contract_rename_column(&mut self, table: QualName, sql: impl Into<String>) {
-        self.contract.push((table, ContractOrder::RenameColumn, sql.into()));
+        self.contract
+            .push((table, ContractOrder::RenameColumn, sql.into()));
     }
 
     /// A table rename of the contract (runs last in the table's transaction).
     pub fn contract_rename_table(&mut self, table: QualName, sql: impl Into<String>) {
-        self.contract.push((table, ContractOrder::RenameTable, sql.into()));
+        self.contract
+            .push((table, ContractOrder::RenameTable, sql.into()));
     }
 
     /// A complete step that runs after the contract transactions (e.g. `onComplete` SQL).
@@ -296,7 +335,10 @@ impl PlanBuilder {
             order.push(spec.table.clone());
             let sql = per_table.entry(spec.table.clone()).or_default();
             sql.extend(crate::triggers::drop_sql(spec));
-            sql.push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
+            sql.push(format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                spec.table, spec.marker
+            ));
         }
         let mut contract = self.contract;
         contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
@@ -322,7 +364,10 @@ impl PlanBuilder {
         let mut rollback = drop_version;
         for spec in self.triggers.values() {
             let mut sql = crate::triggers::drop_sql(spec);
-            sql.push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {}", spec.table, spec.marker));
+            sql.push(format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                spec.table, spec.marker
+            ));
             rollback.push(Step::transaction(
                 format!("remove dual-write trigger from {}", spec.table),
                 Some(spec.table.clone()),
@@ -338,7 +383,11 @@ impl PlanBuilder {
         for steps in undo.into_iter().rev() {
             rollback.extend(steps);
         }
-        Plan { start, complete, rollback }
+        Plan {
+            start,
+            complete,
+            rollback,
+        }
     }
 }
 
@@ -360,9 +409,15 @@ pub fn plan_migration(
             source,
         };
         operation.validate(&schema, ctx).map_err(located)?;
-        operation.start(&schema, ctx, &mut builder).map_err(located)?;
-        operation.complete(&schema, ctx, &mut builder).map_err(located)?;
-        operation.rollback(&schema, ctx, &mut builder).map_err(located)?;
+        operation
+            .start(&schema, ctx, &mut builder)
+            .map_err(located)?;
+        operation
+            .complete(&schema, ctx, &mut builder)
+            .map_err(located)?;
+        operation
+            .rollback(&schema, ctx, &mut builder)
+            .map_err(located)?;
         builder.end_operation();
         operation.apply(&mut schema, ctx).map_err(located)?;
     }

@@ -23,6 +23,10 @@ pub struct Schema {
     pub opaque: bool,
     /// Roles (quoted, or `PUBLIC`) with USAGE on the base schema; they get USAGE on version schemas.
     pub usage_grantees: Vec<String>,
+    /// Physical names of tables a `drop_table` of this migration hid: they exist until complete,
+    /// so a table created later in the same migration must not take their names.
+    #[serde(default)]
+    pub dropped_tables: Vec<Ident>,
 }
 
 impl Schema {
@@ -42,9 +46,12 @@ impl Schema {
     /// Finds a constraint by name across tables (constraint names are unique per table only, but
     /// pgroll's operations name the table too; this is for index look-ups).
     pub fn index(&self, name: &str) -> Option<(&Table, &Index)> {
-        self.tables
-            .values()
-            .find_map(|t| t.indexes.iter().find(|i| i.name.as_str() == name).map(|i| (t, i)))
+        self.tables.values().find_map(|t| {
+            t.indexes
+                .iter()
+                .find(|i| i.name.as_str() == name)
+                .map(|i| (t, i))
+        })
     }
 }
 
@@ -103,7 +110,9 @@ impl Table {
 
     /// The column whose physical name is `physical`.
     pub fn column_by_physical(&self, physical: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.physical.as_str() == physical)
+        self.columns
+            .iter()
+            .find(|c| c.physical.as_str() == physical)
     }
 
     pub fn constraint(&self, name: &str) -> Option<&Constraint> {
@@ -111,7 +120,9 @@ impl Table {
     }
 
     pub fn primary_key(&self) -> Option<&Constraint> {
-        self.constraints.iter().find(|c| c.kind == ConstraintKind::PrimaryKey)
+        self.constraints
+            .iter()
+            .find(|c| c.kind == ConstraintKind::PrimaryKey)
     }
 
     /// The key a backfill can walk: the primary key, else a unique index on NOT NULL columns
@@ -125,7 +136,9 @@ impl Table {
             .filter(|i| i.unique && i.valid && i.predicate.is_none() && !i.has_expressions)
             .find(|i| {
                 i.columns.iter().all(|c| {
-                    self.columns.iter().any(|col| &col.physical == c && !col.nullable)
+                    self.columns
+                        .iter()
+                        .any(|col| &col.physical == c && !col.nullable)
                 })
             })
             .map(|i| i.columns.clone())

@@ -66,21 +66,28 @@ pub fn ddl(state: &Ident) -> Vec<String> {
 /// Creates the state schema (idempotent).
 pub async fn init(client: &Client, state: &Ident) -> Result<()> {
     let script = ddl(state).join(";\n");
-    client.batch_execute(&format!("BEGIN;\n{script};\nCOMMIT")).await?;
+    client
+        .batch_execute(&format!("BEGIN;\n{script};\nCOMMIT"))
+        .await?;
     Ok(())
 }
 
 /// Whether the state schema exists (with its migrations table).
 pub async fn is_initialized(client: &Client, state: &Ident) -> Result<bool> {
     let name = format!("{state}.migrations");
-    Ok(client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await?.get(0))
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await?
+        .get(0))
 }
 
 pub async fn require_initialized(client: &Client, state: &Ident) -> Result<()> {
     if is_initialized(client, state).await? {
         Ok(())
     } else {
-        Err(Error::NotInitialized { schema: state.as_str().to_string() })
+        Err(Error::NotInitialized {
+            schema: state.as_str().to_string(),
+        })
     }
 }
 
@@ -101,7 +108,10 @@ pub struct MigrationRecord {
 
 impl MigrationRecord {
     pub fn is_active(&self) -> bool {
-        matches!(self.status.as_str(), STARTING | ACTIVE | COMPLETING | ROLLING_BACK)
+        matches!(
+            self.status.as_str(),
+            STARTING | ACTIVE | COMPLETING | ROLLING_BACK
+        )
     }
 }
 
@@ -126,7 +136,11 @@ fn record(row: &tokio_postgres::Row) -> Result<MigrationRecord> {
 }
 
 /// The active migration of `schema`, if any.
-pub async fn active(client: &impl GenericClient, state: &Ident, schema: &str) -> Result<Option<MigrationRecord>> {
+pub async fn active(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+) -> Result<Option<MigrationRecord>> {
     let row = client
         .query_opt(
             &format!(
@@ -140,10 +154,17 @@ pub async fn active(client: &impl GenericClient, state: &Ident, schema: &str) ->
 }
 
 /// One migration by name.
-pub async fn get(client: &impl GenericClient, state: &Ident, schema: &str, name: &str) -> Result<Option<MigrationRecord>> {
+pub async fn get(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+) -> Result<Option<MigrationRecord>> {
     let row = client
         .query_opt(
-            &format!("SELECT {RECORD_COLUMNS} FROM {state}.migrations WHERE schema = $1 AND name = $2"),
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM {state}.migrations WHERE schema = $1 AND name = $2"
+            ),
             &[&schema, &name],
         )
         .await?;
@@ -151,7 +172,11 @@ pub async fn get(client: &impl GenericClient, state: &Ident, schema: &str, name:
 }
 
 /// Completed migrations of `schema`, oldest first, following the parent chain.
-pub async fn history(client: &impl GenericClient, state: &Ident, schema: &str) -> Result<Vec<MigrationRecord>> {
+pub async fn history(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+) -> Result<Vec<MigrationRecord>> {
     let rows = client
         .query(
             &format!(
@@ -177,8 +202,16 @@ pub async fn history(client: &impl GenericClient, state: &Ident, schema: &str) -
 }
 
 /// The last completed migration of `schema`.
-pub async fn latest_completed(client: &impl GenericClient, state: &Ident, schema: &str) -> Result<Option<MigrationRecord>> {
-    Ok(history(client, state, schema).await?.into_iter().rev().find(|m| m.status == COMPLETED))
+pub async fn latest_completed(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+) -> Result<Option<MigrationRecord>> {
+    Ok(history(client, state, schema)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|m| m.status == COMPLETED))
 }
 
 /// Records a new migration (or a retry of a rolled-back one) with its plan and journal rows.
@@ -192,7 +225,8 @@ pub async fn insert_migration(
     document: &serde_json::Value,
     plan: &Plan,
 ) -> Result<()> {
-    let plan_json = serde_json::to_value(plan).map_err(|e| Error::Other(format!("cannot serialize plan: {e}")))?;
+    let plan_json = serde_json::to_value(plan)
+        .map_err(|e| Error::Other(format!("cannot serialize plan: {e}")))?;
     client
         .execute(&format!("DELETE FROM {state}.migrations WHERE schema = $1 AND name = $2 AND status = 'rolled_back'"), &[&schema, &name])
         .await?;
@@ -225,7 +259,13 @@ pub async fn insert_migration(
 }
 
 /// Sets a migration's status (and the matching timestamp).
-pub async fn set_status(client: &impl GenericClient, state: &Ident, schema: &str, name: &str, status: &str) -> Result<()> {
+pub async fn set_status(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    status: &str,
+) -> Result<()> {
     let stamp = match status {
         COMPLETED => ", completed_at = now()",
         ROLLED_BACK => ", rolled_back_at = now()",
@@ -233,7 +273,9 @@ pub async fn set_status(client: &impl GenericClient, state: &Ident, schema: &str
     };
     client
         .execute(
-            &format!("UPDATE {state}.migrations SET status = $3{stamp} WHERE schema = $1 AND name = $2"),
+            &format!(
+                "UPDATE {state}.migrations SET status = $3{stamp} WHERE schema = $1 AND name = $2"
+            ),
             &[&schema, &name, &status],
         )
         .await?;
@@ -260,7 +302,14 @@ pub async fn step_statuses(
 }
 
 /// SQL that marks a journal step; used inside the step's own transaction where possible.
-pub fn mark_step_sql(state: &Ident, schema: &str, name: &str, phase: Phase, ordinal: usize, status: &str) -> String {
+pub fn mark_step_sql(
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    phase: Phase,
+    ordinal: usize,
+    status: &str,
+) -> String {
     let stamp = match status {
         "running" => "started_at = now(), attempts = attempts + 1, error = NULL",
         _ => "finished_at = now()",
@@ -297,7 +346,13 @@ pub async fn fail_step(
 }
 
 /// Resets a phase's journal to planned (a retried rollback after `--force`, or a restarted start).
-pub async fn reset_phase(client: &impl GenericClient, state: &Ident, schema: &str, name: &str, phase: Phase) -> Result<()> {
+pub async fn reset_phase(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    phase: Phase,
+) -> Result<()> {
     client
         .execute(
             &format!(

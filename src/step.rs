@@ -106,7 +106,10 @@ impl Work {
 
     /// True when the work takes time proportional to the table size.
     pub fn is_heavy(self) -> bool {
-        matches!(self, Work::Scan | Work::Rewrite | Work::Concurrent | Work::Batched)
+        matches!(
+            self,
+            Work::Scan | Work::Rewrite | Work::Concurrent | Work::Batched
+        )
     }
 }
 
@@ -194,7 +197,13 @@ impl Step {
         work: Work,
         sql: Vec<String>,
     ) -> Step {
-        Step { title: title.into(), table, lock, work, action: Action::Transaction(sql) }
+        Step {
+            title: title.into(),
+            table,
+            lock,
+            work,
+            action: Action::Transaction(sql),
+        }
     }
 
     /// A statement outside any transaction (`CONCURRENTLY`).
@@ -241,7 +250,13 @@ impl Step {
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}  [lock: {}; {}", self.title, self.lock.name(), self.work.name())?;
+        write!(
+            f,
+            "{}  [lock: {}; {}",
+            self.title,
+            self.lock.name(),
+            self.work.name()
+        )?;
         if let Some(t) = &self.table {
             write!(f, "; on {t}")?;
         }
@@ -304,7 +319,10 @@ impl BackfillSpec {
         let key = match &self.key {
             BackfillKey::Columns(cols) => format!(
                 "keyset batches on ({})",
-                cols.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                cols.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             BackfillKey::Ctid => "ctid page-range batches".to_string(),
         };

@@ -34,7 +34,10 @@ pub fn create_view_sql(schema: &Schema, version_schema: &Ident, table: &Table) -
     )];
     for c in &table.columns {
         if let Some(default) = &c.default {
-            sql.push(format!("ALTER VIEW {view} ALTER COLUMN {} SET DEFAULT {default}", c.name));
+            sql.push(format!(
+                "ALTER VIEW {view} ALTER COLUMN {} SET DEFAULT {default}",
+                c.name
+            ));
         }
     }
     for grant in &table.grants {
@@ -43,7 +46,10 @@ pub fn create_view_sql(schema: &Schema, version_schema: &Ident, table: &Table) -
         }
     }
     if let Some(comment) = &table.comment {
-        sql.push(format!("COMMENT ON VIEW {view} IS {}", Literal::new(comment)));
+        sql.push(format!(
+            "COMMENT ON VIEW {view} IS {}",
+            Literal::new(comment)
+        ));
     }
     sql
 }
@@ -69,7 +75,10 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
         sql.extend(create_view_sql(schema, vs, table));
     }
     vec![Step::transaction(
-        format!("create version schema {vs} with {} views", schema.tables.len()),
+        format!(
+            "create version schema {vs} with {} views",
+            schema.tables.len()
+        ),
         None,
         LockLevel::AccessShare,
         Work::Catalog,

@@ -27,7 +27,9 @@ impl Observer for Events {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     client
 }
@@ -64,7 +66,10 @@ async fn table_under_autovacuum() -> (Cluster, String) {
         if n > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no autovacuum worker started on the table within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "no autovacuum worker started on the table within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     (cluster, url)
@@ -80,12 +85,21 @@ fn add_column_step() -> Step {
     )
 }
 
-async fn run_step(url: &str, cancel: bool, deadline: Duration) -> (pgbaton::Result<()>, Vec<String>, Duration) {
+async fn run_step(
+    url: &str,
+    cancel: bool,
+    deadline: Duration,
+) -> (pgbaton::Result<()>, Vec<String>, Duration) {
     let conn = ConnConfig::parse(url).expect("url");
     let client = pgbaton::pg::connect(&conn).await.expect("connect");
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
-    let journal = Journal { state: Ident::new("pgbaton"), schema: "public".into(), migration: "m".into() };
-    pgbaton::state::init(&client, &journal.state).await.expect("init");
+    let journal = Journal {
+        state: Ident::new("pgbaton"),
+        schema: "public".into(),
+        migration: "m".into(),
+    };
+    pgbaton::state::init(&client, &journal.state)
+        .await
+        .expect("init");
     let opts = ExecOptions {
         lock_timeout: Duration::from_millis(300),
         lock_retry_deadline: deadline,
@@ -93,7 +107,9 @@ async fn run_step(url: &str, cancel: bool, deadline: Duration) -> (pgbaton::Resu
         ..ExecOptions::default()
     };
     let events = Events::default();
-    let exec = Executor { client: &client, conn: &conn, journal: &journal, opts: &opts, observer: &events, backend_pid: pid };
+    let exec = Executor::new(&client, &conn, &journal, &opts, &events)
+        .await
+        .expect("executor");
     let started = Instant::now();
     let result = exec.run_phase(Phase::Start, &[add_column_step()]).await;
     let elapsed = started.elapsed();
@@ -107,14 +123,24 @@ async fn a_step_gets_past_a_running_autovacuum() {
 
     // Without the watcher, the step keeps timing out behind the worker until its deadline.
     let (result, events, _) = run_step(&url, false, Duration::from_secs(3)).await;
-    let err = result.expect_err("the step should not get its lock while autovacuum holds the table");
-    assert!(err.to_string().contains("autovacuum"), "the error names the autovacuum blocker: {err}");
-    assert!(events.iter().any(|e| e.starts_with("retry")), "it retried: {events:?}");
+    let err =
+        result.expect_err("the step should not get its lock while autovacuum holds the table");
+    assert!(
+        err.to_string().contains("autovacuum"),
+        "the error names the autovacuum blocker: {err}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("retry")),
+        "it retried: {events:?}"
+    );
 
     // With the watcher the worker is cancelled and the step succeeds quickly.
     let (result, events, elapsed) = run_step(&url, true, Duration::from_secs(30)).await;
     result.expect("the step succeeds once the autovacuum worker is cancelled");
-    assert!(events.iter().any(|e| e.starts_with("cancelled")), "an autovacuum worker was cancelled: {events:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("cancelled")),
+        "an autovacuum worker was cancelled: {events:?}"
+    );
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     let client = connect(&url).await;
     let has: bool = client
