@@ -95,6 +95,10 @@ pub struct Migrator {
 impl Migrator {
     pub async fn connect(conn: ConnConfig, settings: Settings) -> Result<Migrator> {
         let client = pg::connect(&conn).await?;
+        // If this process dies mid-statement, let the server notice within a second and end the
+        // session (releasing its locks) instead of finishing a long statement for nobody.
+        // PostgreSQL 14+; best effort (an older server or a pooler may refuse it).
+        let _ = client.batch_execute("SET client_connection_check_interval = '1s'").await;
         let row = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await?;
