@@ -125,6 +125,9 @@ pub enum Command {
         /// Complete it right after starting
         #[arg(long)]
         complete: bool,
+        /// Print the steps it would run (as `plan` does) and change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Complete the active migration: drop what the old version needed
     Complete,
@@ -448,7 +451,16 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 println!("initialized: state schema \"{}\" is ready", g.state_schema);
             }
         }
-        Command::Start { file, complete } => {
+        Command::Start { file, dry_run: true, .. } => {
+            let m = load(&file)?;
+            let plan = migrator.plan(&m).await?;
+            if g.json {
+                print_json(&plan)?;
+            } else {
+                print!("{}", render_plan(&m.name, &plan));
+            }
+        }
+        Command::Start { file, complete, dry_run: false } => {
             let m = load(&file)?;
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
