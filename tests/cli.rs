@@ -116,7 +116,7 @@ async fn bad_input_is_refused_before_any_ddl() {
     let before = db.dump();
 
     let cases: &[(&str, &str, &[&str])] = &[
-        ("01_malformed.yaml", "operations:\n  - create_table: {name: x\n", &["01_malformed.yaml:", "line"]),
+        ("01_malformed.yaml", "operations:\n  - create_table: {name: x\n", &["01_malformed.yaml:2:", "YAML"]),
         ("02_unknown_op.yaml", "operations:\n  - make_table:\n      name: x\n", &["02_unknown_op.yaml:2", "make_table"]),
         (
             "03_unknown_field.yaml",
@@ -260,7 +260,9 @@ async fn wait_for_step(db: &Db, ordinal: i32, status: &str) {
     loop {
         let got = db
             .scalar(&format!(
-                "SELECT coalesce((SELECT status FROM pgbaton.steps WHERE phase = 'start' AND ordinal = {ordinal}), 'none')"
+                "SELECT coalesce((SELECT s.status FROM pgbaton.steps s JOIN pgbaton.migrations m
+                                    ON m.schema = s.schema AND m.name = s.migration
+                                 WHERE m.status = 'starting' AND s.phase = 'start' AND s.ordinal = {ordinal}), 'none')"
             ))
             .await;
         if got == status {
@@ -271,7 +273,7 @@ async fn wait_for_step(db: &Db, ordinal: i32, status: &str) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_rollback_restores_and_start_continues() {
     let db = Db::new("kill").await;
     db.expect(&["init"], 0);
@@ -308,7 +310,7 @@ async fn after_kill_9_rollback_restores_and_start_continues() {
         for _ in 0..400 {
             let n: i64 = c
                 .query_one(
-                    "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND pid <> pg_backend_pid()",
+                    "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND application_name = 'pgbaton' AND pid <> pg_backend_pid()",
                     &[],
                 )
                 .await
