@@ -161,6 +161,8 @@ pub enum Command {
     Pause,
     /// Resume a paused backfill, or continue an interrupted start
     Resume,
+    /// Show zero downtime: a throwaway cluster, a busy table, a live migration, a report
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -189,7 +191,7 @@ impl Global {
                     target_batch_time: Duration::from_millis(self.backfill_batch_time),
                     batch_delay: Duration::from_millis(self.backfill_batch_delay),
                     max_rows_per_second: self.backfill_rows_per_second.map(|r| r as f64),
-                    max_replication_lag: self.max_replication_lag.clone(),
+                    max_replication_lag: self.max_replication_lag,
                     lock_timeout: Duration::from_millis(self.lock_timeout),
                     ..BackfillOptions::default()
                 },
@@ -437,10 +439,15 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 async fn run(cli: Cli) -> Result<u8, Error> {
     let g = cli.global;
     let renderer = Arc::new(Renderer::new(g.json, g.verbose));
+    // The demo brings its own server: it must run before any connection is made.
+    let command = match cli.command {
+        Command::Demo(args) => return run_demo(args, &g, renderer).await,
+        other => other,
+    };
     let migrator = Migrator::connect(g.conn()?, g.settings())
         .await?
         .with_observer(renderer.clone());
-    match cli.command {
+    match command {
         Command::Init => {
             migrator.init().await?;
             if g.json {
@@ -601,8 +608,45 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 None => println!("backfills of schema {} resumed", g.schema),
             }
         }
+        Command::Demo(_) => unreachable!("handled before connecting"),
     }
     Ok(exit::OK)
+}
+
+/// `pgbaton demo`: notes on stderr (JSON lines on stdout with `--json`), the report at the end.
+/// Ctrl-C drops the demo, which removes its cluster (or its schemas of an existing database).
+async fn run_demo(
+    args: crate::demo::DemoArgs,
+    g: &Global,
+    renderer: Arc<Renderer>,
+) -> Result<u8, Error> {
+    let json = g.json;
+    let options = args.options(g.postgres_url.clone(), g.settings().exec);
+    let notes: crate::demo::NoteSink = Arc::new(move |note: &crate::demo::Note| {
+        if json {
+            println!("{}", serde_json::json!({"event": "demo", "note": note}));
+        } else {
+            eprintln!("{note}");
+        }
+    });
+    let report = tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {
+            return Err(Error::Other(
+                "interrupted: the demo's cluster (or its schemas) were removed".into(),
+            ));
+        }
+        result = crate::demo::run(options, renderer.clone(), notes) => {
+            result.map_err(|e| Error::Other(format!("demo: {e}")))?
+        }
+    };
+    renderer.finish_bar();
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.ok() { exit::OK } else { exit::FAILED })
 }
 
 /// `pgbaton plan` output.

@@ -107,7 +107,7 @@ impl QualName {
 
     /// `'"schema"."name"'::regclass`, for catalog queries.
     pub fn regclass(&self) -> String {
-        format!("{}::regclass", Literal::new(&self.to_string()))
+        format!("{}::regclass", Literal::new(self.to_string()))
     }
 }
 

@@ -98,7 +98,9 @@ impl Migrator {
         // If this process dies mid-statement, let the server notice within a second and end the
         // session (releasing its locks) instead of finishing a long statement for nobody.
         // PostgreSQL 14+; best effort (an older server or a pooler may refuse it).
-        let _ = client.batch_execute("SET client_connection_check_interval = '1s'").await;
+        let _ = client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .await;
         let row = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await?;
@@ -300,12 +302,14 @@ impl Migrator {
                     state::insert_migration(
                         &self.client,
                         &self.state,
-                        schema,
-                        &migration.name,
-                        parent.as_deref(),
-                        ctx.version_schema.as_str(),
-                        &migration.raw,
-                        &plan,
+                        state::NewMigration {
+                            schema,
+                            name: &migration.name,
+                            parent: parent.as_deref(),
+                            version_schema: ctx.version_schema.as_str(),
+                            document: &migration.raw,
+                            plan: &plan,
+                        },
                     )
                     .await?;
                     state::get(&self.client, &self.state, schema, &migration.name)
@@ -429,10 +433,12 @@ impl Migrator {
             let record = self.require_active().await?;
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
-                state::ROLLING_BACK => return Err(Error::Other(format!(
+                state::ROLLING_BACK => {
+                    return Err(Error::Other(format!(
                     "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
                     record.name
-                ))),
+                )))
+                }
                 _ => {}
             }
             self.finish_complete(&record).await?;

@@ -214,21 +214,34 @@ pub async fn latest_completed(
         .find(|m| m.status == COMPLETED))
 }
 
+/// A migration about to be recorded by [`insert_migration`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewMigration<'a> {
+    pub schema: &'a str,
+    pub name: &'a str,
+    /// The last completed migration of the schema.
+    pub parent: Option<&'a str>,
+    pub version_schema: &'a str,
+    /// The migration file's document, as stored for `pull` and history checks.
+    pub document: &'a serde_json::Value,
+    pub plan: &'a Plan,
+}
+
 /// Records a new migration (or a retry of a rolled-back one) with its plan and journal rows.
 pub async fn insert_migration(
     client: &impl GenericClient,
     state: &Ident,
-    schema: &str,
-    name: &str,
-    parent: Option<&str>,
-    version_schema: &str,
-    document: &serde_json::Value,
-    plan: &Plan,
+    m: NewMigration<'_>,
 ) -> Result<()> {
-    let plan_json = serde_json::to_value(plan)
+    let plan_json = serde_json::to_value(m.plan)
         .map_err(|e| Error::Other(format!("cannot serialize plan: {e}")))?;
     client
-        .execute(&format!("DELETE FROM {state}.migrations WHERE schema = $1 AND name = $2 AND status = 'rolled_back'"), &[&schema, &name])
+        .execute(
+            &format!(
+                "DELETE FROM {state}.migrations WHERE schema = $1 AND name = $2 AND status = 'rolled_back'"
+            ),
+            &[&m.schema, &m.name],
+        )
         .await?;
     client
         .execute(
@@ -239,18 +252,18 @@ pub async fn insert_migration(
                                             'client_addr', inet_client_addr()::text, 'pgbaton', {}))",
                 Literal::new(env!("CARGO_PKG_VERSION"))
             ),
-            &[&schema, &name, &parent, &version_schema, document, &plan_json],
+            &[&m.schema, &m.name, &m.parent, &m.version_schema, m.document, &plan_json],
         )
         .await?;
     for phase in [Phase::Start, Phase::Complete, Phase::Rollback] {
-        for (i, step) in plan.phase(phase).iter().enumerate() {
+        for (i, step) in m.plan.phase(phase).iter().enumerate() {
             client
                 .execute(
                     &format!(
                         "INSERT INTO {state}.steps (schema, migration, phase, ordinal, title, status)
                          VALUES ($1, $2, $3, $4, $5, 'planned')"
                     ),
-                    &[&schema, &name, &phase.as_str(), &(i as i32), &step.title],
+                    &[&m.schema, &m.name, &phase.as_str(), &(i as i32), &step.title],
                 )
                 .await?;
         }

@@ -23,7 +23,10 @@ mod tempdir {
             let path = std::env::temp_dir().join(format!(
                 "pgbaton-cli-{tag}-{}-{}",
                 std::process::id(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
             ));
             std::fs::create_dir_all(&path).expect("temp dir");
             Dir(path)
@@ -43,7 +46,10 @@ mod tempdir {
 
 impl Db {
     async fn new(tag: &str) -> Db {
-        Db { db: common::fresh_db().await, dir: tempdir::Dir::new(tag) }
+        Db {
+            db: common::fresh_db().await,
+            dir: tempdir::Dir::new(tag),
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -63,8 +69,17 @@ impl Db {
     /// Runs and asserts the exit code; returns stdout + stderr.
     fn expect(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(code), "pgbaton {args:?} exited {:?}:\n{text}", out.status.code());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pgbaton {args:?} exited {:?}:\n{text}",
+            out.status.code()
+        );
         text
     }
 
@@ -82,10 +97,17 @@ impl Db {
     }
 
     async fn scalar(&self, sql: &str) -> String {
-        let rows = self.db.client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows = self
+            .db
+            .client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.iter()
             .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_string())
+                }
                 _ => None,
             })
             .unwrap_or_default()
@@ -112,7 +134,13 @@ const CREATE_ITEMS: &str = "operations:
 async fn bad_input_is_refused_before_any_ddl() {
     let db = Db::new("bad").await;
     db.expect(&["init"], 0);
-    db.db.client.batch_execute("CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')").await.expect("seed");
+    db.db
+        .client
+        .batch_execute(
+            "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')",
+        )
+        .await
+        .expect("seed");
     let before = db.dump();
 
     let cases: &[(&str, &str, &[&str])] = &[
@@ -149,14 +177,25 @@ async fn bad_input_is_refused_before_any_ddl() {
         let path = db.file(name, text);
         let out = db.expect(&["start", s(&path)], 3);
         for n in *needles {
-            assert!(out.contains(n), "{name}: the error should mention {n:?}:\n{out}");
+            assert!(
+                out.contains(n),
+                "{name}: the error should mention {n:?}:\n{out}"
+            );
         }
         let out = db.expect(&["validate", s(&path)], 3);
         assert!(out.contains(name), "{out}");
     }
     assert_eq!(before, db.dump(), "the schema is untouched");
-    assert_eq!(db.scalar("SELECT count(*) FROM pgbaton.migrations").await, "0", "no migration recorded");
-    assert_eq!(db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public\\_%'").await, "0");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pgbaton.migrations").await,
+        "0",
+        "no migration recorded"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public\\_%'")
+            .await,
+        "0"
+    );
 }
 
 #[tokio::test]
@@ -183,11 +222,18 @@ async fn lifecycle_commands_and_their_conflicts() {
     let out = db.expect(&["start", s(&second)], 4);
     assert!(out.contains("01_items") && out.contains("active"), "{out}");
     let status = db.expect(&["status", "--json"], 0);
-    let v: serde_json::Value = serde_json::from_str(status.lines().next().unwrap_or_default()).expect("json");
+    let v: serde_json::Value =
+        serde_json::from_str(status.lines().next().unwrap_or_default()).expect("json");
     assert_eq!(v["active"]["name"], "01_items");
-    assert_eq!(db.expect(&["latest", "schema"], 0).trim(), "public_01_items");
+    assert_eq!(
+        db.expect(&["latest", "schema"], 0).trim(),
+        "public_01_items"
+    );
     let url = db.expect(&["latest", "url"], 0);
-    assert!(url.contains("search_path") && url.contains("public_01_items"), "{url}");
+    assert!(
+        url.contains("search_path") && url.contains("public_01_items"),
+        "{url}"
+    );
 
     db.expect(&["complete"], 0);
     db.expect(&["start", s(&second)], 0);
@@ -215,14 +261,29 @@ async fn a_second_migrator_fails_at_once_naming_the_holder() {
     let file = db.file("01_items.yaml", CREATE_ITEMS);
     // Another migrator holds the lock (as `pgbaton` would during a long backfill).
     let holder = common::connect(&db.db.url).await;
-    holder.batch_execute("SET application_name = 'other-migrator'").await.expect("set");
-    assert!(pgbaton::pg::try_migration_lock(&holder, "pgbaton.public").await.expect("lock"));
+    holder
+        .batch_execute("SET application_name = 'other-migrator'")
+        .await
+        .expect("set");
+    assert!(pgbaton::pg::try_migration_lock(&holder, "pgbaton.public")
+        .await
+        .expect("lock"));
     let t0 = Instant::now();
     let out = db.expect(&["start", s(&file)], 4);
     assert!(t0.elapsed() < Duration::from_secs(10));
-    assert!(out.contains("other-migrator"), "names the holder's application: {out}");
-    let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
-    assert!(out.contains(&pid.to_string()), "names the holder's pid: {out}");
+    assert!(
+        out.contains("other-migrator"),
+        "names the holder's application: {out}"
+    );
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    assert!(
+        out.contains(&pid.to_string()),
+        "names the holder's pid: {out}"
+    );
     drop(holder);
     tokio::time::sleep(Duration::from_millis(200)).await;
     db.expect(&["start", s(&file), "--complete"], 0);
@@ -250,7 +311,10 @@ async fn wait_for_sessions_gone(db: &Db) {
         if n == "0" {
             return;
         }
-        assert!(Instant::now() < deadline, "the killed migrator's sessions are still there after 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "the killed migrator's sessions are still there after 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -268,7 +332,10 @@ async fn wait_for_step(db: &Db, ordinal: i32, status: &str) {
         if got == status {
             return;
         }
-        assert!(Instant::now() < deadline, "step {ordinal} never reached {status} (is {got})");
+        assert!(
+            Instant::now() < deadline,
+            "step {ordinal} never reached {status} (is {got})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -281,7 +348,12 @@ async fn after_kill_9_rollback_restores_and_start_continues() {
     let file = db.file("01_slow.yaml", SLOW);
 
     // Kill during the slow step, then roll back: the schema is exactly as before.
-    let mut child = db.cmd(&["start", s(&file)]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = db
+        .cmd(&["start", s(&file)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     wait_for_step(&db, 0, "done").await;
     child.kill().expect("kill -9");
     let _ = child.wait();
@@ -291,18 +363,35 @@ async fn after_kill_9_rollback_restores_and_start_continues() {
     let out = db.expect(&["status"], 0);
     assert!(out.contains("01_slow") && out.contains("starting"), "{out}");
     db.expect(&["rollback"], 0);
-    assert_eq!(before, db.dump(), "rollback after kill -9 restores the schema");
+    assert_eq!(
+        before,
+        db.dump(),
+        "rollback after kill -9 restores the schema"
+    );
 
     // Kill again, then run the same start: it continues, skipping the step already done (if it
     // ran CREATE TABLE again it would fail).
-    let fast = db.file("02_fast.yaml", &SLOW.replace("pg_sleep(30)", "pg_sleep(0)").replace("slow", "quick"));
-    let mut child = db.cmd(&["start", s(&file)]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let fast = db.file(
+        "02_fast.yaml",
+        &SLOW
+            .replace("pg_sleep(30)", "pg_sleep(0)")
+            .replace("slow", "quick"),
+    );
+    let mut child = db
+        .cmd(&["start", s(&file)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     wait_for_step(&db, 0, "done").await;
     child.kill().expect("kill -9");
     let _ = child.wait();
     wait_for_sessions_gone(&db).await;
     let out = db.expect(&["start", s(&fast)], 4);
-    assert!(out.contains("01_slow"), "another file cannot start meanwhile: {out}");
+    assert!(
+        out.contains("01_slow"),
+        "another file cannot start meanwhile: {out}"
+    );
     // Continue it, with the slow step made fast by cancelling its statement from the outside.
     let url = db.db.url.clone();
     let canceller = tokio::spawn(async move {
@@ -324,13 +413,30 @@ async fn after_kill_9_rollback_restores_and_start_continues() {
         false
     });
     let out = db.run(&["start", s(&file)]);
-    assert!(canceller.await.expect("canceller"), "the slow step ran again");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        canceller.await.expect("canceller"),
+        "the slow step ran again"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The cancelled user SQL fails the start, which rolls back automatically; the point here is
     // that it continued at step 2 (no "already exists" error from step 1).
-    assert!(!text.contains("already exists"), "step 1 ran twice:\n{text}");
-    assert!(text.contains("57014") || text.contains("canceling statement"), "{text}");
-    assert_eq!(before, db.dump(), "the failed continuation rolled back cleanly");
+    assert!(
+        !text.contains("already exists"),
+        "step 1 ran twice:\n{text}"
+    );
+    assert!(
+        text.contains("57014") || text.contains("canceling statement"),
+        "{text}"
+    );
+    assert_eq!(
+        before,
+        db.dump(),
+        "the failed continuation rolled back cleanly"
+    );
 }
 
 #[tokio::test]
@@ -347,7 +453,10 @@ async fn rollback_force_skips_a_failing_down_and_says_what_it_left() {
     let out = db.expect(&["status"], 0);
     assert!(out.contains("rolling_back"), "stuck until forced: {out}");
     let out = db.expect(&["rollback", "--force"], 0);
-    assert!(out.contains("SKIPPED") && out.contains("DROP TABLE does_not_exist"), "{out}");
+    assert!(
+        out.contains("SKIPPED") && out.contains("DROP TABLE does_not_exist"),
+        "{out}"
+    );
     let out = db.expect(&["status"], 0);
     assert!(out.contains("active migration: none"), "{out}");
 }

@@ -170,12 +170,14 @@ async fn a_step_journaled_done_is_not_run_again() {
     pgbaton::state::insert_migration(
         &c.client,
         &c.journal.state,
-        "public",
-        "m1",
-        None,
-        "public_m1",
-        &serde_json::json!({"operations": []}),
-        &plan,
+        pgbaton::state::NewMigration {
+            schema: "public",
+            name: "m1",
+            parent: None,
+            version_schema: "public_m1",
+            document: &serde_json::json!({"operations": []}),
+            plan: &plan,
+        },
     )
     .await
     .expect("journal");
@@ -203,12 +205,14 @@ async fn a_failed_step_is_journaled_with_its_error() {
     pgbaton::state::insert_migration(
         &c.client,
         &c.journal.state,
-        "public",
-        "m1",
-        None,
-        "public_m1",
-        &serde_json::json!({}),
-        &plan,
+        pgbaton::state::NewMigration {
+            schema: "public",
+            name: "m1",
+            parent: None,
+            version_schema: "public_m1",
+            document: &serde_json::json!({}),
+            plan: &plan,
+        },
     )
     .await
     .expect("journal");
