@@ -59,9 +59,10 @@ pub const DEFAULT_MAX_BATCH_ROWS: u32 = 200_000;
 /// The first batch of a run (rows), before any measurement.
 pub const DEFAULT_INITIAL_BATCH_ROWS: u32 = 5_000;
 
-/// Key of the session-level advisory lock that keeps two runs off one table (two-int4 key space,
-/// which does not overlap the single-bigint one): `'pgbf'` and the table's oid.
-const ADVISORY_CLASS: i32 = 0x7067_6266;
+/// First key of the session-level advisory lock that keeps two runs off one table: the lock is
+/// `pg_advisory_lock(BACKFILL_LOCK_CLASS, <table oid>::int)` (the two-int4 key space, which does
+/// not overlap the single-bigint one). `'pgbf'`.
+pub const BACKFILL_LOCK_CLASS: i32 = 0x7067_6266;
 
 /// How a batch keeps the dual-write trigger from firing on its own updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +427,9 @@ pub enum BackfillError {
         rows_done: u64,
     },
 
+    #[error("backfill of {table}: {reason}")]
+    Unsupported { table: String, reason: String },
+
     #[error("backfill of {table}: unexpected reply from the server: {detail}")]
     Protocol { table: String, detail: String },
 
@@ -764,21 +768,38 @@ fn set_list(spec: &BackfillSpec) -> String {
 }
 
 /// A batch statement in its transaction: `BEGIN`, the `SET LOCAL`s, the statement, `COMMIT`.
-fn batch_transaction(opts: &BackfillOptions, bypass: TriggerBypass, statement: &str) -> String {
-    let mut s = batch_preamble(opts, bypass);
+fn batch_transaction(
+    opts: &BackfillOptions,
+    bypass: TriggerBypass,
+    keyset: bool,
+    statement: &str,
+) -> String {
+    let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
+    s.push_str(&batch_settings(opts, bypass, keyset));
     let _ = write!(s, "{statement};\nCOMMIT;\n");
     s
 }
 
 /// `SET LOCAL` lines that start every batch transaction.
-fn batch_preamble(opts: &BackfillOptions, bypass: TriggerBypass) -> String {
-    let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
+///
+/// A keyset batch also turns off sequential scans and sorts for its statement. Without
+/// statistics on the key (a table never analyzed) or with an uncorrelated key (a uuid), the
+/// planner prices an ordered index scan as random I/O and may read the next keys with a full
+/// scan and a sort, per batch, which is quadratic in the table size. Turned off, they are only
+/// used where nothing else can do the job (e.g. inside a user's `up` sub-query on a table
+/// without an index): the settings change plan choices, never results.
+///
+/// JIT is off for every batch: a batch is planned and run once, and compiling it costs more
+/// than it saves (hundreds of milliseconds once the disabled paths push the estimated cost over
+/// `jit_above_cost`, measured on PG15).
+fn batch_settings(opts: &BackfillOptions, bypass: TriggerBypass, keyset: bool) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "SET LOCAL lock_timeout = '{}ms';",
         opts.lock_timeout.as_millis().max(1)
     );
-    s.push_str("SET LOCAL statement_timeout = 0;\n");
+    s.push_str("SET LOCAL statement_timeout = 0;\nSET LOCAL jit = off;\n");
     match bypass {
         TriggerBypass::ReplicationRole | TriggerBypass::Auto => {
             s.push_str("SET LOCAL session_replication_role = replica;\n")
@@ -786,6 +807,9 @@ fn batch_preamble(opts: &BackfillOptions, bypass: TriggerBypass) -> String {
         TriggerBypass::Setting => {
             let _ = writeln!(s, "SET LOCAL {BACKFILL_SETTING} = 'on';");
         }
+    }
+    if keyset {
+        s.push_str("SET LOCAL enable_seqscan = off;\nSET LOCAL enable_sort = off;\n");
     }
     s
 }
@@ -845,8 +869,16 @@ impl CheckpointKey<'_> {
     }
 }
 
-/// A keyset batch: the first `limit` keys after `last`, then one update over that key range, then
-/// the checkpoint. Returns rows: (walked, updated, checkpoint rows, end key columns as text...).
+/// A keyset batch: the first `limit` keys after `last`, then one update over the key range of
+/// exactly those keys, then the checkpoint. Returns a row: (walked, updated, checkpoint rows, end
+/// key columns as text...).
+///
+/// The update's range is bounded on both sides by the batch's own first and last keys (InitPlan
+/// parameters, unknown when the statement is planned): two-sided bounds on one column get the
+/// planner's small default range selectivity, so it picks the key's index whatever the
+/// statistics say; a one-sided bound (`key <= $end`) would be estimated at a third of the table
+/// and planned as a sequential scan. For a composite key the first column is bounded on its own
+/// too, for the same reason (row comparisons are estimated as one-sided).
 fn keyset_batch_sql(
     spec: &BackfillSpec,
     key: &[Ident],
@@ -857,31 +889,47 @@ fn keyset_batch_sql(
 ) -> String {
     let t = &spec.table;
     let qualified = key.iter().map(|k| format!("{t}.{k}")).collect::<Vec<_>>();
-    let row = format!("({})", qualified.join(", "));
+    let row = |cols: &[String]| {
+        if cols.len() == 1 {
+            cols[0].clone()
+        } else {
+            format!("({})", cols.join(", "))
+        }
+    };
     let lower = last.map(|values| {
-        format!(
-            "{row} > ({})",
-            values
-                .iter()
-                .map(|v| quote_literal(v))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let literals = values.iter().map(|v| quote_literal(v)).collect::<Vec<_>>();
+        format!(" WHERE {} > {}", row(&qualified), row(&literals))
     });
     let plain = key.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-    let desc = plain
-        .iter()
-        .map(|k| format!("{k} DESC"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let upper = format!(
-        "{row} <= ({})",
+    let order = |dir: &str| {
         plain
             .iter()
-            .map(|k| format!("(SELECT {k} FROM _pgbaton_end)"))
+            .map(|k| format!("{k} {dir}"))
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    let from = |cte: &str| {
+        plain
+            .iter()
+            .map(|k| format!("(SELECT {k} FROM {cte})"))
+            .collect::<Vec<_>>()
+    };
+    let (start, end) = (from("_pgbaton_start"), from("_pgbaton_end"));
+    let mut range = format!(
+        "{first} >= {s0} AND {first} <= {e0}",
+        first = qualified[0],
+        s0 = start[0],
+        e0 = end[0]
     );
+    if key.len() > 1 {
+        let _ = write!(
+            range,
+            " AND {r} >= {s} AND {r} <= {e}",
+            r = row(&qualified),
+            s = row(&start),
+            e = row(&end)
+        );
+    }
     let end_text = plain
         .iter()
         .map(|k| format!("to_jsonb({k}) #>> '{{}}'"))
@@ -889,6 +937,7 @@ fn keyset_batch_sql(
         .join(", ");
     format!(
         "WITH _pgbaton_batch AS (\n  SELECT {cols} FROM {t}{where_lower} ORDER BY {cols} LIMIT {limit}\n), \
+         _pgbaton_start AS (\n  SELECT {plain_cols} FROM _pgbaton_batch ORDER BY {asc} LIMIT 1\n), \
          _pgbaton_end AS (\n  SELECT {plain_cols}, (SELECT count(*) FROM _pgbaton_batch) AS _pgbaton_n \
          FROM _pgbaton_batch ORDER BY {desc} LIMIT 1\n), \
          _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {range} AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
@@ -898,13 +947,11 @@ fn keyset_batch_sql(
          SELECT coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), (SELECT count(*) FROM _pgbaton_done), \
          (SELECT count(*) FROM _pgbaton_cp){end_cols}",
         cols = qualified.join(", "),
-        where_lower = lower.as_ref().map(|l| format!(" WHERE {l}")).unwrap_or_default(),
+        where_lower = lower.unwrap_or_default(),
         plain_cols = plain.join(", "),
+        asc = order("ASC"),
+        desc = order("DESC"),
         set = set_list(spec),
-        range = match &lower {
-            Some(l) => format!("{l} AND {upper}"),
-            None => upper.clone(),
-        },
         marker = spec.marker,
         cp_table = cp.table(),
         stats = stats.set_sql(),
@@ -1001,7 +1048,7 @@ pub async fn run(
     let locked = client
         .query_one(
             "SELECT pg_try_advisory_lock($1, $2)",
-            &[&ADVISORY_CLASS, &lock_key],
+            &[&BACKFILL_LOCK_CLASS, &lock_key],
         )
         .await
         .map_err(|source| db(&table, "taking the backfill lock", source))?;
@@ -1015,7 +1062,7 @@ pub async fn run(
     let _ = client
         .query_one(
             "SELECT pg_advisory_unlock($1, $2)",
-            &[&ADVISORY_CLASS, &lock_key],
+            &[&BACKFILL_LOCK_CLASS, &lock_key],
         )
         .await;
     result
@@ -1049,15 +1096,24 @@ pub async fn explain_batch(
             ctid_batch_sql(spec, &cp, 0, pages, &Stats::default())
         }
     };
-    let rows = client
-        .query(&format!("EXPLAIN (COSTS OFF) {statement}"), &[])
-        .await
-        .map_err(|source| db(&table, "explaining a batch", source))?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    // With the batch's own planner settings, rolled back.
+    let settings = batch_settings(
+        &BackfillOptions::default(),
+        TriggerBypass::Setting,
+        matches!(spec.key, BackfillKey::Columns(_)),
+    );
+    let sql = format!("BEGIN;\n{settings}EXPLAIN (COSTS OFF) {statement};\nROLLBACK");
+    match client.simple_query(&sql).await {
+        Ok(messages) => Ok(rows(&messages)
+            .iter()
+            .filter_map(|r| r.get(0))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Err(source) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(db(&table, "explaining a batch", source))
+        }
+    }
 }
 
 fn protocol(table: &str, detail: &str) -> BackfillError {
@@ -1075,13 +1131,32 @@ fn db(table: &str, context: &str, source: tokio_postgres::Error) -> BackfillErro
     }
 }
 
+/// Live rows of a table never analyzed, estimated from a block sample of at most ~1000 pages
+/// (`TABLESAMPLE SYSTEM`): milliseconds, and much closer than the planner's width-based guess.
+async fn sample_rows(client: &Client, table: &QualName, pages: i64) -> Option<f64> {
+    if pages <= 0 {
+        return Some(0.0);
+    }
+    let percent = (100_000.0 / pages as f64).min(100.0);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*)::float8 * 100 / {percent} FROM {table} TABLESAMPLE SYSTEM ({percent})"
+            ),
+            &[],
+        )
+        .await
+        .ok()?;
+    row.try_get(0).ok()
+}
+
 /// Reads what the run needs from the catalog, and checks the columns exist.
 async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, BackfillError> {
     let table = spec.table.to_string();
     let row = client
         .query_opt(
             "SELECT c.oid, pg_relation_filenode(c.oid), c.reltuples::float8, c.relpages::bigint,
-                    pg_relation_size(c.oid) / current_setting('block_size')::bigint
+                    pg_relation_size(c.oid) / current_setting('block_size')::bigint, c.relkind
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&spec.table.schema.as_str(), &spec.table.name.as_str()],
@@ -1096,11 +1171,29 @@ async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, Back
     let reltuples: f64 = row.get(2);
     let relpages: i64 = row.get(3);
     let pages: i64 = row.get(4);
+    // Never analyzed (-1): estimate from a sample.
+    let reltuples = if reltuples >= 0.0 {
+        reltuples
+    } else {
+        sample_rows(client, &spec.table, pages)
+            .await
+            .unwrap_or(-1.0)
+    };
     let density = if reltuples > 0.0 && relpages > 0 {
         reltuples / relpages as f64
+    } else if reltuples > 0.0 && pages > 0 {
+        reltuples / pages as f64
     } else {
         100.0
     };
+    if matches!(spec.key, BackfillKey::Ctid) && row.get::<_, i8>(5) == b'p' as i8 {
+        return Err(BackfillError::Unsupported {
+            table,
+            reason: "a partitioned table has no ctid order of its own; backfill each partition \
+                     or give the table a primary key"
+                .into(),
+        });
+    }
 
     let mut wanted: Vec<&Ident> = spec.assignments.iter().map(|a| &a.target).collect();
     wanted.push(&spec.marker);
@@ -1451,7 +1544,7 @@ impl<'a> Runner<'a> {
             };
             let sql = format!(
                 "{}{controls_query};",
-                batch_transaction(self.opts, self.bypass, &statement)
+                batch_transaction(self.opts, self.bypass, ctid_range.is_none(), &statement)
             );
             let batch_start = Instant::now();
             let messages = match self.client.simple_query(&sql).await {
@@ -2020,13 +2113,22 @@ mod tests {
             500,
             &Stats::default(),
         );
-        let sql = batch_transaction(&BackfillOptions::default(), TriggerBypass::Setting, &sql);
+        let sql = batch_transaction(
+            &BackfillOptions::default(),
+            TriggerBypass::Setting,
+            true,
+            &sql,
+        );
+        assert!(sql.contains("SET LOCAL enable_seqscan = off;"));
         assert!(sql.starts_with(
             "BEGIN ISOLATION LEVEL READ COMMITTED;\nSET LOCAL lock_timeout = '500ms';"
         ));
         assert!(sql.contains("SET LOCAL pgbaton.backfill = 'on';"));
         assert!(sql
             .contains("(\"public\".\"users\".\"a\", \"public\".\"users\".\"b\") > ('1', 'it''s')"));
+        assert!(sql.contains(
+            "\"public\".\"users\".\"a\" >= (SELECT \"a\" FROM _pgbaton_start) AND \"public\".\"users\".\"a\" <= (SELECT \"a\" FROM _pgbaton_end)"
+        ));
         assert!(
             sql.contains("<= ((SELECT \"a\" FROM _pgbaton_end), (SELECT \"b\" FROM _pgbaton_end))")
         );
@@ -2045,7 +2147,13 @@ mod tests {
             table: &s.table,
         };
         let sql = ctid_batch_sql(&s, &cp, 10, 20, &Stats::default());
-        let sql = batch_transaction(&BackfillOptions::default(), TriggerBypass::Auto, &sql);
+        let sql = batch_transaction(
+            &BackfillOptions::default(),
+            TriggerBypass::Auto,
+            false,
+            &sql,
+        );
+        assert!(!sql.contains("enable_seqscan"));
         assert!(sql.contains("ctid >= '(10,0)'::tid AND \"public\".\"users\".ctid < '(20,0)'::tid"));
         assert!(sql.contains("SET LOCAL session_replication_role = replica;"));
         assert!(sql.contains("last_page = 20"));

@@ -505,27 +505,19 @@ impl Cluster {
         }
     }
 
-    /// `pg_isready` over TCP: true once the server accepts connections (a hot standby once it is
-    /// consistent).
+    /// `pg_isready` through this server's own unix socket: true once it accepts connections (a
+    /// hot standby once it is consistent). Not over TCP, where another server that holds the port
+    /// would answer for a server that is about to fail to bind it. The postmaster creates its unix
+    /// socket only after binding the TCP address, so a ready socket means the port is ours.
     fn accepts_connections(&self) -> Result<bool, ClusterError> {
         let mut cmd = client_command(&self.bindir, "pg_isready");
-        cmd.args([
-            "--quiet",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &self.port.to_string(),
-        ])
-        .args([
-            "--username",
-            SUPERUSER,
-            "--dbname",
-            "postgres",
-            "--timeout",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.arg("--quiet")
+            .arg("--host")
+            .arg(&self.dir)
+            .args(["--port", &self.port.to_string(), "--username", SUPERUSER])
+            .args(["--dbname", "postgres", "--timeout", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let status = cmd
             .status()
             .map_err(io_err(format!("running `{}`", describe(&cmd))))?;

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod executor;
 pub mod format;

@@ -150,6 +150,9 @@ pub fn new_column_name(column: &str) -> Ident {
 pub enum ContractOrder {
     Change,
     RenameColumn,
+    /// Statements that name columns as they are called after the column renames (dropping a
+    /// column that an earlier operation of the migration added or renamed).
+    AfterColumnRenames,
     RenameTable,
 }
 
@@ -173,6 +176,8 @@ pub struct PlanBuilder {
     after_complete: Vec<Step>,
     undo: Vec<Vec<Step>>,
     current_undo: Vec<Step>,
+    /// Column copies (`crate::ops::duplicate`), rendered into the stages by `finish`.
+    copies: crate::ops::duplicate::Copies,
 }
 
 impl PlanBuilder {
@@ -213,15 +218,24 @@ impl PlanBuilder {
                 table,
                 migration: ctx.migration.clone(),
                 version_schema: ctx.version_schema.clone(),
-                old_scope,
+                old_scope: old_scope.clone(),
                 new_scope: new_scope.clone(),
                 rules: Vec::new(),
                 marker: marker_column(),
             });
-        // A later operation on the same table sees more columns of the new version.
+        // A later operation's expressions may use names the first one did not pass (e.g. the
+        // column an earlier operation added); names already in scope keep their first meaning.
+        for pair in old_scope {
+            if !spec.old_scope.iter().any(|(name, _)| name == &pair.0) {
+                spec.old_scope.push(pair);
+            }
+        }
+        // A later operation on the same table sees more columns of the new version; a name it
+        // maps differently (a column now backed by a copy) replaces the earlier mapping.
         for pair in new_scope {
-            if !spec.new_scope.contains(&pair) {
-                spec.new_scope.push(pair);
+            match spec.new_scope.iter_mut().find(|(name, _)| *name == pair.0) {
+                Some(existing) => *existing = pair,
+                None => spec.new_scope.push(pair),
             }
         }
         spec.rules.push(rule);
@@ -242,10 +256,15 @@ impl PlanBuilder {
             .or_insert_with(|| BackfillSpec {
                 table,
                 key,
-                scope,
+                scope: scope.clone(),
                 assignments: Vec::new(),
                 marker: marker_column(),
             });
+        for pair in scope {
+            if !spec.scope.iter().any(|(name, _)| name == &pair.0) {
+                spec.scope.push(pair);
+            }
+        }
         spec.assignments.push(assignment);
     }
 
@@ -269,7 +288,16 @@ impl PlanBuilder {
             .push((table, ContractOrder::RenameColumn, sql.into()));
     }
 
-    /// A table rename of the contract (runs last in the table's transaction).
+    /// A contract statement that runs after the column renames (before the table rename), so it
+    /// names columns by the names they have once renamed.
+    pub fn contract_after_column_renames(&mut self, table: QualName, sql: impl Into<String>) {
+        self.contract
+            .push((table, ContractOrder::AfterColumnRenames, sql.into()));
+    }
+
+    /// A table rename (or drop) of the contract. All of them run in one short transaction, in
+    /// operation order, after every table's own contract transaction: each statement names the
+    /// table as the renames before it left it, and may take a name an earlier one freed.
     pub fn contract_rename_table(&mut self, table: QualName, sql: impl Into<String>) {
         self.contract
             .push((table, ContractOrder::RenameTable, sql.into()));
@@ -292,6 +320,11 @@ impl PlanBuilder {
         self.undo.push(steps);
     }
 
+    /// The column copies of this migration (see [`crate::ops::duplicate`]).
+    pub fn copies(&mut self) -> &mut crate::ops::duplicate::Copies {
+        &mut self.copies
+    }
+
     pub fn triggers(&self) -> impl Iterator<Item = &TriggerSpec> {
         self.triggers.values()
     }
@@ -299,13 +332,15 @@ impl PlanBuilder {
     /// Orders the collected steps; `version_steps` create this version's schema,
     /// `drop_previous` drops the previous version's, `drop_version` drops this one's.
     pub fn finish(
-        self,
+        mut self,
         version_steps: Vec<Step>,
         drop_previous: Vec<Step>,
         drop_version: Vec<Step>,
     ) -> Plan {
         use crate::step::{Action, LockLevel, Work};
 
+        let copies = std::mem::take(&mut self.copies);
+        copies.render(&mut self);
         let mut start = self.expand;
         for spec in self.triggers.values() {
             start.push(crate::triggers::install_step(spec));
@@ -342,7 +377,14 @@ impl PlanBuilder {
         }
         let mut contract = self.contract;
         contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
-        for (table, _, sql) in contract {
+        // Table renames and drops of the whole migration: one transaction, in operation order,
+        // after every per-table one (a rename may take a name another table frees).
+        let mut table_names: Vec<(QualName, String)> = Vec::new();
+        for (table, kind, sql) in contract {
+            if kind == ContractOrder::RenameTable {
+                table_names.push((table, sql));
+                continue;
+            }
             if !order.contains(&table) {
                 order.push(table.clone());
             }
@@ -358,6 +400,16 @@ impl PlanBuilder {
                     sql,
                 ));
             }
+        }
+        if let Some((first, _)) = table_names.first() {
+            let first = first.clone();
+            complete.push(Step::transaction(
+                "rename and drop tables",
+                Some(first),
+                LockLevel::AccessExclusive,
+                Work::Catalog,
+                table_names.into_iter().map(|(_, sql)| sql).collect(),
+            ));
         }
         complete.extend(self.after_complete);
 

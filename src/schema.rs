@@ -80,6 +80,10 @@ pub struct Table {
     /// Privileges granted on the table to roles other than its owner, as `<quoted role> <PRIVILEGE>`
     /// (`PUBLIC SELECT`); the version schema's views get the same.
     pub grants: Vec<String>,
+    /// Columns a `drop_column` of this migration hid from this version: they exist physically
+    /// until complete, and `up` expressions of later operations may still read them.
+    #[serde(default)]
+    pub dropped_columns: Vec<Column>,
 }
 
 impl Table {
@@ -97,6 +101,7 @@ impl Table {
             has_rows: false,
             created_here: false,
             grants: Vec::new(),
+            dropped_columns: Vec::new(),
         }
     }
 

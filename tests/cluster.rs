@@ -374,7 +374,8 @@ fn server_dies_with_its_process() {
     let ready = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("READY ").map(str::to_string));
+        // libtest may print "test <name> ... " on the same line before the test's own output.
+        .find_map(|line| line.split_once("READY ").map(|(_, rest)| rest.to_string()));
     let Some(ready) = ready else {
         let status = child.wait().unwrap();
         panic!("the child exited ({status}) without starting a server");

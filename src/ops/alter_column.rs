@@ -1,14 +1,48 @@
-//! `alter_column`: changes a column's type, nullability, default, comment or constraints.
+//! `alter_column`: changes a column's type, nullability, default, comment or constraints, alone
+//! or several at once, while the old and the new version of the application both run.
 //!
-//! The serde struct follows pgroll's `schema.json`; the planning semantics live in the
-//! [`Operation`] impl.
+//! The serde struct follows pgroll's `schema.json` (which has no `name`: renames are
+//! `rename_column`). Three ways to do it, chosen per operation ([`Path`]):
+//!
+//! - **Catalog only**, when the change cannot break either version: a comment, a default, and a
+//!   type change that PostgreSQL does without rewriting the table or its indexes (asked of the
+//!   server: [`PlanContext::type_change_rewrites`]), e.g. `varchar(n)` → `varchar(m ≥ n)` or
+//!   `varchar` → `text`. Nothing physical changes at start: the new version's view carries the new
+//!   default (views take it from the schema model), and the old version keeps exactly what it had,
+//!   so rollback has nothing to undo. At complete the table gets the new default, the comment
+//!   (`COMMENT`, a non-blocking lock) and the type (`ALTER COLUMN TYPE`, catalog only, in the
+//!   table's short contract transaction; the version schema's views that read the column are
+//!   dropped and re-created around it in the same transaction, as PostgreSQL refuses to change
+//!   the type of a column a view uses).
+//!
+//!   Why at complete and not at start: done at start, the old version would see the new type
+//!   too, and rollback would have to narrow it back — a full scan (or rewrite) under ACCESS
+//!   EXCLUSIVE that can even fail on values the new version wrote. Done at complete, rollback is
+//!   free and the old version never sees a value it cannot hold; the price is that until complete
+//!   the new version is held to the old type's limits (for a widening, the only difference).
+//!   A CHECK, a foreign key, or an index other than a plain b-tree on the column sends the type
+//!   change down the copy path: PostgreSQL would re-verify or rebuild those under the lock.
+//! - **Copy** ([`crate::ops::duplicate`]): everything else (a rewriting type change, NOT NULL
+//!   set or dropped, UNIQUE, CHECK, foreign key). The new version gets a new physical column
+//!   beside the old one, kept in sync by the dual-write trigger (`up` for old writers, `down` for
+//!   new ones) and backfilled; its constraints are created `NOT VALID` / `CONCURRENTLY` and
+//!   validated at complete, where the old column is dropped and the copy renamed. Further
+//!   changes of a copied column in the same migration change the same copy.
+//! - **In place**, for a table created by this migration: no old version, no rows to protect.
+//!
+//! `up`/`down` follow pgroll: a type change, a CHECK and a foreign key need both; NOT NULL needs
+//! `up`, dropping it needs `down`; otherwise a missing one is the identity.
 
 use serde::Deserialize;
 
-use crate::ident::RawSql;
-use crate::ops::common::{CheckConstraint, ForeignKeyReference, Names, Nullable, UniqueConstraint};
+use crate::ident::{Ident, Literal, QualName, RawSql};
+use crate::ops::common::{
+    CheckConstraint, ForeignKeyMatchType, ForeignKeyReference, Names, Nullable, UniqueConstraint,
+};
+use crate::ops::duplicate;
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
-use crate::schema::Schema;
+use crate::schema::{Column, Constraint, ConstraintKind, Schema, Table};
+use crate::step::{Action, LockLevel, Step, Work};
 
 /// `alter_column`: changes one or more properties of `column` in `table`. `up` computes the new
 /// column from the old, `down` the old from the new. pgroll's schema lists `up` and `down` as
@@ -63,43 +97,986 @@ impl OpAlterColumn {
     }
 }
 
+/// How an `alter_column` is carried out (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Catalog-only statements at complete; nothing physical at start.
+    Catalog,
+    /// A copy of the column for the new version.
+    Copy,
+    /// Direct `ALTER TABLE`s on a table created by this migration.
+    InPlace,
+}
+
+impl OpAlterColumn {
+    /// True when the operation asks for at least one change.
+    fn changes_anything(&self) -> bool {
+        self.type_.is_some()
+            || self.nullable.is_some()
+            || self.default.is_present()
+            || self.comment.is_present()
+            || self.check.is_some()
+            || self.unique.is_some()
+            || self.references.is_some()
+    }
+
+    fn lookup<'s>(&self, schema: &'s Schema) -> Result<(&'s Table, &'s Column), PlanError> {
+        let table = schema.table(&self.table).ok_or_else(|| {
+            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
+        })?;
+        let column = table.column(&self.column).ok_or_else(|| {
+            PlanError::new(
+                "column",
+                format!(
+                    "column \"{}\" does not exist in table \"{}\"",
+                    self.column, self.table
+                ),
+            )
+        })?;
+        Ok((table, column))
+    }
+
+    /// The path this operation takes on `schema` (the same answer in every phase).
+    pub fn path(&self, schema: &Schema, ctx: &PlanContext) -> Result<Path, PlanError> {
+        let (table, column) = self.lookup(schema)?;
+        if table.created_here {
+            return Ok(Path::InPlace);
+        }
+        if duplicate::is_temporary(column)
+            || self.nullable.is_some()
+            || self.check.is_some()
+            || self.unique.is_some()
+            || self.references.is_some()
+        {
+            return Ok(Path::Copy);
+        }
+        if let Some(to) = &self.type_ {
+            // A foreign key of another table pinning the column needs re-pointing: the copy.
+            if is_referenced(schema, table, column)
+                || !type_change_in_place_ok(table, column, to.as_str(), ctx)
+            {
+                return Ok(Path::Copy);
+            }
+        }
+        Ok(Path::Catalog)
+    }
+
+    fn required(&self, field: &str, value: &RawSql, why: &str) -> Result<(), PlanError> {
+        if value.is_empty() {
+            return Err(PlanError::new(
+                field,
+                format!("\"{field}\" is required {why}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The referenced table and column (physical), checked.
+    fn referenced<'s>(
+        &self,
+        schema: &'s Schema,
+        r: &ForeignKeyReference,
+    ) -> Result<(&'s Table, &'s Column), PlanError> {
+        let t = schema.table(&r.table).ok_or_else(|| {
+            PlanError::new(
+                "references.table",
+                format!("referenced table \"{}\" does not exist", r.table),
+            )
+        })?;
+        let c = t.column(&r.column).ok_or_else(|| {
+            PlanError::new(
+                "references.column",
+                format!(
+                    "referenced column \"{}\" does not exist in table \"{}\"",
+                    r.column, r.table
+                ),
+            )
+        })?;
+        Ok((t, c))
+    }
+
+    /// `FOREIGN KEY (<column>) REFERENCES ...` for `column` (a physical name).
+    fn foreign_key_sql(
+        &self,
+        schema: &Schema,
+        r: &ForeignKeyReference,
+        column: &Ident,
+    ) -> Result<String, PlanError> {
+        let (rt, rc) = self.referenced(schema, r)?;
+        let mut sql = format!(
+            "FOREIGN KEY ({column}) REFERENCES {} ({})",
+            schema.qualify(rt),
+            rc.physical
+        );
+        if r.match_type != ForeignKeyMatchType::Simple {
+            sql.push_str(&format!(" MATCH {}", r.match_type));
+        }
+        sql.push_str(&format!(
+            " ON DELETE {} ON UPDATE {}",
+            r.on_delete, r.on_update
+        ));
+        if r.deferrable {
+            sql.push_str(" DEFERRABLE");
+            if r.initially_deferred {
+                sql.push_str(" INITIALLY DEFERRED");
+            }
+        }
+        Ok(sql)
+    }
+
+    fn check_sql(check: &CheckConstraint, expr: &RawSql) -> String {
+        format!(
+            "CHECK ({expr}){}",
+            if check.no_inherit { " NO INHERIT" } else { "" }
+        )
+    }
+}
+
+/// Whether a type change of `column` can be done in place, catalog only, at complete: the
+/// server says neither the table nor a b-tree index would be rewritten, and nothing on the column
+/// would be re-verified or rebuilt under the lock (CHECK constraints are re-checked with a scan,
+/// foreign keys may be, expression / partial / non-b-tree indexes are rebuilt).
+fn type_change_in_place_ok(table: &Table, column: &Column, to: &str, ctx: &PlanContext) -> bool {
+    if column.identity.is_some() || column.generated.is_some() {
+        return false;
+    }
+    let p = &column.physical;
+    if table.constraints.iter().any(|c| {
+        c.columns.contains(p)
+            && matches!(
+                c.kind,
+                ConstraintKind::Check | ConstraintKind::ForeignKey | ConstraintKind::Exclude
+            )
+    }) {
+        return false;
+    }
+    // Foreign keys of other tables pointing at the column: see `is_referenced`.
+    let probe = [(p.clone(), Ident::new("_pgbaton_probe"))];
+    for idx in &table.indexes {
+        let involved = idx.columns.contains(p)
+            || duplicate::rewrite_identifiers(&idx.definition, &probe) != idx.definition;
+        if involved && (idx.has_expressions || !duplicate::is_plain_btree_index(&idx.definition)) {
+            return false;
+        }
+    }
+    !ctx.type_change_rewrites(&column.type_name, to)
+}
+
+/// True when a foreign key of any table references `column` of `table`.
+fn is_referenced(schema: &Schema, table: &Table, column: &Column) -> bool {
+    let q = schema.qualify(table);
+    schema.tables.values().any(|t| {
+        t.constraints.iter().any(|c| {
+            c.references
+                .as_ref()
+                .is_some_and(|(rt, cols)| *rt == q && cols.contains(&column.physical))
+        })
+    })
+}
+
+/// `ALTER COLUMN TYPE` in place, with the version schema's views that read the column dropped
+/// and re-created around it (PostgreSQL refuses to change the type of a column a view uses).
+/// The views keep their options, column defaults, grants and comments. Catalog only.
+fn type_in_place_sql(
+    table: &QualName,
+    column: &Ident,
+    to: &RawSql,
+    version_schema: &Ident,
+) -> String {
+    let body = format!(
+        "DECLARE
+  v record;
+  d record;
+  g record;
+  stmt text;
+  recreate text[] := '{{}}';
+BEGIN
+  FOR v IN
+    SELECT DISTINCT k.oid, k.relname, n.nspname, pg_get_viewdef(k.oid) AS def, k.reloptions,
+           obj_description(k.oid, 'pg_class') AS comment
+      FROM pg_depend dep
+      JOIN pg_rewrite r ON r.oid = dep.objid
+      JOIN pg_class k ON k.oid = r.ev_class
+      JOIN pg_namespace n ON n.oid = k.relnamespace
+     WHERE dep.classid = 'pg_rewrite'::regclass
+       AND dep.refclassid = 'pg_class'::regclass
+       AND dep.refobjid = {rc}
+       AND dep.refobjsubid = (SELECT attnum FROM pg_attribute WHERE attrelid = {rc} AND attname = {col})
+       AND k.oid <> {rc}
+       AND n.nspname = {vs}
+  LOOP
+    recreate := recreate || format('CREATE VIEW %I.%I%s AS %s', v.nspname, v.relname,
+      CASE WHEN v.reloptions IS NULL THEN '' ELSE ' WITH (' || array_to_string(v.reloptions, ', ') || ')' END,
+      rtrim(v.def, ';'));
+    FOR d IN
+      SELECT a.attname, pg_get_expr(ad.adbin, ad.adrelid) AS expr
+        FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+       WHERE ad.adrelid = v.oid
+    LOOP
+      recreate := recreate || format('ALTER VIEW %I.%I ALTER COLUMN %I SET DEFAULT %s',
+        v.nspname, v.relname, d.attname, d.expr);
+    END LOOP;
+    FOR g IN
+      SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END AS role,
+             x.privilege_type
+        FROM pg_class k2, aclexplode(k2.relacl) x
+       WHERE k2.oid = v.oid AND x.grantee <> k2.relowner
+    LOOP
+      recreate := recreate || format('GRANT %s ON %I.%I TO %s', g.privilege_type, v.nspname, v.relname, g.role);
+    END LOOP;
+    IF v.comment IS NOT NULL THEN
+      recreate := recreate || format('COMMENT ON VIEW %I.%I IS %L', v.nspname, v.relname, v.comment);
+    END IF;
+    EXECUTE format('DROP VIEW %I.%I', v.nspname, v.relname);
+  END LOOP;
+  ALTER TABLE {table} ALTER COLUMN {column} TYPE {to};
+  FOREACH stmt IN ARRAY recreate LOOP
+    EXECUTE stmt;
+  END LOOP;
+END",
+        rc = table.regclass(),
+        col = column.literal(),
+        vs = version_schema.literal(),
+    );
+    let mut tag = "$_pgbaton_$".to_string();
+    let mut i = 0u32;
+    while body.contains(&tag) {
+        i += 1;
+        tag = format!("$_pgbaton_{i}$");
+    }
+    format!("DO {tag}\n{body}\n{tag}")
+}
+
 impl Operation for OpAlterColumn {
     fn kind(&self) -> &'static str {
         Self::KIND
     }
 
-    fn validate(&self, _schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("alter_column: validate")
+    fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        let (table, column) = self.lookup(schema)?;
+        if !self.changes_anything() {
+            return Err(PlanError::new(
+                "",
+                format!(
+                    "alter_column of \"{}\".\"{}\" makes no changes: give at least one of type, nullable, default, comment, unique, check, references",
+                    self.table, self.column
+                ),
+            ));
+        }
+        if let Some(t) = &self.type_ {
+            if t.is_empty() {
+                return Err(PlanError::new("type", "\"type\" must not be empty"));
+            }
+            self.required("up", &self.up, "to change the type")?;
+            self.required("down", &self.down, "to change the type")?;
+        }
+        match self.nullable {
+            Some(false) => {
+                if !column.nullable {
+                    return Err(PlanError::new(
+                        "nullable",
+                        format!(
+                            "column \"{}\" of table \"{}\" is already NOT NULL",
+                            self.column, self.table
+                        ),
+                    ));
+                }
+                if !table.created_here {
+                    self.required(
+                        "up",
+                        &self.up,
+                        "to set NOT NULL (it fills the rows holding NULL)",
+                    )?;
+                }
+            }
+            Some(true) => {
+                if column.nullable {
+                    return Err(PlanError::new(
+                        "nullable",
+                        format!(
+                            "column \"{}\" of table \"{}\" is already nullable",
+                            self.column, self.table
+                        ),
+                    ));
+                }
+                if table
+                    .primary_key()
+                    .is_some_and(|pk| pk.columns.contains(&column.physical))
+                {
+                    return Err(PlanError::new(
+                        "nullable",
+                        format!("column \"{}\" is part of the primary key of \"{}\": it cannot be nullable", self.column, self.table),
+                    ));
+                }
+                if column.identity.is_some() {
+                    return Err(PlanError::new(
+                        "nullable",
+                        format!(
+                            "column \"{}\" is an identity column: it cannot be nullable",
+                            self.column
+                        ),
+                    ));
+                }
+                if !table.created_here {
+                    self.required(
+                        "down",
+                        &self.down,
+                        "to drop NOT NULL (it maps NULLs for the old version)",
+                    )?;
+                }
+            }
+            None => {}
+        }
+        let name_taken =
+            |name: &str| table.constraint(name).is_some() || schema.index(name).is_some();
+        if let Some(u) = &self.unique {
+            if u.name.is_empty() {
+                return Err(PlanError::new("unique.name", "\"name\" is required"));
+            }
+            if name_taken(&u.name) {
+                return Err(PlanError::new(
+                    "unique.name",
+                    format!("constraint or index \"{}\" already exists", u.name),
+                ));
+            }
+        }
+        if let Some(c) = &self.check {
+            if c.name.is_empty() {
+                return Err(PlanError::new("check.name", "\"name\" is required"));
+            }
+            if c.constraint.is_empty() {
+                return Err(PlanError::new(
+                    "check.constraint",
+                    "\"constraint\" is required",
+                ));
+            }
+            if table.constraint(&c.name).is_some() {
+                return Err(PlanError::new(
+                    "check.name",
+                    format!(
+                        "constraint \"{}\" already exists in table \"{}\"",
+                        c.name, self.table
+                    ),
+                ));
+            }
+            if !table.created_here {
+                self.required("up", &self.up, "to add a check constraint")?;
+                self.required("down", &self.down, "to add a check constraint")?;
+            }
+        }
+        if let Some(r) = &self.references {
+            if r.name.is_empty() {
+                return Err(PlanError::new("references.name", "\"name\" is required"));
+            }
+            if table.constraint(&r.name).is_some() {
+                return Err(PlanError::new(
+                    "references.name",
+                    format!(
+                        "constraint \"{}\" already exists in table \"{}\"",
+                        r.name, self.table
+                    ),
+                ));
+            }
+            let (rt, rc) = self.referenced(schema, r)?;
+            let single_pk = rt
+                .primary_key()
+                .is_some_and(|pk| pk.columns == [rc.physical.clone()]);
+            if !rc.unique && !single_pk && !schema.opaque {
+                return Err(PlanError::new(
+                    "references.column",
+                    format!(
+                        "column \"{}\" of table \"{}\" has no unique constraint or primary key: a foreign key cannot reference it",
+                        r.column, r.table
+                    ),
+                ));
+            }
+            if duplicate::is_temporary(rc) && !rt.created_here {
+                return Err(PlanError::new(
+                    "references.column",
+                    format!(
+                        "column \"{}\" of table \"{}\" is changed by this migration: reference it in a later migration",
+                        r.column, r.table
+                    ),
+                ));
+            }
+            if r.match_type == ForeignKeyMatchType::Partial {
+                return Err(PlanError::new(
+                    "references.match_type",
+                    "MATCH PARTIAL is not implemented by PostgreSQL",
+                ));
+            }
+            if !table.created_here {
+                self.required("up", &self.up, "to add a foreign key")?;
+                self.required("down", &self.down, "to add a foreign key")?;
+            }
+        }
+        if self.type_.is_some() && column.generated.is_some() {
+            return Err(PlanError::new(
+                "type",
+                format!(
+                    "column \"{}\" is a generated column: change its expression instead",
+                    self.column
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn start(
         &self,
-        _schema: &Schema,
-        _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("alter_column: start")
+        let (table, column) = self.lookup(schema)?;
+        let qual = schema.qualify(table);
+        match self.path(schema, ctx)? {
+            // Nothing physical changes until complete.
+            Path::Catalog => Ok(()),
+            Path::Copy => self.start_copy(schema, ctx, plan),
+            Path::InPlace => {
+                let c = &column.physical;
+                let mut sql = Vec::new();
+                if let Some(t) = &self.type_ {
+                    sql.push(format!(
+                        "ALTER TABLE {qual} ALTER COLUMN {c} TYPE {t} USING {c}::{t}"
+                    ));
+                }
+                match self.nullable {
+                    Some(false) => {
+                        sql.push(format!("ALTER TABLE {qual} ALTER COLUMN {c} SET NOT NULL"))
+                    }
+                    Some(true) => {
+                        sql.push(format!("ALTER TABLE {qual} ALTER COLUMN {c} DROP NOT NULL"))
+                    }
+                    None => {}
+                }
+                match &self.default {
+                    Nullable::Value(d) => sql.push(format!(
+                        "ALTER TABLE {qual} ALTER COLUMN {c} SET DEFAULT {d}"
+                    )),
+                    Nullable::Null => {
+                        sql.push(format!("ALTER TABLE {qual} ALTER COLUMN {c} DROP DEFAULT"))
+                    }
+                    Nullable::Absent => {}
+                }
+                if let Some(u) = &self.unique {
+                    sql.push(format!(
+                        "ALTER TABLE {qual} ADD CONSTRAINT {} UNIQUE ({c})",
+                        Ident::new(&u.name)
+                    ));
+                }
+                if let Some(ch) = &self.check {
+                    let expr =
+                        duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), c)]);
+                    sql.push(format!(
+                        "ALTER TABLE {qual} ADD CONSTRAINT {} {}",
+                        Ident::new(&ch.name),
+                        Self::check_sql(ch, &expr)
+                    ));
+                }
+                let lock = LockLevel::AccessExclusive;
+                if let Some(r) = &self.references {
+                    sql.push(format!(
+                        "ALTER TABLE {qual} ADD CONSTRAINT {} {}",
+                        Ident::new(&r.name),
+                        self.foreign_key_sql(schema, r, c)?
+                    ));
+                }
+                match &self.comment {
+                    Nullable::Value(text) => sql.push(format!(
+                        "COMMENT ON COLUMN {qual}.{c} IS {}",
+                        Literal::new(text)
+                    )),
+                    Nullable::Null => sql.push(format!("COMMENT ON COLUMN {qual}.{c} IS NULL")),
+                    Nullable::Absent => {}
+                }
+                plan.expand(Step::transaction(
+                    format!("alter column {} of new table {qual}", self.column),
+                    Some(qual),
+                    lock,
+                    Work::Catalog,
+                    sql,
+                ));
+                Ok(())
+            }
+        }
     }
 
     fn complete(
         &self,
-        _schema: &Schema,
-        _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("alter_column: complete")
+        let (table, column) = self.lookup(schema)?;
+        let qual = schema.qualify(table);
+        match self.path(schema, ctx)? {
+            Path::InPlace => Ok(()),
+            Path::Catalog => {
+                let c = &column.physical;
+                if let Some(t) = &self.type_ {
+                    plan.contract(
+                        qual.clone(),
+                        type_in_place_sql(&qual, c, t, &ctx.version_schema),
+                    );
+                }
+                match &self.default {
+                    Nullable::Value(d) => plan.contract(
+                        qual.clone(),
+                        format!("ALTER TABLE {qual} ALTER COLUMN {c} SET DEFAULT {d}"),
+                    ),
+                    Nullable::Null => plan.contract(
+                        qual.clone(),
+                        format!("ALTER TABLE {qual} ALTER COLUMN {c} DROP DEFAULT"),
+                    ),
+                    Nullable::Absent => {}
+                }
+                let comment = match &self.comment {
+                    Nullable::Value(text) => Some(Literal::new(text).to_string()),
+                    Nullable::Null => Some("NULL".to_string()),
+                    Nullable::Absent => None,
+                };
+                if let Some(comment) = comment {
+                    plan.validate(Step::catalog(
+                        format!("comment on column {} of {qual}", self.column),
+                        Some(qual.clone()),
+                        LockLevel::ShareUpdateExclusive,
+                        format!("COMMENT ON COLUMN {qual}.{c} IS {comment}"),
+                    ));
+                }
+                Ok(())
+            }
+            Path::Copy => {
+                // UNIQUE: attached to the copy in `start_copy` (made at complete by `duplicate`).
+                if let Some(ch) = &self.check {
+                    plan.validate(validate_step(&qual, &Ident::new(&ch.name)));
+                }
+                if let Some(r) = &self.references {
+                    plan.validate(validate_step(&qual, &Ident::new(&r.name)));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn rollback(
         &self,
-        _schema: &Schema,
+        schema: &Schema,
         _ctx: &PlanContext,
         _plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("alter_column: rollback")
+        // Catalog path: nothing changed at start. Copy path: the copy, and every object this
+        // operation put on it, go with `DROP COLUMN` (emitted once by `duplicate`). In place:
+        // the table itself goes with its create_table.
+        self.lookup(schema)?;
+        Ok(())
     }
 
-    fn apply(&self, _schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("alter_column: apply")
+    fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError> {
+        let path = self.path(schema, ctx)?;
+        let table_name = self.table.clone();
+        let table = schema.table_mut(&table_name).ok_or_else(|| {
+            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
+        })?;
+        if path == Path::Copy {
+            duplicate::apply(table, &self.column)?;
+        }
+        let column = table.column_mut(&self.column).ok_or_else(|| {
+            PlanError::new(
+                "column",
+                format!(
+                    "column \"{}\" does not exist in table \"{}\"",
+                    self.column, self.table
+                ),
+            )
+        })?;
+        let had_default = column.default.is_some();
+        if let Some(t) = &self.type_ {
+            column.type_name = t.as_str().to_string();
+            // A default carried over to a copy of another type may not survive (it is dropped
+            // when it does not fit, as in pgroll); the view then falls back to the table's.
+            if path == Path::Copy && self.default.is_absent() {
+                column.default = None;
+            }
+        }
+        if let Some(n) = self.nullable {
+            column.nullable = n;
+        }
+        match &self.default {
+            Nullable::Value(d) => column.default = Some(d.as_str().to_string()),
+            // Until complete the table keeps its default: on the catalog path the new version's
+            // view overrides it with an explicit NULL default.
+            Nullable::Null if path == Path::Catalog && had_default => {
+                column.default = Some("NULL".to_string())
+            }
+            Nullable::Null => column.default = None,
+            Nullable::Absent => {}
+        }
+        match &self.comment {
+            Nullable::Value(text) => column.comment = Some(text.clone()),
+            Nullable::Null => column.comment = None,
+            Nullable::Absent => {}
+        }
+        if self.unique.is_some() {
+            column.unique = true;
+        }
+        let physical = column.physical.clone();
+        if let Some(u) = &self.unique {
+            table.constraints.push(Constraint {
+                name: Ident::new(&u.name),
+                kind: ConstraintKind::Unique,
+                columns: vec![physical.clone()],
+                definition: format!("UNIQUE ({physical})"),
+                validated: true,
+                references: None,
+            });
+        }
+        if let Some(ch) = &self.check {
+            let expr =
+                duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), &physical)]);
+            table.constraints.push(Constraint {
+                name: Ident::new(&ch.name),
+                kind: ConstraintKind::Check,
+                columns: vec![physical.clone()],
+                definition: Self::check_sql(ch, &expr),
+                validated: path == Path::InPlace,
+                references: None,
+            });
+        }
+        if let Some(r) = &self.references {
+            let target = schema.table(&r.table).and_then(|t| {
+                t.column(&r.column)
+                    .map(|c| (schema.qualify(t), c.physical.clone()))
+            });
+            let definition = format!(
+                "FOREIGN KEY ({physical}) REFERENCES {}({})",
+                r.table, r.column
+            );
+            if let Some(table) = schema.table_mut(&table_name) {
+                table.constraints.push(Constraint {
+                    name: Ident::new(&r.name),
+                    kind: ConstraintKind::ForeignKey,
+                    columns: vec![physical.clone()],
+                    definition,
+                    validated: path == Path::InPlace,
+                    references: target.map(|(q, c)| (q, vec![c])),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OpAlterColumn {
+    /// The copy path's start: the copy (through `duplicate`), then this operation's own
+    /// constraints on it.
+    fn start_copy(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
+    ) -> Result<(), PlanError> {
+        let (table, _) = self.lookup(schema)?;
+        let qual = schema.qualify(table);
+        let fk = match &self.references {
+            Some(r) => Some((r, self.referenced(schema, r)?)),
+            None => None,
+        };
+        let copy = duplicate::duplicate(schema, ctx, plan, &self.table, &self.column)?;
+        if let Some(t) = &self.type_ {
+            copy.set_type(t.as_str());
+        }
+        if let Some(n) = self.nullable {
+            copy.set_nullable(n);
+        }
+        match &self.default {
+            Nullable::Value(d) => copy.set_default(Some(d)),
+            Nullable::Null => copy.set_default(None),
+            Nullable::Absent => {}
+        }
+        match &self.comment {
+            Nullable::Value(text) => copy.set_comment(Some(text)),
+            Nullable::Null => copy.set_comment(None),
+            Nullable::Absent => {}
+        }
+        copy.convert(Some(&self.up), Some(&self.down));
+        if let Some(u) = &self.unique {
+            let name = Ident::new(&u.name);
+            copy.attach_index_constraint(&name, false, &name);
+        }
+        let target = copy.target().clone();
+
+        if let Some(u) = &self.unique {
+            let name = Ident::new(&u.name);
+            plan.build(Step {
+                title: format!("build unique index {name} on the copy of {}", self.column),
+                table: Some(qual.clone()),
+                lock: LockLevel::ShareUpdateExclusive,
+                work: Work::Concurrent,
+                action: Action::CreateIndexConcurrently {
+                    index: QualName::new(qual.schema.clone(), name.clone()),
+                    sql: format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {qual} ({target})"),
+                },
+            });
+        }
+        if let Some(ch) = &self.check {
+            let expr =
+                duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), &target)]);
+            plan.guard(Step::catalog(
+                format!(
+                    "add check {} on the copy of {} (NOT VALID)",
+                    ch.name, self.column
+                ),
+                Some(qual.clone()),
+                LockLevel::AccessExclusive,
+                format!(
+                    "ALTER TABLE {qual} ADD CONSTRAINT {} {} NOT VALID",
+                    Ident::new(&ch.name),
+                    Self::check_sql(ch, &expr)
+                ),
+            ));
+        }
+        if let Some((r, _)) = fk {
+            plan.guard(Step::catalog(
+                format!(
+                    "add foreign key {} on the copy of {} (NOT VALID)",
+                    r.name, self.column
+                ),
+                Some(qual.clone()),
+                LockLevel::ShareRowExclusive,
+                format!(
+                    "ALTER TABLE {qual} ADD CONSTRAINT {} {} NOT VALID",
+                    Ident::new(&r.name),
+                    self.foreign_key_sql(schema, r, &target)?
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_step(table: &QualName, constraint: &Ident) -> Step {
+    Step::transaction(
+        format!("validate {constraint} on {table}"),
+        Some(table.clone()),
+        LockLevel::ShareUpdateExclusive,
+        Work::Scan,
+        vec![format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}"
+        )],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::common::testing::{ctx, plan_ops, render, schema, table};
+    use crate::plan::Probe;
+    use crate::schema::Index;
+
+    /// `users (id integer PK, email varchar(100) NOT NULL + index, bio text)` and
+    /// `posts (id, user_id → users.id)`, with the catalog's definitions filled in.
+    fn shop() -> Schema {
+        let mut users = table(
+            "users",
+            &[
+                ("id", "integer", false),
+                ("email", "character varying(100)", false),
+                ("bio", "text", true),
+            ],
+        );
+        users.indexes[0].definition =
+            "CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)".into();
+        users.columns[0].default = Some("nextval('users_id_seq'::regclass)".into());
+        users.columns[1].comment = Some("where to write".into());
+        users.indexes.push(Index {
+            name: Ident::new("users_email_idx"),
+            columns: vec![Ident::new("email")],
+            unique: false,
+            primary: false,
+            valid: true,
+            has_expressions: false,
+            predicate: None,
+            definition: "CREATE INDEX users_email_idx ON public.users USING btree (email)".into(),
+            constraint: None,
+        });
+        let mut posts = table(
+            "posts",
+            &[("id", "integer", false), ("user_id", "integer", true)],
+        );
+        posts.indexes[0].definition =
+            "CREATE UNIQUE INDEX posts_pkey ON public.posts USING btree (id)".into();
+        posts.constraints.push(Constraint {
+            name: Ident::new("posts_user_id_fkey"),
+            kind: ConstraintKind::ForeignKey,
+            columns: vec![Ident::new("user_id")],
+            definition: "FOREIGN KEY (user_id) REFERENCES users(id)".into(),
+            validated: true,
+            references: Some((QualName::new("public", "users"), vec![Ident::new("id")])),
+        });
+        schema(vec![users, posts])
+    }
+
+    fn no_rewrite(mut c: PlanContext, from: &str, to: &str) -> PlanContext {
+        c.facts.answers.insert(
+            Probe::TypeChangeRewrites {
+                from: from.into(),
+                to: to.into(),
+            },
+            false,
+        );
+        c
+    }
+
+    #[test]
+    fn default_and_comment_are_catalog_only_at_complete() {
+        let ops = "  - alter_column:\n      table: users\n      column: bio\n      default: '''none'''\n      comment: about me\n";
+        let (plan, after) = plan_ops(&shop(), &ctx(150004), ops).unwrap();
+        assert!(
+            plan.start.is_empty() && plan.rollback.is_empty(),
+            "{}",
+            render(&plan)
+        );
+        insta::assert_snapshot!("default_and_comment", render(&plan));
+        let bio = after.table("users").unwrap().column("bio").unwrap();
+        assert_eq!(bio.default.as_deref(), Some("'none'"));
+        assert_eq!(bio.physical.as_str(), "bio");
+    }
+
+    #[test]
+    fn widening_without_rewrite_is_done_in_place_at_complete() {
+        let ops = "  - alter_column:\n      table: users\n      column: email\n      type: varchar(200)\n      up: email\n      down: email\n";
+        let c = no_rewrite(ctx(150004), "character varying(100)", "varchar(200)");
+        let (plan, after) = plan_ops(&shop(), &c, ops).unwrap();
+        assert!(plan.start.is_empty(), "{}", render(&plan));
+        assert!(plan.lock_violations().is_empty());
+        insta::assert_snapshot!("widening_in_place", render(&plan));
+        let email = after.table("users").unwrap().column("email").unwrap();
+        assert_eq!(
+            (email.type_name.as_str(), email.physical.as_str()),
+            ("varchar(200)", "email")
+        );
+    }
+
+    #[test]
+    fn an_unanswered_probe_plans_the_copy_and_asks() {
+        let ops = "  - alter_column:\n      table: users\n      column: email\n      type: varchar(200)\n      up: email\n      down: email\n";
+        let c = ctx(150004);
+        let (plan, after) = plan_ops(&shop(), &c, ops).unwrap();
+        assert!(c.missing.borrow().contains(&Probe::TypeChangeRewrites {
+            from: "character varying(100)".into(),
+            to: "varchar(200)".into()
+        }));
+        assert!(plan
+            .start
+            .iter()
+            .any(|s| s.title.starts_with("add copies of email")));
+        assert_eq!(
+            after
+                .table("users")
+                .unwrap()
+                .column("email")
+                .unwrap()
+                .physical
+                .as_str(),
+            "_pgbaton_new_email"
+        );
+    }
+
+    #[test]
+    fn a_referenced_column_never_changes_type_in_place() {
+        let ops = "  - alter_column:\n      table: users\n      column: id\n      type: bigint\n      up: id\n      down: CAST(id AS integer)\n";
+        let c = no_rewrite(ctx(150004), "integer", "bigint");
+        let (plan, _) = plan_ops(&shop(), &c, ops).unwrap();
+        assert!(plan.lock_violations().is_empty());
+        insta::assert_snapshot!("primary_key_with_referencing_fk", render(&plan));
+    }
+
+    #[test]
+    fn example_35_is_one_copy() {
+        let ops = r#"  - alter_column:
+      table: users
+      column: bio
+      type: varchar(500)
+      default: '''unknown'''
+      nullable: false
+      comment: the bio
+      unique:
+        name: users_bio_unique
+      check:
+        name: bio_length
+        constraint: length(bio) > 3
+      up: SELECT CASE WHEN bio IS NULL OR LENGTH(bio) <= 3 THEN 'placeholder' ELSE bio END
+      down: bio
+"#;
+        let (plan, after) = plan_ops(&shop(), &ctx(150004), ops).unwrap();
+        assert!(plan.lock_violations().is_empty());
+        insta::assert_snapshot!("several_at_once", render(&plan));
+        let t = after.table("users").unwrap();
+        let bio = t.column("bio").unwrap();
+        assert!(!bio.nullable && bio.unique);
+        assert_eq!(bio.default.as_deref(), Some("'unknown'"));
+        assert!(t.constraint("users_bio_unique").is_some() && t.constraint("bio_length").is_some());
+    }
+
+    #[test]
+    fn a_second_alter_of_the_column_changes_the_same_copy() {
+        let ops = "  - alter_column:\n      table: users\n      column: bio\n      up: INITCAP(bio)\n      down: bio\n      check: {name: cap, constraint: \"bio ~ '^[A-Z]'\"}\n  - alter_column:\n      table: users\n      column: bio\n      nullable: false\n      up: coalesce(bio, 'Jane')\n      down: bio\n  - alter_column:\n      table: users\n      column: email\n      type: text\n      up: email\n      down: email\n";
+        let (plan, _) = plan_ops(&shop(), &ctx(150004), ops).unwrap();
+        let adds: Vec<String> = plan
+            .start
+            .iter()
+            .flat_map(|s| s.statements())
+            .filter(|s| s.contains("ADD COLUMN IF NOT EXISTS \"_pgbaton_new_"))
+            .collect();
+        assert_eq!(adds.len(), 2, "{adds:#?}");
+        let backfills: Vec<_> = plan
+            .start
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Backfill(spec) => Some(spec),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(backfills.len(), 1);
+        let bio = backfills[0]
+            .assignments
+            .iter()
+            .find(|a| a.target.as_str() == "_pgbaton_new_bio")
+            .unwrap();
+        assert_eq!(
+            bio.expr.as_str(),
+            "(SELECT (coalesce(bio, 'Jane')) FROM (SELECT (INITCAP(bio)) AS \"bio\") AS _pgbaton_prev)"
+        );
+    }
+
+    #[test]
+    fn a_new_table_is_altered_in_place() {
+        let mut s = shop();
+        s.table_mut("posts").unwrap().created_here = true;
+        s.table_mut("posts").unwrap().has_rows = false;
+        let ops = "  - alter_column:\n      table: posts\n      column: user_id\n      type: bigint\n      nullable: false\n      references: {name: fk_user, table: users, column: id}\n      up: user_id\n      down: user_id\n";
+        let (plan, _) = plan_ops(&s, &ctx(150004), ops).unwrap();
+        insta::assert_snapshot!("new_table_in_place", render(&plan));
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let err = |ops: &str| plan_ops(&shop(), &ctx(150004), ops).unwrap_err();
+        let e = err("  - alter_column: {table: users, column: bio}\n");
+        assert!(e.message.contains("makes no changes"), "{e}");
+        let e = err("  - alter_column: {table: users, column: bio, type: int, up: bio}\n");
+        assert_eq!(e.field, "down");
+        let e =
+            err("  - alter_column: {table: users, column: email, nullable: false, up: email}\n");
+        assert_eq!(e.field, "nullable");
+        let e = err("  - alter_column: {table: users, column: id, nullable: true, down: id}\n");
+        assert!(e.message.contains("primary key"), "{e}");
+        let e =
+            err("  - alter_column: {table: users, column: bio, unique: {name: users_email_idx}}\n");
+        assert_eq!(e.field, "unique.name");
+        let e = err("  - alter_column: {table: posts, column: user_id, references: {name: f, table: users, column: bio}, up: user_id, down: user_id}\n");
+        assert_eq!(e.field, "references.column");
     }
 }

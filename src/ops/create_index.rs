@@ -56,7 +56,7 @@ keyword_enum! {
 }
 
 /// The settings of one element in the mapping form of `columns` (the column is the key).
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IndexFieldSettings {
     #[serde(default)]
@@ -104,17 +104,6 @@ impl<'de> Deserialize<'de> for ListElement {
             }
         }
         deserializer.deserialize_any(ElementVisitor)
-    }
-}
-
-impl Default for IndexFieldSettings {
-    fn default() -> Self {
-        IndexFieldSettings {
-            collate: String::new(),
-            sort: None,
-            opclass: None,
-            nulls: None,
-        }
     }
 }
 
@@ -321,7 +310,8 @@ impl Operation for OpCreateIndex {
                     "name",
                     format!(
                         "index \"{}\" already exists (on table \"{}\")",
-                        self.name, owner.name
+                        self.name,
+                        owner.name.as_str()
                     ),
                 ));
             }
@@ -331,7 +321,8 @@ impl Operation for OpCreateIndex {
                 "name",
                 format!(
                     "\"{}\" is already the name of table \"{}\" in the schema",
-                    self.name, other.name
+                    self.name,
+                    other.name.as_str()
                 ),
             ));
         }
@@ -467,7 +458,7 @@ mod tests {
     #[test]
     fn plans_every_field() {
         let ops = r#"  - create_index:
-      name: "Idx ""Odd"""
+      name: 'Idx "Odd"'
       table: fruits
       unique: true
       columns:

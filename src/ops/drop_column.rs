@@ -1,14 +1,14 @@
-//! `drop_column`: drops a column (hidden from the new version at start, dropped at complete).
-//!
-//! The serde struct follows pgroll's `schema.json`; the planning semantics live in the
-//! [`Operation`] impl.
+//! `drop_column`: drops a column. Hidden from the new version at start (its view no longer has
+//! the column; the old version keeps reading and writing it), dropped physically at complete in
+//! the table's contract transaction. An optional `down` computes the column for rows the new
+//! version writes, so the old version keeps seeing right values while both run.
 
 use serde::Deserialize;
 
 use crate::ident::RawSql;
 use crate::ops::common::Names;
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
-use crate::schema::Schema;
+use crate::schema::{Column, ConstraintKind, Schema, Table};
 
 /// `drop_column`: drops `column` from `table`; `down` fills it for rows written by the new
 /// version while the old one still reads it.
@@ -30,6 +30,28 @@ impl OpDropColumn {
         n.name("table", &self.table);
         n.name("column", &self.column);
     }
+
+    fn find<'a>(&self, schema: &'a Schema) -> Result<(&'a Table, &'a Column), PlanError> {
+        let table = schema.table(&self.table).ok_or_else(|| {
+            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
+        })?;
+        let column = table.column(&self.column).ok_or_else(|| {
+            PlanError::new(
+                "column",
+                format!(
+                    "column {} does not exist on table {}",
+                    q(&self.column),
+                    q(&self.table)
+                ),
+            )
+        })?;
+        Ok((table, column))
+    }
+}
+
+/// `"name"` as PostgreSQL quotes it, for messages.
+fn q(name: &str) -> String {
+    crate::ident::quote_ident(name)
 }
 
 impl Operation for OpDropColumn {
@@ -37,26 +59,96 @@ impl Operation for OpDropColumn {
         Self::KIND
     }
 
-    fn validate(&self, _schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("drop_column: validate")
+    fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        let (table, column) = self.find(schema)?;
+        let here = schema.qualify(table);
+        if table
+            .primary_key()
+            .is_some_and(|pk| pk.columns.contains(&column.physical))
+        {
+            return Err(PlanError::new(
+                "column",
+                format!(
+                    "column {} is part of the primary key of table {}: dropping it would drop the \
+                     primary key",
+                    q(&self.column),
+                    q(&self.table)
+                ),
+            ));
+        }
+        // DROP COLUMN (without CASCADE) fails when a foreign key of another constraint depends
+        // on the column's unique key: say so now rather than at complete.
+        for other in schema.tables.values() {
+            for c in &other.constraints {
+                let Some((target, target_columns)) = &c.references else {
+                    continue;
+                };
+                let own = other.physical == table.physical && c.columns.contains(&column.physical);
+                if c.kind == ConstraintKind::ForeignKey
+                    && target == &here
+                    && target_columns.contains(&column.physical)
+                    && !own
+                {
+                    return Err(PlanError::new(
+                        "column",
+                        format!(
+                            "column {} of table {} is referenced by foreign key {} of table {}: \
+                             drop that constraint first",
+                            q(&self.column),
+                            q(&self.table),
+                            q(c.name.as_str()),
+                            q(other.name.as_str())
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.down.is_empty() && !table.created_here {
+            return Err(self.down_unsupported());
+        }
+        Ok(())
     }
 
     fn start(
         &self,
-        _schema: &Schema,
+        schema: &Schema,
         _ctx: &PlanContext,
         _plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_column: start")
+        let (table, _) = self.find(schema)?;
+        // Nothing physical: `apply` hides the column from the new version. With `down`, rows
+        // the new version writes get the column from the dual-write trigger.
+        if !self.down.is_empty() && !table.created_here {
+            return Err(self.down_unsupported());
+        }
+        Ok(())
     }
 
     fn complete(
         &self,
-        _schema: &Schema,
+        schema: &Schema,
         _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_column: complete")
+        let (table, column) = self.find(schema)?;
+        let t = schema.qualify(table);
+        // Catalog only; drops the indexes and constraints on the column with it.
+        if column.physical == column.name {
+            // Before the contract's renames, under the name it has now (another operation may
+            // add a column of this name and rename its copy to it).
+            plan.contract(
+                t.clone(),
+                format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", column.physical),
+            );
+        } else {
+            // An earlier operation of this migration added or renamed the column: it takes its
+            // name in the contract's renames, so it is dropped after them, by that name.
+            plan.contract_after_column_renames(
+                t.clone(),
+                format!("ALTER TABLE {t} DROP COLUMN IF EXISTS {}", column.name),
+            );
+        }
+        Ok(())
     }
 
     fn rollback(
@@ -65,10 +157,196 @@ impl Operation for OpDropColumn {
         _ctx: &PlanContext,
         _plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_column: rollback")
+        // Start changed nothing physical; the planner removes the dual-write trigger.
+        Ok(())
     }
 
-    fn apply(&self, _schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("drop_column: apply")
+    fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        let table = schema.table_mut(&self.table).ok_or_else(|| {
+            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
+        })?;
+        let Some(index) = table
+            .columns
+            .iter()
+            .position(|c| c.name.as_str() == self.column)
+        else {
+            return Err(PlanError::new(
+                "column",
+                format!(
+                    "column {} does not exist on table {}",
+                    q(&self.column),
+                    q(&self.table)
+                ),
+            ));
+        };
+        let column = table.columns.remove(index);
+        table.dropped_columns.push(column);
+        Ok(())
+    }
+}
+
+impl OpDropColumn {
+    /// `down` needs a dual-write rule for a column only the old version has: on every write
+    /// through the new version, `old_column := down(NEW)` when `down`'s value changed, and
+    /// nothing for old-version writes. [`crate::triggers::DualWriteRule`] always has a
+    /// `new_column` and an `up` (which the trigger runs for old-version writers and for
+    /// new-version updates of untouched rows), so it cannot express that rule yet; refusing is
+    /// better than letting the old version read NULLs.
+    fn down_unsupported(&self) -> PlanError {
+        PlanError::new(
+            "down",
+            format!(
+                "\"down\" for a dropped column is not supported yet (the dual-write trigger \
+                 cannot fill {} of table {} for new-version writes)",
+                q(&self.column),
+                q(&self.table)
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ident::{Ident, QualName};
+    use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::schema::Constraint;
+    use crate::step::{LockLevel, Work};
+
+    /// `users` (pk `id`, `name`, `Odd "Col"`) and `orders` whose `user_id` references users.id.
+    fn base() -> Schema {
+        let mut orders = table(
+            "orders",
+            &[("id", "integer", false), ("user_id", "integer", true)],
+        );
+        orders.constraints.push(Constraint {
+            name: Ident::new("orders_user_fk"),
+            kind: ConstraintKind::ForeignKey,
+            columns: vec![Ident::new("user_id")],
+            definition: String::new(),
+            validated: true,
+            references: Some((QualName::new("public", "users"), vec![Ident::new("id")])),
+        });
+        let mut users = table(
+            "users",
+            &[
+                ("id", "integer", false),
+                ("name", "text", true),
+                ("Odd \"Col\"", "text", true),
+            ],
+        );
+        users.columns[1].unique = true;
+        schema(vec![users, orders])
+    }
+
+    fn statements(steps: &[crate::step::Step]) -> Vec<String> {
+        steps.iter().flat_map(|s| s.statements()).collect()
+    }
+
+    #[test]
+    fn hidden_at_start_dropped_at_complete() {
+        let ops = "  - drop_column: {table: users, column: Odd \"Col\"}\n";
+        let (plan, after) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        insta::assert_snapshot!("drop", render(&plan));
+        assert!(plan.start.is_empty());
+        assert!(plan.rollback.is_empty());
+        assert_eq!(
+            statements(&plan.complete),
+            vec!["ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"Odd \"\"Col\"\"\""]
+        );
+        assert_eq!(plan.complete[0].lock, LockLevel::AccessExclusive);
+        assert_eq!(plan.complete[0].work, Work::Catalog);
+        let users = after.table("users").expect("users");
+        assert!(users.column("Odd \"Col\"").is_none());
+        assert_eq!(users.columns.len(), 2);
+    }
+
+    #[test]
+    fn a_column_added_or_renamed_earlier_is_dropped_after_the_renames() {
+        let ops = "  - rename_column: {table: users, from: name, to: item_name}\n  - drop_column: {table: users, column: item_name}\n  - add_column:\n      table: users\n      column: {name: extra, type: text, nullable: true}\n  - drop_column: {table: users, column: extra}\n";
+        let (plan, after) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        assert_eq!(
+            statements(&plan.complete),
+            vec![
+                "ALTER TABLE \"public\".\"users\" RENAME COLUMN \"name\" TO \"item_name\"",
+                "ALTER TABLE \"public\".\"users\" RENAME COLUMN \"_pgbaton_new_extra\" TO \"extra\"",
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"item_name\"",
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"extra\"",
+            ]
+        );
+        let users = after.table("users").expect("users");
+        assert!(users.column("item_name").is_none() && users.column("extra").is_none());
+    }
+
+    #[test]
+    fn a_dropped_name_can_be_added_again() {
+        // The old column goes before the contract's renames give the new one its name.
+        let ops = "  - drop_column: {table: users, column: name}\n  - add_column:\n      table: users\n      column: {name: name, type: int, nullable: true}\n";
+        let (plan, _) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        assert_eq!(
+            statements(&plan.complete),
+            vec![
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"name\"",
+                "ALTER TABLE \"public\".\"users\" RENAME COLUMN \"_pgbaton_new_name\" TO \"name\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let c = ctx(150004);
+        let err = |ops: &str| plan_error(&base(), &c, ops);
+        assert_eq!(
+            err("  - drop_column: {table: nope, column: name}\n"),
+            "table: table \"nope\" does not exist"
+        );
+        assert_eq!(
+            err("  - drop_column: {table: users, column: nope}\n"),
+            "column: column \"nope\" does not exist on table \"users\""
+        );
+        assert_eq!(
+            err("  - drop_column: {table: orders, column: id}\n"),
+            "column: column \"id\" is part of the primary key of table \"orders\": dropping it \
+             would drop the primary key"
+        );
+        // Twice in one migration: the second sees the first.
+        assert_eq!(
+            err("  - drop_column: {table: users, column: name}\n  - drop_column: {table: users, column: name}\n"),
+            "column: column \"name\" does not exist on table \"users\""
+        );
+        // A foreign key of another table depends on the column's unique key.
+        let mut s = base();
+        if let Some(users) = s.table_mut("users") {
+            users.constraints.clear();
+        }
+        if let Some(orders) = s.table_mut("orders") {
+            orders.constraints[1].references =
+                Some((QualName::new("public", "users"), vec![Ident::new("name")]));
+        }
+        assert_eq!(
+            plan_error(&s, &c, "  - drop_column: {table: users, column: name}\n"),
+            "column: column \"name\" of table \"users\" is referenced by foreign key \
+             \"orders_user_fk\" of table \"orders\": drop that constraint first"
+        );
+        // The referencing column itself can go (its foreign key goes with it).
+        assert!(plan_ops(
+            &base(),
+            &c,
+            "  - drop_column: {table: orders, column: user_id}\n"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn down_is_refused_until_the_trigger_can_express_it() {
+        assert_eq!(
+            plan_error(
+                &base(),
+                &ctx(150004),
+                "  - drop_column: {table: users, column: name, down: \"'x'\"}\n"
+            ),
+            "down: \"down\" for a dropped column is not supported yet (the dual-write trigger \
+             cannot fill \"name\" of table \"users\" for new-version writes)"
+        );
     }
 }

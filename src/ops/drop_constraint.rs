@@ -1,5 +1,7 @@
 //! `drop_constraint`: drops a single-column constraint (deprecated by pgroll in favour of
-//! `drop_multicolumn_constraint`).
+//! `drop_multicolumn_constraint`, and planned by the same helpers): the column is duplicated
+//! without the constraint for the new version, kept in sync with `up` (the identity when empty)
+//! and `down` (required), and the constraint goes with the old column at complete.
 //!
 //! The serde struct follows pgroll's `schema.json`; the planning semantics live in the
 //! [`Operation`] impl.
@@ -8,6 +10,9 @@ use serde::Deserialize;
 
 use crate::ident::RawSql;
 use crate::ops::common::Names;
+use crate::ops::drop_multicolumn_constraint::{
+    apply_drop, complete_drop, lookup, start_drop, validate_drop,
+};
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::Schema;
 
@@ -39,26 +44,55 @@ impl Operation for OpDropConstraint {
         Self::KIND
     }
 
-    fn validate(&self, _schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("drop_constraint: validate")
+    fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        let (table, constraint, columns) = lookup(schema, &self.table, &self.name)?;
+        if columns.len() > 1 {
+            return Err(PlanError::new(
+                "name",
+                format!(
+                    "constraint \"{}\" covers {} columns; drop_constraint handles single-column constraints: \
+                     use drop_multicolumn_constraint",
+                    self.name,
+                    columns.len()
+                ),
+            ));
+        }
+        validate_drop(schema, table, constraint, &columns)?;
+        if self.down.is_empty() && !table.created_here {
+            return Err(PlanError::new(
+                "down",
+                "`down` is required: it turns a value the new version writes into one the old version's constraint accepts",
+            ));
+        }
+        Ok(())
     }
 
     fn start(
         &self,
-        _schema: &Schema,
-        _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        schema: &Schema,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_constraint: start")
+        let (table, constraint, columns) = lookup(schema, &self.table, &self.name)?;
+        let conversions: Vec<(String, Option<RawSql>, RawSql)> = columns
+            .iter()
+            .map(|c| {
+                let up = (!self.up.is_empty()).then(|| self.up.clone());
+                (c.name.as_str().to_string(), up, self.down.clone())
+            })
+            .collect();
+        start_drop(schema, ctx, plan, table, constraint, &conversions)
     }
 
     fn complete(
         &self,
-        _schema: &Schema,
+        schema: &Schema,
         _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_constraint: complete")
+        let (table, constraint, _) = lookup(schema, &self.table, &self.name)?;
+        complete_drop(schema, plan, table, constraint);
+        Ok(())
     }
 
     fn rollback(
@@ -67,10 +101,86 @@ impl Operation for OpDropConstraint {
         _ctx: &PlanContext,
         _plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        todo!("drop_constraint: rollback")
+        // The copy is dropped by the duplication's undo; the constraint never changed.
+        Ok(())
     }
 
-    fn apply(&self, _schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        todo!("drop_constraint: apply")
+    fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        apply_drop(schema, &self.table, &self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ident::Ident;
+    use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::schema::{Constraint, ConstraintKind, Schema};
+
+    fn posts() -> Schema {
+        let mut t = table(
+            "posts",
+            &[
+                ("id", "integer", false),
+                ("title", "text", false),
+                ("a", "int", true),
+                ("b", "int", true),
+            ],
+        );
+        t.constraints.push(Constraint {
+            name: Ident::new("title_length"),
+            kind: ConstraintKind::Check,
+            columns: vec![Ident::new("title")],
+            definition: "CHECK ((length(title) > 3))".into(),
+            validated: true,
+            references: None,
+        });
+        t.constraints.push(Constraint {
+            name: Ident::new("a_lt_b"),
+            kind: ConstraintKind::Check,
+            columns: vec![Ident::new("a"), Ident::new("b")],
+            definition: "CHECK ((a < b))".into(),
+            validated: true,
+            references: None,
+        });
+        schema(vec![t])
+    }
+
+    #[test]
+    fn drops_a_check_through_a_copy() {
+        let ops = "  - drop_constraint:
+      table: posts
+      name: title_length
+      up: title
+      down: SELECT CASE WHEN length(title) <= 3 THEN LPAD(title, 4, '-') ELSE title END
+";
+        let (plan, after) = plan_ops(&posts(), &ctx(150004), ops).unwrap();
+        assert!(plan.lock_violations().is_empty());
+        insta::assert_snapshot!("check", render(&plan));
+        let t = after.table("posts").unwrap();
+        assert!(t.constraint("title_length").is_none());
+        assert_eq!(
+            t.column("title").unwrap().physical.as_str(),
+            "_pgbaton_new_title"
+        );
+    }
+
+    #[test]
+    fn validation_errors() {
+        let s = posts();
+        let c = ctx(150004);
+        let e = |body: &str| plan_error(&s, &c, &format!("  - drop_constraint: {{{body}}}\n"));
+        assert_eq!(
+            e("table: nope, name: x, up: '', down: x"),
+            "table: table \"nope\" does not exist"
+        );
+        assert_eq!(
+            e("table: posts, name: nope, up: '', down: x"),
+            "name: constraint \"nope\" does not exist on table \"posts\""
+        );
+        assert!(
+            e("table: posts, name: title_length, up: ''").starts_with("down: `down` is required")
+        );
+        assert!(e("table: posts, name: a_lt_b, up: '', down: x")
+            .contains("use drop_multicolumn_constraint"));
     }
 }

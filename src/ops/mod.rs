@@ -13,6 +13,7 @@ pub mod drop_constraint;
 pub mod drop_index;
 pub mod drop_multicolumn_constraint;
 pub mod drop_table;
+pub mod duplicate;
 pub mod raw_sql;
 pub mod rename_column;
 pub mod rename_constraint;

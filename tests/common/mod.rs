@@ -18,7 +18,7 @@ use tokio_postgres::{Client, NoTls};
 pub const TEST_URL_ENV: &str = "PGBATON_TEST_URL";
 
 enum Server {
-    Local(Cluster),
+    Local(Box<Cluster>),
     External { url: String },
 }
 
@@ -35,7 +35,7 @@ fn server() -> &'static Server {
         // process is killed instead, the server dies with it and a later start sweeps the dir.)
         // SAFETY: registers a plain function that only touches the initialised static.
         unsafe { libc::atexit(stop_server_at_exit) };
-        Server::Local(cluster)
+        Server::Local(Box::new(cluster))
     })
 }
 
@@ -48,7 +48,7 @@ extern "C" fn stop_server_at_exit() {
 /// The throwaway server of this test binary; `None` when tests run against `PGBATON_TEST_URL`.
 pub fn cluster() -> Option<&'static Cluster> {
     match server() {
-        Server::Local(cluster) => Some(cluster),
+        Server::Local(cluster) => Some(cluster.as_ref()),
         Server::External { .. } => None,
     }
 }

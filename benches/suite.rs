@@ -1,0 +1,1565 @@
+//! pgbaton's benchmark suite: every comparison side by side in one run, on a throwaway cluster.
+//!
+//! ```text
+//! cargo bench --bench suite -- all                     # everything below, 1M and 10M rows
+//! cargo bench --bench suite -- backfill --rows 1000000 # (a) + (c) + (e) at one size
+//! cargo bench --bench suite -- workload                # (b)
+//! cargo bench --bench suite -- lockqueue               # (d)
+//! ```
+//!
+//! - (a) `backfill`: backfill throughput of an `alter_column` type change, of an `add_column`
+//!   with `up` and of a primary-key widening (int → bigint), each against a single
+//!   `UPDATE t SET c = <the same expression>` and against Reshape, on identical copies of the
+//!   same table (cloned from one template database, so every contender starts from the same
+//!   bytes); plus the UPDATE throughput with the dual-write trigger enabled vs disabled on the
+//!   same table. (c) and (e) come from the same runs: pgbaton's time and peak RSS per table size
+//!   (the `pgbaton` binary runs as a child process; its RSS comes from `wait4`), and the time of
+//!   `complete`, its longest `ACCESS EXCLUSIVE` step and the workload's latency meanwhile.
+//! - (b) `workload`: a closed-loop read/update workload's latency and failures during pgbaton
+//!   (start + complete), during the plain `ALTER TABLE`, and during Reshape.
+//! - (d) `lockqueue`: a transaction holds a conflicting lock while the migration starts: the
+//!   workload's max latency, pgbaton's retries and its success once the lock is released, and
+//!   its clean give-up at the deadline when it is not; the plain ALTER and Reshape beside it.
+//!
+//! This is a `harness = false` bench target: `cargo test --all-targets` builds it and runs it
+//! without `--bench`, and then it does nothing. The heavy work runs only under `cargo bench`
+//! (which passes `--bench`) or with `PGBATON_BENCH=1`.
+//!
+//! Reshape is found through `RESHAPE_BIN` or `PATH`; without it, its column says so.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use serde_json::Value as Json;
+use tokio_postgres::{Client, NoTls};
+
+use pgbaton::cluster::{Cluster, ClusterOptions};
+use pgbaton::demo::{human_us, load_users_sql};
+use pgbaton::ident::Ident;
+use pgbaton::workload::{OpMix, UsersTable, VersionPin, Workload, WorkloadConfig, WorkloadReport};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "suite", about = "pgbaton benchmark suite")]
+struct Args {
+    /// Which benchmarks: backfill (a, c, e), workload (b), lockqueue (d), all
+    #[arg(default_values_t = vec!["all".to_string()])]
+    which: Vec<String>,
+    /// Table sizes for the backfill benchmarks
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1_000_000u64, 10_000_000])]
+    rows: Vec<u64>,
+    /// Add a 100M-row size to the backfill benchmarks (about 12 GB per copy; hours)
+    #[arg(long)]
+    with_100m: bool,
+    /// The changes the backfill benchmarks make: type, add, pk
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["type".to_string(), "add".to_string(), "pk".to_string()])]
+    changes: Vec<String>,
+    /// Table size of the workload benchmark (b)
+    #[arg(long, default_value_t = 1_000_000)]
+    workload_rows: u64,
+    /// Table size of the lock-queue benchmark (d)
+    #[arg(long, default_value_t = 200_000)]
+    lockqueue_rows: u64,
+    /// Workload clients (closed loop, 70% reads / 30% updates)
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seconds of workload before each migration
+    #[arg(long, default_value_t = 10.0)]
+    baseline: f64,
+    /// Seconds the lock-queue blocker holds its lock
+    #[arg(long, default_value_t = 10.0)]
+    hold: f64,
+    /// pgbaton's lock timeout, in milliseconds (as `--lock-timeout`)
+    #[arg(long, default_value_t = 500)]
+    lock_timeout: u64,
+    /// Skip Reshape even when it is installed
+    #[arg(long)]
+    no_reshape: bool,
+    /// Write every measurement as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Passed by `cargo bench`
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let heavy = argv.iter().any(|a| a == "--bench")
+        || std::env::var("PGBATON_BENCH").is_ok_and(|v| v == "1");
+    if !heavy {
+        eprintln!(
+            "pgbaton benchmark suite: nothing to do outside `cargo bench` \
+             (run `cargo bench --bench suite -- all`, or set PGBATON_BENCH=1)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let args = Args::parse_from(argv);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The changes
+// ---------------------------------------------------------------------------------------------
+
+/// One schema change, written for each contender.
+struct Change {
+    key: &'static str,
+    label: &'static str,
+    /// The key column's type in the table before the change.
+    id_type: &'static str,
+    /// pgbaton (pgroll format).
+    yaml: &'static str,
+    /// Reshape.
+    toml: &'static str,
+    /// The single UPDATE: a column of the new type first (untimed), then the UPDATE (timed).
+    update_prep: &'static str,
+    update_sql: &'static str,
+    /// The plain ALTER TABLE.
+    naive: &'static str,
+}
+
+const CHANGES: &[Change] = &[
+    Change {
+        key: "type",
+        label: "alter_column name text → varchar(200)",
+        id_type: "bigint",
+        yaml: "operations:\n  - alter_column:\n      table: users\n      column: name\n      type: varchar(200)\n      up: left(name, 200)\n      down: name\n",
+        toml: "[[actions]]\ntype = \"alter_column\"\ntable = \"users\"\ncolumn = \"name\"\nup = \"LEFT(name, 200)\"\ndown = \"name\"\n\n  [actions.changes]\n  type = \"VARCHAR(200)\"\n",
+        update_prep: "ALTER TABLE users ADD COLUMN name_new varchar(200)",
+        update_sql: "UPDATE users SET name_new = left(name, 200)",
+        naive: "ALTER TABLE users ALTER COLUMN name TYPE varchar(200)",
+    },
+    Change {
+        key: "add",
+        label: "add_column email_domain with up",
+        id_type: "bigint",
+        yaml: "operations:\n  - add_column:\n      table: users\n      column:\n        name: email_domain\n        type: text\n        nullable: true\n      up: split_part(email, '@', 2)\n",
+        toml: "[[actions]]\ntype = \"add_column\"\ntable = \"users\"\nup = \"split_part(email, '@', 2)\"\n\n  [actions.column]\n  name = \"email_domain\"\n  type = \"TEXT\"\n",
+        update_prep: "ALTER TABLE users ADD COLUMN email_domain text",
+        update_sql: "UPDATE users SET email_domain = split_part(email, '@', 2)",
+        naive: "ALTER TABLE users ADD COLUMN email_domain text; UPDATE users SET email_domain = split_part(email, '@', 2)",
+    },
+    Change {
+        key: "pk",
+        label: "alter_column id (primary key) integer → bigint",
+        id_type: "integer",
+        yaml: "operations:\n  - alter_column:\n      table: users\n      column: id\n      type: bigint\n      up: id\n      down: id\n",
+        toml: "[[actions]]\ntype = \"alter_column\"\ntable = \"users\"\ncolumn = \"id\"\nup = \"id\"\ndown = \"id\"\n\n  [actions.changes]\n  type = \"BIGINT\"\n",
+        update_prep: "ALTER TABLE users ADD COLUMN id_new bigint",
+        update_sql: "UPDATE users SET id_new = id",
+        naive: "ALTER TABLE users ALTER COLUMN id TYPE bigint",
+    },
+];
+
+fn change(key: &str) -> Result<&'static Change> {
+    CHANGES
+        .iter()
+        .find(|c| c.key == key)
+        .ok_or_else(|| anyhow!("unknown change {key:?} (type, add, pk)"))
+}
+
+/// The lock-queue benchmark's change: catalog steps that need ACCESS EXCLUSIVE, a short backfill.
+const LOCKQUEUE_CHANGE: &str = "add";
+/// The workload benchmark's change: the one a plain ALTER makes painful.
+const WORKLOAD_CHANGE: &str = "pk";
+
+// ---------------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize, Default)]
+struct Results {
+    environment: BTreeMap<String, String>,
+    backfill: Vec<BackfillResult>,
+    trigger: Vec<TriggerResult>,
+    complete: Vec<CompleteResult>,
+    workload: Vec<WorkloadResult>,
+    lockqueue: Vec<LockQueueResult>,
+    notes: Vec<String>,
+}
+
+#[derive(Serialize, Clone)]
+struct BackfillResult {
+    rows: u64,
+    change: String,
+    update_s: f64,
+    pgbaton_backfill_s: Option<f64>,
+    pgbaton_start_s: Option<f64>,
+    pgbaton_start_rss_mb: Option<f64>,
+    pgbaton_complete_s: Option<f64>,
+    pgbaton_complete_rss_mb: Option<f64>,
+    pgbaton_error: Option<String>,
+    reshape_start_s: Option<f64>,
+    reshape_complete_s: Option<f64>,
+    reshape_rss_mb: Option<f64>,
+    reshape_error: Option<String>,
+    load: String,
+}
+
+#[derive(Serialize, Clone)]
+struct TriggerResult {
+    rows: u64,
+    change: String,
+    rows_updated: u64,
+    without_s: Vec<f64>,
+    with_s: Vec<f64>,
+}
+
+#[derive(Serialize, Clone)]
+struct CompleteResult {
+    rows: u64,
+    change: String,
+    complete_s: f64,
+    longest_exclusive_step: Option<(String, f64)>,
+    exclusive_steps: Vec<(String, f64)>,
+    workload_max_ms: f64,
+    workload_p99_ms: f64,
+    baseline_p99_ms: f64,
+    baseline_max_ms: f64,
+    failures: u64,
+}
+
+#[derive(Serialize, Clone)]
+struct WorkloadResult {
+    method: String,
+    rows: u64,
+    migration_s: f64,
+    error: Option<String>,
+    report: WorkloadReport,
+}
+
+#[derive(Serialize, Clone)]
+struct LockQueueResult {
+    method: String,
+    scenario: String,
+    outcome: String,
+    exit: Option<i32>,
+    seconds: f64,
+    lock_retries: Option<u64>,
+    table_unchanged: Option<bool>,
+    max_latency_ms: f64,
+    p99_ms: f64,
+    failures: u64,
+    report: WorkloadReport,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------
+
+struct ChildOut {
+    wall: Duration,
+    /// Peak resident set size (`ru_maxrss` from `wait4`), in kB.
+    max_rss_kb: u64,
+    /// Exit code; `None` when killed by a signal.
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl ChildOut {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.max_rss_kb as f64 / 1024.0
+    }
+
+    fn failure(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        // An error chain ("Error: ...", "Caused by: ... ERROR: ...") says more than a tail.
+        let mut picked: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains("Error") || l.contains("ERROR") || l.starts_with("error"))
+            .take(3)
+            .collect();
+        if picked.is_empty() {
+            picked = lines.iter().rev().take(3).rev().copied().collect();
+        }
+        format!("exit {:?}: {}", self.code, picked.join(" / ")).replace('|', "/")
+    }
+}
+
+/// Runs `cmd` to completion (killing it after `limit`), with its own peak RSS.
+fn run_child_blocking(mut cmd: Command, limit: Option<Duration>) -> Result<ChildOut> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().context("child stdout")?;
+    let mut err = child.stderr.take().context("child stderr")?;
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let killer = limit.map(|limit| {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            if rx.recv_timeout(limit).is_err() {
+                // SAFETY: plain syscall on our unreaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        (tx, handle)
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data filled by the kernel; `pid` is our child, reaped here once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if let Some((tx, handle)) = killer {
+        let _ = tx.send(());
+        let _ = handle.join();
+    }
+    if rc < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    // The child is reaped: std must not wait for it again.
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else {
+        None
+    };
+    Ok(ChildOut {
+        wall,
+        max_rss_kb: usage.ru_maxrss.max(0) as u64,
+        code,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
+
+async fn run_child(cmd: Command, limit: Option<Duration>) -> Result<ChildOut> {
+    tokio::task::spawn_blocking(move || run_child_blocking(cmd, limit))
+        .await
+        .context("child runner task")?
+}
+
+/// What `pgbaton --json start|complete` reported.
+#[derive(Default, Debug)]
+struct PgbatonRun {
+    /// (phase, title, lock, work, elapsed ms, attempts), in order.
+    steps: Vec<(String, String, String, String, f64, u64)>,
+    lock_retries: u64,
+    /// (rows, seconds) of the last backfill progress per table.
+    backfill: BTreeMap<String, (u64, f64)>,
+    error: Option<String>,
+}
+
+impl PgbatonRun {
+    fn parse(stdout: &str) -> PgbatonRun {
+        let mut run = PgbatonRun::default();
+        let mut started: BTreeMap<(String, u64), (String, String)> = BTreeMap::new();
+        for line in stdout.lines() {
+            let Ok(v) = serde_json::from_str::<Json>(line) else {
+                continue;
+            };
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            match v["event"].as_str() {
+                Some("step_started") => {
+                    started.insert(
+                        (s("phase"), v["step"].as_u64().unwrap_or(0)),
+                        (s("lock"), s("work")),
+                    );
+                }
+                Some("step_finished") => {
+                    let (lock, work) = started
+                        .get(&(s("phase"), v["step"].as_u64().unwrap_or(0)))
+                        .cloned()
+                        .unwrap_or_default();
+                    run.steps.push((
+                        s("phase"),
+                        s("title"),
+                        lock,
+                        work,
+                        v["elapsed_ms"].as_f64().unwrap_or(0.0),
+                        v["attempts"].as_u64().unwrap_or(1),
+                    ));
+                }
+                Some("lock_retry") => run.lock_retries += 1,
+                Some("backfill") => {
+                    let p = &v["progress"];
+                    if p["state"].as_str() == Some("lock_wait") {
+                        run.lock_retries += 1;
+                    }
+                    run.backfill.insert(
+                        p["table"].as_str().unwrap_or_default().to_owned(),
+                        (
+                            p["rows_done"].as_u64().unwrap_or(0),
+                            p["elapsed_seconds"].as_f64().unwrap_or(0.0),
+                        ),
+                    );
+                }
+                Some("error") => run.error = Some(s("error")),
+                _ => {}
+            }
+        }
+        run
+    }
+
+    /// Seconds spent in backfill steps.
+    fn backfill_s(&self) -> Option<f64> {
+        let ms: Vec<f64> = self
+            .steps
+            .iter()
+            .filter(|s| s.3 == "batched backfill")
+            .map(|s| s.4)
+            .collect();
+        (!ms.is_empty()).then(|| ms.iter().sum::<f64>() / 1e3)
+    }
+
+    fn exclusive_steps(&self) -> Vec<(String, f64)> {
+        self.steps
+            .iter()
+            .filter(|s| s.2 == "ACCESS EXCLUSIVE")
+            .map(|s| (s.1.clone(), s.4))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bench context
+// ---------------------------------------------------------------------------------------------
+
+struct Bench {
+    args: Args,
+    cluster: Cluster,
+    work: PathBuf,
+    pgbaton: PathBuf,
+    reshape: Option<PathBuf>,
+    templates: Vec<String>,
+    results: Results,
+    seq: u32,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn find_reshape() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("RESHAPE_BIN") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("reshape"))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn connect(url: &str) -> Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Bench {
+    fn url(&self, db: &str) -> String {
+        self.cluster.url(db)
+    }
+
+    fn say(&self, text: impl AsRef<str>) {
+        eprintln!("[bench {}] {}", loadavg(), text.as_ref());
+    }
+
+    async fn admin(&self) -> Result<Client> {
+        connect(&self.url("postgres")).await
+    }
+
+    async fn exec(&self, db: &str, sql: &str) -> Result<()> {
+        let c = connect(&self.url(db)).await?;
+        c.batch_execute(sql)
+            .await
+            .with_context(|| format!("{db}: {sql}"))?;
+        Ok(())
+    }
+
+    /// A template database `tmpl_<id_type>_<rows>` holding `public.users`, loaded once.
+    async fn template(&mut self, id_type: &str, rows: u64) -> Result<String> {
+        let name = format!("tmpl_{id_type}_{rows}");
+        if self.templates.contains(&name) {
+            return Ok(name);
+        }
+        self.say(format!("loading template {name} ({rows} rows)"));
+        let started = Instant::now();
+        self.exec("postgres", &format!("CREATE DATABASE {name}"))
+            .await?;
+        {
+            let c = connect(&self.url(&name)).await?;
+            for sql in load_users_sql(&Ident::new("public"), id_type, rows) {
+                c.batch_execute(&sql)
+                    .await
+                    .with_context(|| format!("loading {name}"))?;
+            }
+        }
+        self.exec("postgres", "CHECKPOINT").await?;
+        self.say(format!(
+            "template {name} loaded in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        self.templates.push(name.clone());
+        Ok(name)
+    }
+
+    /// A fresh copy of a template (a file copy: the same bytes for every contender).
+    async fn clone_db(&mut self, template: &str, what: &str) -> Result<String> {
+        self.seq += 1;
+        let name = format!("run{}_{what}", self.seq);
+        self.exec(
+            "postgres",
+            &format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"),
+        )
+        .await?;
+        self.exec(&name, "CHECKPOINT").await?;
+        Ok(name)
+    }
+
+    async fn drop_db(&self, name: &str) -> Result<()> {
+        self.exec(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await
+    }
+
+    fn write_file(&self, dir: &str, name: &str, text: &str) -> Result<PathBuf> {
+        let dir = self.work.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    fn pgbaton_cmd(&self, db: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.pgbaton);
+        cmd.arg("--postgres-url")
+            .arg(self.url(db))
+            .arg("--json")
+            .arg("--lock-timeout")
+            .arg(self.args.lock_timeout.to_string())
+            .args(args);
+        // The bench's own libpq settings must not leak into the child.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("PG") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+
+    async fn pgbaton(&self, db: &str, args: &[&str]) -> Result<(ChildOut, PgbatonRun)> {
+        let out = run_child(
+            self.pgbaton_cmd(db, args),
+            Some(Duration::from_secs(3 * 3600)),
+        )
+        .await?;
+        let parsed = PgbatonRun::parse(&out.stdout);
+        Ok((out, parsed))
+    }
+
+    async fn reshape(
+        &self,
+        db: &str,
+        dir: &Path,
+        what: &str,
+        limit: Duration,
+    ) -> Result<Option<ChildOut>> {
+        let Some(bin) = &self.reshape else {
+            return Ok(None);
+        };
+        let mut cmd = Command::new(bin);
+        cmd.args(["migration", what]);
+        // Only `start` reads the migration files.
+        if what == "start" {
+            cmd.arg("--dirs").arg(dir);
+        }
+        cmd.arg("--url")
+            .arg(self.url(db))
+            .current_dir(&self.work)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0");
+        Ok(Some(run_child(cmd, Some(limit)).await?))
+    }
+
+    /// The bench's closed-loop clients reading and updating `users` through `pin`.
+    fn workload_config(&self, db: &str, pin: VersionPin, rows: u64) -> Result<WorkloadConfig> {
+        let mut config = WorkloadConfig::from_url(&self.url(db))?;
+        config.clients = UsersTable::new("users").clients(
+            self.args.clients,
+            pin,
+            &OpMix {
+                read: 70,
+                update: 30,
+                insert: 0,
+                delete: 0,
+            },
+        );
+        config.max_id = rows as i64;
+        config.log_writes = false;
+        config.initial_phase = "baseline".into();
+        Ok(config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a), (c), (e): backfill throughput, trigger overhead, time and RSS, complete
+// ---------------------------------------------------------------------------------------------
+
+impl Bench {
+    async fn backfill(&mut self) -> Result<()> {
+        let mut sizes = self.args.rows.clone();
+        if self.args.with_100m {
+            sizes.push(100_000_000);
+        }
+        let changes: Vec<&Change> = self
+            .args
+            .changes
+            .iter()
+            .map(|k| change(k))
+            .collect::<Result<_>>()?;
+        for &rows in &sizes {
+            for c in &changes {
+                self.backfill_one(rows, c).await?;
+            }
+            // Templates of this size are no longer needed.
+            for id_type in ["bigint", "integer"] {
+                let name = format!("tmpl_{id_type}_{rows}");
+                if self.templates.contains(&name) {
+                    self.drop_db(&name).await?;
+                    self.templates.retain(|t| *t != name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn backfill_one(&mut self, rows: u64, c: &Change) -> Result<()> {
+        let template = self.template(c.id_type, rows).await?;
+        let load_before = loadavg();
+
+        // The physical limit: one UPDATE of the whole table.
+        let db = self.clone_db(&template, "update").await?;
+        let client = connect(&self.url(&db)).await?;
+        client.batch_execute(c.update_prep).await?;
+        client.batch_execute("CHECKPOINT").await?;
+        self.say(format!("{rows} rows, {}: single UPDATE", c.key));
+        let started = Instant::now();
+        client.batch_execute(c.update_sql).await?;
+        let update_s = secs(started.elapsed());
+        drop(client);
+        self.drop_db(&db).await?;
+        self.say(format!(
+            "single UPDATE: {update_s:.2}s ({:.0} rows/s)",
+            rows as f64 / update_s
+        ));
+
+        // pgbaton.
+        let mut result = BackfillResult {
+            rows,
+            change: c.key.into(),
+            update_s,
+            pgbaton_backfill_s: None,
+            pgbaton_start_s: None,
+            pgbaton_start_rss_mb: None,
+            pgbaton_complete_s: None,
+            pgbaton_complete_rss_mb: None,
+            pgbaton_error: None,
+            reshape_start_s: None,
+            reshape_complete_s: None,
+            reshape_rss_mb: None,
+            reshape_error: None,
+            load: String::new(),
+        };
+        let db = self.clone_db(&template, "pgbaton").await?;
+        let file = self.write_file(
+            &format!("pgbaton_{}", c.key),
+            &format!("01_{}.yaml", c.key),
+            c.yaml,
+        )?;
+        let file = file.to_string_lossy().into_owned();
+        let (init, _) = self.pgbaton(&db, &["init"]).await?;
+        if !init.ok() {
+            bail!("pgbaton init failed: {}", init.failure());
+        }
+        self.exec(&db, "CHECKPOINT").await?;
+        self.say(format!("{rows} rows, {}: pgbaton start", c.key));
+        let (start, parsed) = self.pgbaton(&db, &["start", &file]).await?;
+        if start.ok() {
+            result.pgbaton_start_s = Some(secs(start.wall));
+            result.pgbaton_start_rss_mb = Some(start.rss_mb());
+            result.pgbaton_backfill_s = parsed.backfill_s();
+            self.say(format!(
+                "pgbaton start: {:.2}s (backfill {:.2}s), peak RSS {:.1} MB",
+                secs(start.wall),
+                parsed.backfill_s().unwrap_or(0.0),
+                start.rss_mb()
+            ));
+            self.trigger_overhead(&db, rows, c).await?;
+            self.complete_under_load(&db, rows, c, &mut result).await?;
+        } else {
+            let why = parsed.error.clone().unwrap_or_else(|| start.failure());
+            self.say(format!("pgbaton start FAILED: {why}"));
+            result.pgbaton_error = Some(why);
+        }
+        self.drop_db(&db).await?;
+
+        // Reshape.
+        if self.reshape.is_some() {
+            let db = self.clone_db(&template, "reshape").await?;
+            self.write_file(
+                &format!("reshape_{}", c.key),
+                &format!("1_{}.toml", c.key),
+                c.toml,
+            )?;
+            let dir = self.work.join(format!("reshape_{}", c.key));
+            self.say(format!("{rows} rows, {}: reshape migration start", c.key));
+            let limit = Duration::from_secs(3 * 3600);
+            if let Some(out) = self.reshape(&db, &dir, "start", limit).await? {
+                if out.ok() {
+                    result.reshape_start_s = Some(secs(out.wall));
+                    result.reshape_rss_mb = Some(out.rss_mb());
+                    self.say(format!("reshape start: {:.2}s", secs(out.wall)));
+                    if let Some(done) = self.reshape(&db, &dir, "complete", limit).await? {
+                        if done.ok() {
+                            result.reshape_complete_s = Some(secs(done.wall));
+                            result.reshape_rss_mb =
+                                Some(result.reshape_rss_mb.unwrap_or(0.0).max(done.rss_mb()));
+                        } else {
+                            result.reshape_error = Some(format!("complete: {}", done.failure()));
+                        }
+                    }
+                } else {
+                    self.say(format!("reshape start FAILED: {}", out.failure()));
+                    result.reshape_error = Some(format!("start: {}", out.failure()));
+                }
+            }
+            self.drop_db(&db).await?;
+        }
+        result.load = format!("{load_before} → {}", loadavg());
+        self.results.backfill.push(result);
+        Ok(())
+    }
+
+    /// UPDATE of `rows / 20` rows with the dual-write trigger disabled vs enabled, on the same
+    /// table (mid-migration), alternating off, on, on, off over fresh key ranges.
+    async fn trigger_overhead(&mut self, db: &str, rows: u64, c: &Change) -> Result<()> {
+        let client = connect(&self.url(db)).await?;
+        let k = (rows / 20).max(1);
+        let trigger = "_pgbaton_dual_write";
+        let mut result = TriggerResult {
+            rows,
+            change: c.key.into(),
+            rows_updated: k,
+            without_s: Vec::new(),
+            with_s: Vec::new(),
+        };
+        for (i, enabled) in [false, true, true, false].into_iter().enumerate() {
+            let toggle = if enabled { "ENABLE" } else { "DISABLE" };
+            client
+                .batch_execute(&format!("ALTER TABLE users {toggle} TRIGGER {trigger}"))
+                .await?;
+            let (low, high) = (i as u64 * k + 1, (i as u64 + 1) * k);
+            let started = Instant::now();
+            client
+                .batch_execute(&format!(
+                    "UPDATE users SET name = name || '.', email = email || '.' WHERE id BETWEEN {low} AND {high}"
+                ))
+                .await?;
+            let s = secs(started.elapsed());
+            if enabled {
+                result.with_s.push(s);
+            } else {
+                result.without_s.push(s);
+            }
+        }
+        client
+            .batch_execute(&format!("ALTER TABLE users ENABLE TRIGGER {trigger}"))
+            .await?;
+        self.say(format!(
+            "trigger overhead: UPDATE of {k} rows without {:?} / with {:?}",
+            result.without_s, result.with_s
+        ));
+        self.results.trigger.push(result);
+        Ok(())
+    }
+
+    /// `pgbaton complete` while the workload runs on the table.
+    async fn complete_under_load(
+        &mut self,
+        db: &str,
+        rows: u64,
+        c: &Change,
+        result: &mut BackfillResult,
+    ) -> Result<()> {
+        // The new release's clients (by complete, the old release is retired): the version
+        // schema's view keeps the new column types through complete, so their prepared
+        // statements stay valid.
+        let version_schema = format!("public_01_{}", c.key);
+        let config = self.workload_config(db, VersionPin::SearchPath(version_schema), rows)?;
+        let handle = Workload::start(config).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        handle.mark_phase("complete");
+        self.say(format!(
+            "{rows} rows, {}: pgbaton complete under load",
+            c.key
+        ));
+        let (out, parsed) = self.pgbaton(db, &["complete"]).await?;
+        handle.mark_phase("after");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let report = handle.stop().await;
+        if !out.ok() {
+            let why = parsed.error.clone().unwrap_or_else(|| out.failure());
+            self.say(format!("pgbaton complete FAILED: {why}"));
+            result.pgbaton_error = Some(format!("complete: {why}"));
+            return Ok(());
+        }
+        result.pgbaton_complete_s = Some(secs(out.wall));
+        result.pgbaton_complete_rss_mb = Some(out.rss_mb());
+        let exclusive = parsed.exclusive_steps();
+        let longest = exclusive.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned();
+        let phase = report.phase("complete");
+        let baseline = report.phase("baseline");
+        let ms = |us: u64| us as f64 / 1e3;
+        let entry = CompleteResult {
+            rows,
+            change: c.key.into(),
+            complete_s: secs(out.wall),
+            longest_exclusive_step: longest,
+            exclusive_steps: exclusive,
+            workload_max_ms: phase.map_or(0.0, |p| ms(p.latency.max_us)),
+            workload_p99_ms: phase.map_or(0.0, |p| ms(p.latency.p99_us)),
+            baseline_p99_ms: baseline.map_or(0.0, |p| ms(p.latency.p99_us)),
+            baseline_max_ms: baseline.map_or(0.0, |p| ms(p.latency.max_us)),
+            failures: report.total.failures,
+        };
+        self.say(format!(
+            "pgbaton complete: {:.3}s, longest ACCESS EXCLUSIVE step {:?}, workload max {:.1}ms",
+            entry.complete_s, entry.longest_exclusive_step, entry.workload_max_ms
+        ));
+        self.results.complete.push(entry);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b): workload latency during pgbaton, the plain ALTER and Reshape
+// ---------------------------------------------------------------------------------------------
+
+impl Bench {
+    async fn workload(&mut self) -> Result<()> {
+        let rows = self.args.workload_rows;
+        let c = change(WORKLOAD_CHANGE)?;
+        let template = self.template(c.id_type, rows).await?;
+        let mut methods = vec!["pgbaton", "naive ALTER TABLE"];
+        if self.reshape.is_some() {
+            methods.push("reshape");
+        }
+        for method in methods {
+            let db = self.clone_db(&template, "workload").await?;
+            if method == "pgbaton" {
+                let (init, _) = self.pgbaton(&db, &["init"]).await?;
+                if !init.ok() {
+                    bail!("pgbaton init: {}", init.failure());
+                }
+            }
+            let yaml = self.write_file("workload_pgbaton", "01_pk.yaml", c.yaml)?;
+            self.write_file("workload_reshape", "1_pk.toml", c.toml)?;
+            let reshape_dir = self.work.join("workload_reshape");
+            self.exec(&db, "CHECKPOINT").await?;
+            // Old-release clients on the base table throughout. The change turns `id` into
+            // bigint, which changes the result type of `SELECT id ...`: PostgreSQL then
+            // refuses to re-run a prepared statement ("cached plan must not change result
+            // type", 0A000) whatever made the change, so these clients parse every query anew.
+            let mut config = self.workload_config(&db, VersionPin::Base, rows)?;
+            config.prepare = false;
+            let handle = Workload::start(config).await?;
+            self.say(format!(
+                "workload ({method}): baseline {}s",
+                self.args.baseline
+            ));
+            tokio::time::sleep(Duration::from_secs_f64(self.args.baseline)).await;
+            let started = Instant::now();
+            let mut error = None;
+            match method {
+                "pgbaton" => {
+                    handle.mark_phase("start");
+                    let (out, parsed) = self
+                        .pgbaton(&db, &["start", &yaml.to_string_lossy()])
+                        .await?;
+                    if out.ok() {
+                        handle.mark_phase("complete");
+                        let (out, parsed) = self.pgbaton(&db, &["complete"]).await?;
+                        if !out.ok() {
+                            error = Some(parsed.error.unwrap_or_else(|| out.failure()));
+                        }
+                    } else {
+                        error = Some(parsed.error.unwrap_or_else(|| out.failure()));
+                    }
+                }
+                "reshape" => {
+                    handle.mark_phase("start");
+                    let limit = Duration::from_secs(3600);
+                    match self.reshape(&db, &reshape_dir, "start", limit).await? {
+                        Some(out) if out.ok() => {
+                            handle.mark_phase("complete");
+                            if let Some(out) =
+                                self.reshape(&db, &reshape_dir, "complete", limit).await?
+                            {
+                                if !out.ok() {
+                                    error = Some(out.failure());
+                                }
+                            }
+                        }
+                        Some(out) => error = Some(out.failure()),
+                        None => error = Some("reshape not found".into()),
+                    }
+                }
+                _ => {
+                    handle.mark_phase("ALTER TABLE");
+                    let client = connect(&self.url(&db)).await?;
+                    if let Err(e) = client.batch_execute(c.naive).await {
+                        error = Some(pgbaton::pg::describe(&e));
+                    }
+                }
+            }
+            let migration_s = secs(started.elapsed());
+            handle.mark_phase("after");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let report = handle.stop().await;
+            self.say(format!(
+                "workload ({method}): migration {migration_s:.2}s\n{report}"
+            ));
+            self.results.workload.push(WorkloadResult {
+                method: method.into(),
+                rows,
+                migration_s,
+                error,
+                report,
+            });
+            self.drop_db(&db).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d): the lock queue
+// ---------------------------------------------------------------------------------------------
+
+/// Columns and triggers of `public.users`, to tell whether a failed start left anything behind.
+async fn table_shape(client: &Client) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
+                     WHERE attrelid = 'public.users'::regclass AND attnum > 0 AND NOT attisdropped), \
+                    (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.users'::regclass AND NOT tgisinternal)",
+            &[],
+        )
+        .await?;
+    let cols: String = row.get(0);
+    let triggers: i64 = row.get(1);
+    Ok(format!("{cols}; {triggers} triggers"))
+}
+
+impl Bench {
+    async fn lockqueue(&mut self) -> Result<()> {
+        let rows = self.args.lockqueue_rows;
+        let c = change(LOCKQUEUE_CHANGE)?;
+        let template = self.template(c.id_type, rows).await?;
+        let mut methods = vec!["pgbaton", "naive ALTER TABLE"];
+        if self.reshape.is_some() {
+            methods.push("reshape");
+        }
+        for released in [true, false] {
+            for method in &methods {
+                if !released && *method == "naive ALTER TABLE" {
+                    // It would wait forever: nothing to measure but a stall as long as we wait.
+                    continue;
+                }
+                self.lockqueue_one(&template, rows, c, method, released)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lockqueue_one(
+        &mut self,
+        template: &str,
+        rows: u64,
+        c: &Change,
+        method: &str,
+        released: bool,
+    ) -> Result<()> {
+        let db = self.clone_db(template, "lockqueue").await?;
+        let yaml = self.write_file("lockqueue_pgbaton", "01_add.yaml", c.yaml)?;
+        self.write_file("lockqueue_reshape", "1_add.toml", c.toml)?;
+        let reshape_dir = self.work.join("lockqueue_reshape");
+        if method == "pgbaton" {
+            let (init, _) = self.pgbaton(&db, &["init"]).await?;
+            if !init.ok() {
+                bail!("pgbaton init: {}", init.failure());
+            }
+        }
+        let admin = connect(&self.url(&db)).await?;
+        let shape_before = table_shape(&admin).await?;
+        let config = self.workload_config(&db, VersionPin::Base, rows)?;
+        let handle = Arc::new(Workload::start(config).await?);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        // The blocker: an open transaction that has read the table (ACCESS SHARE), as a long
+        // report query or an idle-in-transaction session leaves it.
+        let blocker = connect(&format!("{}?application_name=bench-blocker", self.url(&db))).await?;
+        blocker
+            .batch_execute("BEGIN; SELECT count(*) FROM users WHERE id < 10")
+            .await?;
+        handle.mark_phase("blocked");
+        let scenario = if released {
+            format!("lock held {}s, then released", self.args.hold)
+        } else {
+            "lock never released (deadline 10s)".to_owned()
+        };
+        self.say(format!("lock queue ({method}): {scenario}"));
+        let hold = Duration::from_secs_f64(self.args.hold);
+        let release = {
+            let handle = handle.clone();
+            let blocker_ref = &blocker;
+            async move {
+                if released {
+                    tokio::time::sleep(hold).await;
+                    handle.mark_phase("released");
+                    blocker_ref.batch_execute("COMMIT").await?;
+                }
+                Ok::<(), anyhow::Error>(())
+            }
+        };
+        let started = Instant::now();
+        let (exit, lock_retries, outcome) = match method {
+            "pgbaton" => {
+                let deadline = if released { "120" } else { "10" };
+                let yaml = yaml.to_string_lossy().into_owned();
+                let cmd =
+                    self.pgbaton_cmd(&db, &["--lock-retry-deadline", deadline, "start", &yaml]);
+                let (out, _) =
+                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(600))), release)?;
+                let parsed = PgbatonRun::parse(&out.stdout);
+                let outcome = if out.ok() {
+                    "succeeded".to_owned()
+                } else {
+                    format!(
+                        "gave up: {}",
+                        parsed
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| out.failure())
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                    )
+                };
+                (out.code, Some(parsed.lock_retries), outcome)
+            }
+            "reshape" => {
+                let Some(bin) = self.reshape.clone() else {
+                    bail!("reshape vanished")
+                };
+                let mut cmd = Command::new(bin);
+                cmd.args(["migration", "start", "--dirs"])
+                    .arg(&reshape_dir)
+                    .arg("--url")
+                    .arg(self.url(&db))
+                    .env("RUST_BACKTRACE", "0")
+                    .env("RUST_LIB_BACKTRACE", "0");
+                let (out, _) =
+                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(120))), release)?;
+                let outcome = if out.ok() {
+                    "succeeded".to_owned()
+                } else if out.code.is_none() {
+                    "still retrying after 120s: killed".to_owned()
+                } else {
+                    format!("gave up: {}", out.failure())
+                };
+                (out.code, None, outcome)
+            }
+            _ => {
+                let client = connect(&self.url(&db)).await?;
+                let alter = async {
+                    client
+                        .batch_execute(c.naive)
+                        .await
+                        .map_err(|e| anyhow!(pgbaton::pg::describe(&e)))
+                };
+                let (r, _) = tokio::join!(alter, release);
+                (
+                    None,
+                    None,
+                    match r {
+                        Ok(()) => "succeeded after the blocker".to_owned(),
+                        Err(e) => format!("failed: {e}"),
+                    },
+                )
+            }
+        };
+        let seconds = secs(started.elapsed());
+        handle.mark_phase("after");
+        let _ = blocker.batch_execute("COMMIT").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let handle =
+            Arc::try_unwrap(handle).map_err(|_| anyhow!("the workload handle is still shared"))?;
+        let report = handle.stop().await;
+        self.say(format!("lock queue ({method}) workload:\n{report}"));
+        let table_unchanged = if released {
+            None
+        } else {
+            Some(table_shape(&admin).await? == shape_before)
+        };
+        let during: Vec<_> = report
+            .phases
+            .iter()
+            .filter(|p| p.name == "blocked" || p.name == "released")
+            .collect();
+        let max_latency_ms =
+            during.iter().map(|p| p.latency.max_us).max().unwrap_or(0) as f64 / 1e3;
+        let p99_ms = during.iter().map(|p| p.latency.p99_us).max().unwrap_or(0) as f64 / 1e3;
+        self.say(format!(
+            "lock queue ({method}, {scenario}): {outcome} in {seconds:.1}s, workload max {max_latency_ms:.1}ms"
+        ));
+        self.results.lockqueue.push(LockQueueResult {
+            method: method.into(),
+            scenario,
+            outcome,
+            exit,
+            seconds,
+            lock_retries,
+            table_unchanged,
+            max_latency_ms,
+            p99_ms,
+            failures: report.total.failures,
+            report,
+        });
+        drop(admin);
+        drop(blocker);
+        self.drop_db(&db).await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering: one markdown table per benchmark
+// ---------------------------------------------------------------------------------------------
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "—".into())
+}
+
+fn rate(rows: u64, s: f64) -> String {
+    format!("{:.0}k", rows as f64 / s / 1e3)
+}
+
+fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "## Environment\n");
+    for (k, v) in &results.environment {
+        let _ = writeln!(w, "- {k}: {v}");
+    }
+    if !results.backfill.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (a) Backfill throughput vs a single UPDATE (and Reshape)\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | single UPDATE | pgbaton backfill | ratio | pgbaton start (total) | Reshape start | Reshape ratio | load (1/5/15 min) |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.backfill {
+            let label = change(&r.change).map(|c| c.label).unwrap_or("?");
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.1}s ({} rows/s) | {} | {} | {} | {} | {} | {} |",
+                r.rows,
+                label,
+                r.update_s,
+                rate(r.rows, r.update_s),
+                match (&r.pgbaton_error, r.pgbaton_backfill_s) {
+                    (Some(e), _) => format!("failed: {e}"),
+                    (None, Some(s)) => format!("{s:.1}s ({} rows/s)", rate(r.rows, s)),
+                    (None, None) => "—".into(),
+                },
+                opt(r.pgbaton_backfill_s, |s| format!("{:.2}×", r.update_s / s)),
+                opt(r.pgbaton_start_s, |s| format!(
+                    "{s:.1}s ({:.2}×)",
+                    r.update_s / s
+                )),
+                match (&r.reshape_error, r.reshape_start_s) {
+                    (Some(e), _) => format!("failed: {e}"),
+                    (None, Some(s)) => format!("{s:.1}s"),
+                    (None, None) => "not run".into(),
+                },
+                opt(r.reshape_start_s, |s| format!("{:.2}×", r.update_s / s)),
+                r.load
+            );
+        }
+    }
+    if !results.trigger.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (a) UPDATE throughput with the dual-write trigger vs without\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | rows per UPDATE | without trigger (runs) | with trigger (runs) | slowdown |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---|---|---:|");
+        for t in &results.trigger {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let list = |v: &[f64]| {
+                v.iter()
+                    .map(|s| format!("{s:.2}s"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {:.2}× |",
+                t.rows,
+                t.change,
+                t.rows_updated,
+                list(&t.without_s),
+                list(&t.with_s),
+                mean(&t.with_s) / mean(&t.without_s)
+            );
+        }
+    }
+    if !results.backfill.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (c) Scale series: time and peak RSS of the pgbaton process\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | start | complete | peak RSS start | peak RSS complete | Reshape start + complete | Reshape peak RSS |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---:|");
+        for r in &results.backfill {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.rows,
+                r.change,
+                opt(r.pgbaton_start_s, |s| format!("{s:.1}s")),
+                opt(r.pgbaton_complete_s, |s| format!("{s:.2}s")),
+                opt(r.pgbaton_start_rss_mb, |m| format!("{m:.1} MB")),
+                opt(r.pgbaton_complete_rss_mb, |m| format!("{m:.1} MB")),
+                match (r.reshape_start_s, r.reshape_complete_s) {
+                    (Some(a), Some(b)) => format!("{a:.1}s + {b:.1}s"),
+                    (Some(a), None) => format!("{a:.1}s + —"),
+                    _ => "—".into(),
+                },
+                opt(r.reshape_rss_mb, |m| format!("{m:.1} MB")),
+            );
+        }
+    }
+    if !results.complete.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (e) `complete` under a {}-client workload\n",
+            "closed-loop"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | complete (process) | longest ACCESS EXCLUSIVE step | all ACCESS EXCLUSIVE steps | workload p99 / max during complete | baseline p99 / max | failed queries |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---|---:|---:|---:|");
+        for e in &results.complete {
+            let steps: Vec<String> = e
+                .exclusive_steps
+                .iter()
+                .map(|(t, ms)| format!("{t}: {ms:.1}ms"))
+                .collect();
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.2}s | {} | {} | {:.1}ms / {:.1}ms | {:.1}ms / {:.1}ms | {} |",
+                e.rows,
+                e.change,
+                e.complete_s,
+                e.longest_exclusive_step
+                    .as_ref()
+                    .map_or("—".into(), |(_, ms)| format!("{ms:.1}ms")),
+                steps.join("; "),
+                e.workload_p99_ms,
+                e.workload_max_ms,
+                e.baseline_p99_ms,
+                e.baseline_max_ms,
+                e.failures
+            );
+        }
+    }
+    if !results.workload.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (b) Workload during the migration (pk integer → bigint)\n"
+        );
+        let _ = writeln!(
+            w,
+            "| method | phase | wall | queries | failed | ok/s | p50 | p99 | max | longest stall |"
+        );
+        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results.workload {
+            for p in &r.report.phases {
+                let l = &p.latency;
+                let failed = if p.failures_by_code.is_empty() {
+                    p.failures.to_string()
+                } else {
+                    format!(
+                        "{} ({})",
+                        p.failures,
+                        p.failures_by_code
+                            .iter()
+                            .map(|(c, n)| format!("{c}×{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {:.1}s | {} | {} | {:.0} | {} | {} | {} | {} |",
+                    r.method,
+                    p.name,
+                    p.wall_s,
+                    p.queries,
+                    failed,
+                    p.throughput_qps,
+                    human_us(l.p50_us as f64),
+                    human_us(l.p99_us as f64),
+                    human_us(l.max_us as f64),
+                    human_us(p.longest_stall_ms * 1e3)
+                );
+            }
+            if let Some(e) = &r.error {
+                let _ = writeln!(w, "| {} | error | {e} | | | | | | | |", r.method);
+            }
+        }
+    }
+    if !results.lockqueue.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n## (d) Lock queue: a transaction holds ACCESS SHARE on the table\n"
+        );
+        let _ = writeln!(
+            w,
+            "| method | scenario | outcome | exit | time | lock retries | table unchanged | workload p99 / max while blocked | failed queries |"
+        );
+        let _ = writeln!(w, "|---|---|---|---:|---:|---:|---|---:|---:|");
+        for r in &results.lockqueue {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {:.1}s | {} | {} | {:.1}ms / {:.1}ms | {} |",
+                r.method,
+                r.scenario,
+                r.outcome.replace('|', "/"),
+                r.exit.map_or("—".into(), |c| c.to_string()),
+                r.seconds,
+                r.lock_retries.map_or("—".into(), |n| n.to_string()),
+                r.table_unchanged.map_or("—".into(), |b| b.to_string()),
+                r.p99_ms,
+                r.max_latency_ms,
+                r.failures
+            );
+        }
+    }
+    for n in &results.notes {
+        let _ = writeln!(w, "\nNote: {n}");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+/// The benchmark cluster: crash-safe settings (fsync on), sized for 10M-row tables.
+fn bench_cluster_options() -> ClusterOptions {
+    ClusterOptions {
+        fsync_off: false,
+        replication: true,
+        shared_buffers: Some("1GB".into()),
+        max_connections: 100,
+        ..ClusterOptions::default()
+    }
+    .setting("max_wal_size", "8GB")
+    .setting("checkpoint_timeout", "30min")
+    .setting("maintenance_work_mem", "256MB")
+}
+
+async fn run(args: Args) -> Result<()> {
+    let which: Vec<&str> = args.which.iter().map(String::as_str).collect();
+    let all = which.contains(&"all");
+    let want = |w: &str| all || which.contains(&w);
+    for w in &which {
+        if !["all", "backfill", "workload", "lockqueue"].contains(w) {
+            bail!("unknown benchmark {w:?}: backfill, workload, lockqueue or all");
+        }
+    }
+    let reshape = if args.no_reshape {
+        None
+    } else {
+        find_reshape()
+    };
+    let options = bench_cluster_options();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(options))
+        .await
+        .context("cluster task")??;
+    let work = std::env::temp_dir().join(format!("pgbaton-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let mut bench = Bench {
+        args: args.clone(),
+        cluster,
+        work,
+        pgbaton: PathBuf::from(env!("CARGO_BIN_EXE_pgbaton")),
+        reshape,
+        templates: Vec::new(),
+        results: Results::default(),
+        seq: 0,
+    };
+    let admin = bench.admin().await?;
+    let version: String = admin.query_one("SELECT version()", &[]).await?.get(0);
+    let mut env = BTreeMap::new();
+    env.insert("server".into(), version);
+    for setting in [
+        "shared_buffers",
+        "fsync",
+        "synchronous_commit",
+        "wal_level",
+        "max_wal_size",
+        "checkpoint_timeout",
+        "maintenance_work_mem",
+        "work_mem",
+        "autovacuum",
+    ] {
+        let v: String = admin
+            .query_one(&format!("SELECT current_setting('{setting}')"), &[])
+            .await?
+            .get(0);
+        env.insert(format!("setting {setting}"), v);
+    }
+    drop(admin);
+    env.insert(
+        "cpus".into(),
+        std::thread::available_parallelism().map_or("?".into(), |n| n.to_string()),
+    );
+    env.insert("load at start (1/5/15 min)".into(), loadavg());
+    env.insert(
+        "pgbaton lock_timeout".into(),
+        format!("{}ms", args.lock_timeout),
+    );
+    env.insert(
+        "workload".into(),
+        format!(
+            "{} closed-loop clients, 70% point reads / 30% point updates, prepared statements",
+            args.clients
+        ),
+    );
+    env.insert(
+        "reshape".into(),
+        match &bench.reshape {
+            Some(p) => {
+                let v = Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .unwrap_or_else(|e| format!("? ({e})"));
+                format!("{v} ({})", p.display())
+            }
+            None => {
+                "not found (set RESHAPE_BIN or put reshape on PATH): its columns are skipped".into()
+            }
+        },
+    );
+    bench.results.environment = env;
+
+    let started = Instant::now();
+    if want("backfill") {
+        bench.backfill().await?;
+    }
+    if want("workload") {
+        bench.workload().await?;
+    }
+    if want("lockqueue") {
+        bench.lockqueue().await?;
+    }
+    bench
+        .results
+        .environment
+        .insert("load at end (1/5/15 min)".into(), loadavg());
+    bench.results.environment.insert(
+        "suite wall time".into(),
+        format!("{:.0}s", started.elapsed().as_secs_f64()),
+    );
+    println!("{}", render(&bench.results));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&bench.results)?)?;
+        eprintln!("results written to {}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&bench.work);
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! `drop_column` through the whole lifecycle: the new version stops seeing the column at start
+//! while the old version keeps reading and writing it; rollback changes nothing physical; complete
+//! drops it (with its indexes and constraints). Also pgroll's combinations with `add_column` and
+//! `rename_column` in one migration, a name dropped and added again, odd names in another schema,
+//! and the validation errors.
+
+mod common;
+
+use common::lifecycle::*;
+use pgbaton::format::Migration;
+
+fn setup_users() -> Migration {
+    yaml(
+        "01_users",
+        "operations:
+  - create_table:
+      name: users
+      columns:
+        - {name: id, type: integer, pk: true}
+        - {name: name, type: text, nullable: true}
+        - {name: email, type: text, nullable: true, unique: true, check: {name: email_at, constraint: \"email LIKE '%@%'\"}}
+  - create_table:
+      name: orders
+      columns:
+        - {name: id, type: integer, pk: true}
+        - {name: user_id, type: integer, nullable: true, references: {name: orders_user_fk, table: users, column: id}}
+",
+    )
+}
+
+const SEED: &str = "INSERT INTO users VALUES (1, 'alice', 'a@x'), (2, 'bob', 'b@x')";
+
+const USERS_COLUMNS: &str = "SELECT attname FROM pg_attribute
+    WHERE attrelid = 'users'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+
+#[tokio::test]
+async fn hidden_at_start_dropped_at_complete() {
+    let migration = yaml(
+        "02_drop_email",
+        "operations:
+  - drop_column: {table: users, column: email}
+",
+    );
+    let after_start = vec![
+        Check::Ok(V::Base, "DELETE FROM users WHERE id >= 10"),
+        Check::Fails(V::New, "SELECT email FROM users", "42703"),
+        Check::Rows(
+            V::New,
+            "SELECT * FROM users ORDER BY id",
+            &["1|alice", "2|bob"],
+        ),
+        // The old version still has it, constraints and all.
+        Check::Rows(
+            V::Old,
+            "SELECT id, email FROM users ORDER BY id",
+            &["1|a@x", "2|b@x"],
+        ),
+        Check::Fails(
+            V::Old,
+            "INSERT INTO users VALUES (10, 'carol', 'a@x')",
+            "23505",
+        ),
+        Check::Ok(V::Old, "INSERT INTO users VALUES (10, 'carol', 'c@x')"),
+        Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (11, 'dave')"),
+        Check::Rows(
+            V::Old,
+            "SELECT id, email FROM users WHERE id >= 10 ORDER BY id",
+            &["10|c@x", "11|NULL"],
+        ),
+        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+    ];
+    run(Case {
+        setup: vec![setup_users()],
+        seed: SEED,
+        migration,
+        after_start,
+        after_rollback: vec![
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+            Check::Rows(V::Old, "SELECT email FROM users WHERE id = 10", &["c@x"]),
+        ],
+        after_complete: vec![
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name"]),
+            // The unique index and the check went with it; the primary key stays.
+            Check::Rows(
+                V::Base,
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass ORDER BY 1",
+                &["users_pkey"],
+            ),
+            Check::Ok(V::New, "INSERT INTO users VALUES (20, 'x')"),
+            Check::Rows(V::New, "SELECT count(*) FROM users", &["5"]),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_column_then_drop_it() {
+    // pgroll's "add column, drop column": the column exists physically under its temporary
+    // name until complete; the new version never sees it.
+    let migration = yaml(
+        "02_multi",
+        "operations:
+  - add_column:
+      table: users
+      up: \"'foo'\"
+      column: {name: description, type: varchar(255), nullable: true}
+  - drop_column: {table: users, column: description}
+",
+    );
+    let after_start = vec![
+        Check::Ok(V::Base, "DELETE FROM users WHERE id >= 10"),
+        Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &[
+                "id",
+                "name",
+                "email",
+                "_pgbaton_new_description",
+                "_pgbaton_touched",
+            ],
+        ),
+        Check::Fails(
+            V::New,
+            "INSERT INTO users (id, name, description) VALUES (10, 'x', 'y')",
+            "42703",
+        ),
+        Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (10, 'x')"),
+        Check::Rows(
+            V::New,
+            "SELECT * FROM users ORDER BY id",
+            &["1|alice|a@x", "2|bob|b@x", "10|x|NULL"],
+        ),
+    ];
+    run(Case {
+        setup: vec![setup_users()],
+        seed: SEED,
+        migration,
+        after_start,
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id", "name", "email"],
+        )],
+        after_complete: vec![
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+            Check::Fails(V::New, "SELECT description FROM users", "42703"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rename_column_then_drop_it() {
+    let migration = yaml(
+        "02_multi",
+        "operations:
+  - rename_column: {table: users, from: name, to: item_name}
+  - drop_column: {table: users, column: item_name}
+",
+    );
+    let after_start = vec![
+        Check::Ok(V::Base, "DELETE FROM users WHERE id >= 10"),
+        Check::Fails(
+            V::New,
+            "INSERT INTO users (id, item_name) VALUES (10, 'x')",
+            "42703",
+        ),
+        Check::Fails(
+            V::New,
+            "INSERT INTO users (id, name) VALUES (10, 'x')",
+            "42703",
+        ),
+        Check::Ok(V::Old, "INSERT INTO users (id, name) VALUES (10, 'x')"),
+    ];
+    run(Case {
+        setup: vec![setup_users()],
+        seed: SEED,
+        migration,
+        after_start,
+        after_rollback: vec![Check::Ok(
+            V::Old,
+            "INSERT INTO users (id, name) VALUES (11, 'y')",
+        )],
+        after_complete: vec![
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email"]),
+            Check::Rows(V::New, "SELECT * FROM users WHERE id = 1", &["1|a@x"]),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_name_is_added_again() {
+    // The old column is dropped before the new one takes its name.
+    let migration = yaml(
+        "02_retype",
+        "operations:
+  - drop_column: {table: users, column: name}
+  - add_column:
+      table: users
+      up: length(name)
+      column: {name: name, type: integer, nullable: true}
+",
+    );
+    let after_start = vec![
+        Check::Ok(V::Base, "DELETE FROM users WHERE id >= 10"),
+        Check::Rows(
+            V::New,
+            "SELECT id, name FROM users ORDER BY id",
+            &["1|5", "2|3"],
+        ),
+        Check::Rows(
+            V::Old,
+            "SELECT id, name FROM users ORDER BY id",
+            &["1|alice", "2|bob"],
+        ),
+        Check::Ok(V::Old, "INSERT INTO users (id, name) VALUES (10, 'carol')"),
+        Check::Rows(V::New, "SELECT name FROM users WHERE id = 10", &["5"]),
+    ];
+    run(Case {
+        setup: vec![setup_users()],
+        seed: SEED,
+        migration,
+        after_start,
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id", "name", "email"],
+        )],
+        after_complete: vec![
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email", "name"]),
+            Check::Rows(
+                V::Base,
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = 'users'::regclass AND attname = 'name'",
+                &["integer"],
+            ),
+            Check::Rows(
+                V::New,
+                "SELECT id, name FROM users ORDER BY id",
+                &["1|5", "2|3", "10|5"],
+            ),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn odd_names_in_another_schema() {
+    let env = Env::with_schema("App \"S\"").await;
+    let setup = yaml(
+        "01_setup",
+        r#"operations:
+  - create_table:
+      name: Weird "T"
+      columns:
+        - {name: Key Col, type: int, pk: true}
+        - {name: Drop "Me", type: text, nullable: true}
+"#,
+    );
+    let migration = yaml(
+        "02_odd",
+        r#"operations:
+  - drop_column: {table: Weird "T", column: Drop "Me"}
+"#,
+    );
+    run_in(
+        &env,
+        Case {
+            setup: vec![setup],
+            seed: r#"INSERT INTO "App ""S"""."Weird ""T""" VALUES (1, 'a')"#,
+            migration,
+            after_start: vec![
+                Check::Fails(V::New, r#"SELECT "Drop ""Me""" FROM "Weird ""T""""#, "42703"),
+                Check::Rows(V::Old, r#"SELECT "Drop ""Me""" FROM "Weird ""T""""#, &["a"]),
+            ],
+            after_rollback: vec![Check::Rows(
+                V::Old,
+                r#"SELECT "Drop ""Me""" FROM "Weird ""T""""#,
+                &["a"],
+            )],
+            after_complete: vec![Check::Rows(
+                V::Base,
+                r#"SELECT attname FROM pg_attribute WHERE attrelid = '"App ""S"""."Weird ""T"""'::regclass
+                    AND attnum > 0 AND NOT attisdropped"#,
+                &["Key Col"],
+            )],
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn validation_errors_come_before_any_ddl() {
+    let invites = yaml(
+        "01_invites",
+        "operations:
+  - create_table:
+      name: invites
+      columns:
+        - {name: email, type: text, references: {name: invites_email_fk, table: users, column: email}}
+",
+    );
+    let env = setup(vec![setup_users(), invites], SEED).await;
+    let before = dump(&env);
+    let m = env.migrator().await;
+    let p = "operations[0].drop_column.";
+    let cases: &[(&str, &str)] = &[
+        (
+            "table: nope, column: name",
+            "table: table \"nope\" does not exist",
+        ),
+        (
+            "table: users, column: nope",
+            "column: column \"nope\" does not exist on table \"users\"",
+        ),
+        (
+            "table: orders, column: id",
+            "column: column \"id\" is part of the primary key of table \"orders\"",
+        ),
+        (
+            "table: users, column: email",
+            "column: column \"email\" of table \"users\" is referenced by foreign key \
+             \"invites_email_fk\" of table \"invites\": drop that constraint first",
+        ),
+        (
+            "table: users, column: name, down: \"'x'\"",
+            "down: \"down\" for a dropped column is not supported yet",
+        ),
+    ];
+    for (body, expected) in cases {
+        let mig = yaml(
+            "02_bad",
+            &format!("operations:\n  - drop_column: {{{body}}}\n"),
+        );
+        let err = m.start(&mig, false).await.expect_err(body).to_string();
+        assert!(err.contains(&format!("{p}{expected}")), "{body}: got {err}");
+    }
+    assert_eq!(dump(&env), before);
+    assert!(m.status().await.expect("status").active.is_none());
+}
