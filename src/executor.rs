@@ -142,8 +142,43 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// Runs a phase of a stored plan: like [`Executor::run_phase`], and in the rollback phase a
+    /// step listed in `plan.rollback_requires` is skipped (journaled as done) when the start
+    /// steps it depends on never ran.
+    pub async fn run_plan(&self, plan: &crate::step::Plan, phase: Phase) -> Result<()> {
+        let mut skip = std::collections::BTreeSet::new();
+        if phase == Phase::Rollback && !plan.rollback_requires.is_empty() {
+            let started = state::step_statuses(
+                self.client,
+                &self.journal.state,
+                &self.journal.schema,
+                &self.journal.migration,
+                Phase::Start,
+            )
+            .await?;
+            for (ordinal, requires) in &plan.rollback_requires {
+                if requires
+                    .iter()
+                    .any(|r| started.get(*r).map(String::as_str) != Some("done"))
+                {
+                    skip.insert(*ordinal);
+                }
+            }
+        }
+        self.run_steps(phase, plan.phase(phase), &skip).await
+    }
+
     /// Runs every step of `phase` not yet journaled as done, in order.
     pub async fn run_phase(&self, phase: Phase, steps: &[Step]) -> Result<()> {
+        self.run_steps(phase, steps, &Default::default()).await
+    }
+
+    async fn run_steps(
+        &self,
+        phase: Phase,
+        steps: &[Step],
+        skip: &std::collections::BTreeSet<usize>,
+    ) -> Result<()> {
         let statuses = state::step_statuses(
             self.client,
             &self.journal.state,
@@ -155,6 +190,19 @@ impl<'a> Executor<'a> {
         let total = steps.len();
         for (ordinal, step) in steps.iter().enumerate() {
             if statuses.get(ordinal).map(String::as_str) == Some("done") {
+                self.observer.event(&Event::StepSkipped {
+                    phase,
+                    ordinal,
+                    total,
+                    step,
+                });
+                continue;
+            }
+            if skip.contains(&ordinal) {
+                // What this step undoes never ran.
+                self.client
+                    .batch_execute(&self.mark(phase, ordinal, "done"))
+                    .await?;
                 self.observer.event(&Event::StepSkipped {
                     phase,
                     ordinal,
@@ -224,8 +272,13 @@ impl<'a> Executor<'a> {
         match &step.action {
             Action::Transaction(sql) => self.run_transaction(phase, ordinal, step, sql).await,
             Action::UserSql(sql) => {
-                self.run_transaction(phase, ordinal, step, &[sql.as_str().to_string()])
-                    .await
+                // User SQL sees the migrated schema, as pgroll runs it.
+                let search_path = format!(
+                    "SET LOCAL search_path = {}",
+                    crate::ident::quote_ident(&self.journal.schema)
+                );
+                let sql = [search_path, sql.as_str().to_string()];
+                self.run_transaction(phase, ordinal, step, &sql).await
             }
             Action::NonTransactional(sql) => {
                 self.client

@@ -190,7 +190,7 @@ impl Migrator {
             self.observer.as_ref(),
         )
         .await?;
-        exec.run_phase(phase, plan.phase(phase)).await
+        exec.run_plan(plan, phase).await
     }
 
     /// Plans a migration against the live schema without changing anything. Also checks that

@@ -174,8 +174,13 @@ pub struct PlanBuilder {
     validate: Vec<Step>,
     contract: Vec<(QualName, ContractOrder, String)>,
     after_complete: Vec<Step>,
-    undo: Vec<Vec<Step>>,
-    current_undo: Vec<Step>,
+    /// Per operation: its rollback steps, each with whether it runs only when the operation's
+    /// expand steps all ran (see [`PlanBuilder::undo_if_started`]).
+    undo: Vec<Vec<(Step, bool)>>,
+    current_undo: Vec<(Step, bool)>,
+    /// Per operation: the range of `expand` it contributed.
+    op_expand: Vec<std::ops::Range<usize>>,
+    expand_mark: usize,
     /// Column copies (`crate::ops::duplicate`), rendered into the stages by `finish`.
     copies: crate::ops::duplicate::Copies,
 }
@@ -311,13 +316,22 @@ impl PlanBuilder {
     /// A rollback step of the current operation. Operations are undone in reverse order; the
     /// steps of one operation run in the order given.
     pub fn undo(&mut self, step: Step) {
-        self.current_undo.push(step);
+        self.current_undo.push((step, false));
+    }
+
+    /// A rollback step that runs only when every expand step of the current operation ran: the
+    /// `down` of a user's `sql`, which would fail (or do harm) after an `up` that never ran, as
+    /// when a start fails before reaching it. Skipped steps are journaled as done.
+    pub fn undo_if_started(&mut self, step: Step) {
+        self.current_undo.push((step, true));
     }
 
     /// Marks the end of one operation's contributions (called by the planner).
     pub fn end_operation(&mut self) {
         let steps = std::mem::take(&mut self.current_undo);
         self.undo.push(steps);
+        self.op_expand.push(self.expand_mark..self.expand.len());
+        self.expand_mark = self.expand.len();
     }
 
     /// The column copies of this migration (see [`crate::ops::duplicate`]).
@@ -377,8 +391,8 @@ impl PlanBuilder {
         }
         let mut contract = self.contract;
         contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
-        // Table renames and drops of the whole migration: one transaction, in operation order,
-        // after every per-table one (a rename may take a name another table frees).
+                                                      // Table renames and drops of the whole migration: one transaction, in operation order,
+                                                      // after every per-table one (a rename may take a name another table frees).
         let mut table_names: Vec<(QualName, String)> = Vec::new();
         for (table, kind, sql) in contract {
             if kind == ContractOrder::RenameTable {
@@ -429,16 +443,26 @@ impl PlanBuilder {
             ));
         }
         let mut undo = self.undo;
+        let mut op_expand = self.op_expand;
         if !self.current_undo.is_empty() {
             undo.push(self.current_undo);
+            op_expand.push(self.expand_mark..self.expand_mark);
         }
-        for steps in undo.into_iter().rev() {
-            rollback.extend(steps);
+        // `expand` steps come first in `start`, so their index is their ordinal.
+        let mut rollback_requires = BTreeMap::new();
+        for (steps, ran) in undo.into_iter().zip(op_expand).rev() {
+            for (step, conditional) in steps {
+                if conditional && !ran.is_empty() {
+                    rollback_requires.insert(rollback.len(), ran.clone().collect());
+                }
+                rollback.push(step);
+            }
         }
         Plan {
             start,
             complete,
             rollback,
+            rollback_requires,
         }
     }
 }

@@ -339,6 +339,10 @@ pub struct Plan {
     pub start: Vec<Step>,
     pub complete: Vec<Step>,
     pub rollback: Vec<Step>,
+    /// Rollback steps that run only if these start steps ran (by ordinal): a user's `down` is
+    /// not run for an `up` that never ran.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rollback_requires: std::collections::BTreeMap<usize, Vec<usize>>,
 }
 
 impl Plan {

@@ -110,7 +110,7 @@ impl Operation for OpRawSql {
         plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
         if !self.on_complete && !self.down.is_empty() {
-            plan.undo(self.step("run sql (down)", &self.down));
+            plan.undo_if_started(self.step("run sql (down)", &self.down));
         }
         Ok(())
     }
