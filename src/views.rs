@@ -74,6 +74,9 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
     for table in schema.tables.values() {
         sql.extend(create_view_sql(schema, vs, table));
     }
+    if schema.opaque {
+        sql.push(unknown_tables_views_sql(schema, vs));
+    }
     vec![Step::transaction(
         format!(
             "create version schema {vs} with {} views",
@@ -84,6 +87,66 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
         Work::Catalog,
         sql,
     )]
+}
+
+/// After a start-time `sql` operation the model may not know every table (the SQL may have
+/// created some): this block, run with the other view statements, gives every table of the base
+/// schema that the model does not know an identity view, with its defaults and grants, decided
+/// from the catalog when the step runs.
+fn unknown_tables_views_sql(schema: &Schema, vs: &Ident) -> String {
+    let known = schema
+        .tables
+        .values()
+        .map(|t| t.physical.literal().to_string())
+        .chain(
+            schema
+                .dropped_tables
+                .iter()
+                .map(|t| t.literal().to_string()),
+        )
+        .collect::<Vec<_>>();
+    let known = if known.is_empty() {
+        "ARRAY[]::text[]".to_string()
+    } else {
+        format!("ARRAY[{}]::text[]", known.join(", "))
+    };
+    let invoker = if supports_security_invoker(schema.server_version_num) {
+        " WITH (security_invoker = true)"
+    } else {
+        ""
+    };
+    format!(
+        "DO $pgbaton$
+DECLARE
+    t record;
+    d record;
+    g record;
+    cols text;
+BEGIN
+    FOR t IN SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = {base} AND c.relkind IN ('r', 'p') AND c.relname::text <> ALL ({known})
+    LOOP
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+          FROM pg_attribute WHERE attrelid = t.oid AND attnum > 0 AND NOT attisdropped;
+        EXECUTE format('CREATE VIEW %I.%I{invoker} AS SELECT %s FROM %I.%I', {vs_lit}, t.relname, cols, {base}, t.relname);
+        FOR d IN SELECT a.attname, pg_get_expr(ad.adbin, ad.adrelid) AS expr
+                   FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+                  WHERE ad.adrelid = t.oid AND a.attgenerated = ''
+        LOOP
+            EXECUTE format('ALTER VIEW %I.%I ALTER COLUMN %I SET DEFAULT %s', {vs_lit}, t.relname, d.attname, d.expr);
+        END LOOP;
+        FOR g IN SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END AS role,
+                        x.privilege_type
+                   FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = t.oid AND x.grantee <> c.relowner
+        LOOP
+            EXECUTE format('GRANT %s ON %I.%I TO %s', g.privilege_type, {vs_lit}, t.relname, g.role);
+        END LOOP;
+    END LOOP;
+END
+$pgbaton$",
+        base = schema.name.literal(),
+        vs_lit = vs.literal(),
+    )
 }
 
 /// The step that drops a version schema and its views.
