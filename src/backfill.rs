@@ -800,6 +800,11 @@ fn batch_settings(opts: &BackfillOptions, bypass: TriggerBypass, keyset: bool) -
         opts.lock_timeout.as_millis().max(1)
     );
     s.push_str("SET LOCAL statement_timeout = 0;\nSET LOCAL jit = off;\n");
+    // The commit does not wait for its WAL to reach disk. Safe here: a crash can only lose the
+    // last batches whole, together with their checkpoint (they are in one transaction), and a
+    // later run redoes them; any later commit that waits for disk also carries them (WAL is
+    // sequential), so no live write can depend on a lost batch.
+    s.push_str("SET LOCAL synchronous_commit = off;\n");
     match bypass {
         TriggerBypass::ReplicationRole | TriggerBypass::Auto => {
             s.push_str("SET LOCAL session_replication_role = replica;\n")

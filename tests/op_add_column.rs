@@ -844,3 +844,51 @@ async fn a_failing_start_leaves_nothing_behind() {
     assert_eq!(dump(&env), before);
     assert!(m.status().await.expect("status").active.is_none());
 }
+
+#[tokio::test]
+async fn up_on_a_table_without_any_key_and_no_previous_version() {
+    // pgroll's "add column with up sql and no pk": the backfill walks ctid ranges. No migration
+    // before this one: the old version is the base schema itself.
+    let migration = yaml(
+        "01_len",
+        "operations:
+  - add_column:
+      table: logs
+      up: length(msg)
+      column: {name: len, type: integer}
+",
+    );
+    let after_start = vec![
+        Check::Ok(V::Base, "DELETE FROM logs WHERE msg LIKE 'new%'"),
+        Check::Rows(
+            V::New,
+            "SELECT msg, len FROM logs ORDER BY msg",
+            &["a|1", "bb|2", "ccc|3"],
+        ),
+        Check::Ok(V::Old, "INSERT INTO logs VALUES ('new one')"),
+        Check::Rows(V::New, "SELECT len FROM logs WHERE msg = 'new one'", &["7"]),
+        Check::Ok(V::New, "INSERT INTO logs VALUES ('new two', 0)"),
+        Check::Rows(
+            V::Old,
+            "SELECT msg FROM logs WHERE msg LIKE 'new%' ORDER BY 1",
+            &["new one", "new two"],
+        ),
+    ];
+    run(Case {
+        setup: vec![],
+        seed: "CREATE TABLE logs (msg text); INSERT INTO logs VALUES ('a'), ('bb'), ('ccc')",
+        migration,
+        after_start,
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            "SELECT * FROM logs ORDER BY 1",
+            &["a", "bb", "ccc", "new one", "new two"],
+        )],
+        after_complete: vec![Check::Rows(
+            V::New,
+            "SELECT msg, len FROM logs ORDER BY msg",
+            &["a|1", "bb|2", "ccc|3", "new one|7", "new two|0"],
+        )],
+    })
+    .await;
+}

@@ -517,3 +517,47 @@ async fn after_a_table_and_column_rename_in_the_same_migration() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unique_constraint_on_a_serial_column() {
+    // pgroll's "create unique constraint on serial column": the sequence follows the copy.
+    let migration = yaml(
+        "02_unique_serial",
+        "operations:
+  - create_constraint:
+      type: unique
+      table: items
+      name: items_n_key
+      columns: [n]
+      up: {n: n}
+      down: {n: n}
+",
+    );
+    run(Case {
+        setup: vec![],
+        seed: "CREATE TABLE items (id int PRIMARY KEY, n serial); INSERT INTO items (id) VALUES (1), (2);",
+        migration,
+        after_start: vec![
+            Check::Ok(V::New, "INSERT INTO items (id) VALUES (3)"),
+            Check::Fails(V::New, "INSERT INTO items (id, n) VALUES (4, 1)", "23505"),
+            Check::Rows(V::Old, "SELECT count(*) FROM items WHERE n IS NOT NULL", &["3"]),
+            Check::Ok(V::Old, "DELETE FROM items WHERE id > 2"),
+        ],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            "SELECT pg_get_serial_sequence('public.items', 'n')",
+            &["public.items_n_seq"],
+        )],
+        after_complete: vec![
+            Check::Rows(
+                V::Base,
+                "SELECT pg_get_serial_sequence('public.items', 'n') || ' ' || pg_get_constraintdef(c.oid)
+                   FROM pg_constraint c WHERE c.conname = 'items_n_key'",
+                &["public.items_n_seq UNIQUE (n)"],
+            ),
+            Check::Ok(V::New, "INSERT INTO items (id) VALUES (5)"),
+            Check::Fails(V::New, "INSERT INTO items (id, n) VALUES (6, 1)", "23505"),
+        ],
+    })
+    .await;
+}

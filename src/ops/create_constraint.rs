@@ -805,7 +805,7 @@ mod tests {
                 ("sellers_zip", "integer", false),
             ],
         );
-        let s = table(
+        let mut s = table(
             "sellers",
             &[
                 ("id", "integer", false),
@@ -813,6 +813,17 @@ mod tests {
                 ("zip", "integer", false),
             ],
         );
+        s.indexes.push(Index {
+            name: Ident::new("sellers_name_zip_key"),
+            columns: vec![Ident::new("name"), Ident::new("zip")],
+            unique: true,
+            primary: false,
+            valid: true,
+            has_expressions: false,
+            predicate: None,
+            definition: String::new(),
+            constraint: None,
+        });
         schema(vec![t, s])
     }
 
@@ -1005,6 +1016,10 @@ mod tests {
         assert_eq!(
             e(&format!("type: foreign_key, table: tickets, name: c, references: {{table: sellers, columns: [nope]}}, {cols}")),
             "references.columns[0]: column \"nope\" does not exist in table \"sellers\""
+        );
+        assert_eq!(
+            e(&format!("type: foreign_key, table: tickets, name: c, references: {{table: sellers, columns: [zip]}}, {cols}")),
+            "references.columns: table \"sellers\" has no primary key, unique constraint or unique index on (zip), which a foreign key needs"
         );
         assert!(e(&format!(
             "type: primary_key, table: tickets, name: c, {cols}"

@@ -13,6 +13,8 @@
 //!             let target = copy.target().clone();        // `_pgbaton_new_email`
 //!             // the op's own objects on the copy, named with `target` (guards / builds / validate /
 //!             // contract), e.g. a NOT VALID check through `duplicate::rewrite_columns`.
+//!             // drop_constraint of an EXCLUDE constraint: duplicate_without(.., &["excl"])
+//!             // a PK / UNIQUE built on copies: copy.attach_index_constraint(&name, pk, &index)
 //! complete(): nothing for the copy itself (the swap is rendered by this module).
 //! rollback(): nothing for the copy itself (its column, indexes and constraints are dropped here).
 //! apply():    duplicate::apply(table, "email")?;         // the column's `physical` := the copy
@@ -66,7 +68,6 @@
 //! [`crate::schema::Table::backfill_key`] walking the old (filled, indexed) primary key.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use crate::ident::{Ident, Literal, QualName, RawSql};
 use crate::plan::{new_column_name, PlanBuilder, PlanContext, PlanError};
@@ -1163,7 +1164,7 @@ fn rewrite_range(
     toks: &[Tok],
     range: std::ops::Range<usize>,
     renames: &[(Ident, Ident)],
-    out: &mut Vec<Option<String>>,
+    out: &mut [Option<String>],
 ) {
     let significant: Vec<usize> = (0..toks.len())
         .filter(|&i| toks[i].kind != Kind::Space)
@@ -1370,25 +1371,6 @@ fn paren_groups(sql: &str, toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
         }
     }
     groups
-}
-
-/// A human-readable one-line summary of a copy, for plan titles and errors.
-pub fn describe(copy: &ColumnCopy) -> String {
-    let mut s = format!(
-        "{}.{} → {} {}",
-        copy.table, copy.source.physical, copy.target, copy.type_name
-    );
-    if !copy.nullable {
-        s.push_str(" NOT NULL");
-    }
-    if !copy.without.is_empty() {
-        let _ = write!(
-            s,
-            " without {}",
-            copy.without.iter().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-    s
 }
 
 #[cfg(test)]
