@@ -216,6 +216,7 @@ impl PlanBuilder {
         new_scope: Vec<(Ident, Ident)>,
         rule: DualWriteRule,
     ) {
+        let old_scope = self.to_sources(&table, old_scope);
         let spec = self
             .triggers
             .entry(table.clone())
@@ -255,6 +256,7 @@ impl PlanBuilder {
         scope: Vec<(Ident, Ident)>,
         assignment: Assignment,
     ) {
+        let scope = self.to_sources(&table, scope);
         let spec = self
             .backfills
             .entry(table.clone())
@@ -271,6 +273,20 @@ impl PlanBuilder {
             }
         }
         spec.assignments.push(assignment);
+    }
+
+    /// `up` expressions compute from the values the old version wrote: a name that an earlier
+    /// operation of the migration moved onto a column copy (`alter_column`) still reads the
+    /// copy's source column, which holds the old version's value (the copy is filled from it by
+    /// the same trigger and backfill, so it cannot be read in the same pass).
+    fn to_sources(&self, table: &QualName, scope: Vec<(Ident, Ident)>) -> Vec<(Ident, Ident)> {
+        scope
+            .into_iter()
+            .map(|(name, physical)| match self.copies.get(table, &physical) {
+                Some(copy) => (name, copy.source().clone()),
+                None => (name, physical),
+            })
+            .collect()
     }
 
     /// A complete step that does not block the application (VALIDATE, concurrent drops).
