@@ -798,11 +798,11 @@ impl Bench {
         Ok(())
     }
 
-    /// UPDATE of `rows / 20` rows with the dual-write trigger disabled vs enabled, on the same
+    /// UPDATE of `rows / 10` rows with the dual-write trigger disabled vs enabled, on the same
     /// table (mid-migration), alternating off, on, on, off over fresh key ranges.
     async fn trigger_overhead(&mut self, db: &str, rows: u64, c: &Change) -> Result<()> {
         let client = connect(&self.url(db)).await?;
-        let k = (rows / 20).max(1);
+        let k = (rows / 10).max(1);
         let trigger = "_pgbaton_dual_write";
         let mut result = TriggerResult {
             rows,
@@ -1242,7 +1242,11 @@ fn render(results: &Results) -> String {
                 r.update_s,
                 rate(r.rows, r.update_s),
                 match (&r.pgbaton_error, r.pgbaton_backfill_s) {
-                    (Some(e), _) => format!("failed: {e}"),
+                    (Some(_), Some(s)) => format!(
+                        "{s:.1}s ({} rows/s; failed later, see below)",
+                        rate(r.rows, s)
+                    ),
+                    (Some(_), None) => "failed (see below)".into(),
                     (None, Some(s)) => format!("{s:.1}s ({} rows/s)", rate(r.rows, s)),
                     (None, None) => "—".into(),
                 },
@@ -1252,7 +1256,8 @@ fn render(results: &Results) -> String {
                     r.update_s / s
                 )),
                 match (&r.reshape_error, r.reshape_start_s) {
-                    (Some(e), _) => format!("failed: {e}"),
+                    (Some(_), Some(s)) => format!("{s:.1}s (complete failed, see below)"),
+                    (Some(_), None) => "failed (see below)".into(),
                     (None, Some(s)) => format!("{s:.1}s"),
                     (None, None) => "not run".into(),
                 },
@@ -1426,6 +1431,24 @@ fn render(results: &Results) -> String {
                 r.max_latency_ms,
                 r.failures
             );
+        }
+    }
+    let failures: Vec<String> = results
+        .backfill
+        .iter()
+        .flat_map(|r| {
+            [("pgbaton", &r.pgbaton_error), ("Reshape", &r.reshape_error)]
+                .into_iter()
+                .filter_map(move |(who, e)| {
+                    e.as_ref()
+                        .map(|e| format!("- {who}, {} rows, {}: {e}", r.rows, r.change))
+                })
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(w, "\n### Failures in the backfill runs\n");
+        for f in failures {
+            let _ = writeln!(w, "{f}");
         }
     }
     for n in &results.notes {

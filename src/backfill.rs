@@ -26,6 +26,10 @@
 //!   right, and may have set a new column to something `up(old)` would not give. Under READ
 //!   COMMITTED, a row changed by a concurrent write while the batch waits for its row lock is
 //!   re-read and re-checked (EvalPlanQual): its marker is then set, and the batch skips it.
+//! - Each batch runs with `jit = off` and `synchronous_commit = off` (see [`batch_settings`]
+//!   for why both are safe and what they save), and a keyset batch with sequential scans and
+//!   sorts turned off, so an unanalyzed table or an uncorrelated key cannot turn the key read
+//!   into a full scan per batch.
 //! - The batch does not pay for the dual-write trigger: with `SET LOCAL session_replication_role
 //!   = replica` no ordinary trigger fires at all; where that is not permitted (it needs superuser
 //!   or `GRANT SET ON PARAMETER`), or would skip the foreign-key checks of a column being

@@ -386,6 +386,7 @@ async fn run(
             })
             .collect(),
         compared_as_text: as_text,
+        table: table.clone(),
         ..VerifyReport::default()
     };
     let limit = opts.batch_size.max(1);

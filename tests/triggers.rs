@@ -14,7 +14,9 @@ const MIGRATION: &str = "02_widen";
 const VERSION: &str = "public_02_widen";
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(Ident, Ident)> {
-    p.iter().map(|(a, b)| (Ident::new(*a), Ident::new(*b))).collect()
+    p.iter()
+        .map(|(a, b)| (Ident::new(*a), Ident::new(*b)))
+        .collect()
 }
 
 /// users(id int PK, email text, name text): `id` int → bigint (`id_new := id`, down `id`), and
@@ -120,8 +122,15 @@ async fn old_version_writes_fill_the_new_columns() {
     let db = fresh_db().await;
     let c = &db.client;
     users(c).await;
-    exec(c, "INSERT INTO users (id, email, name) VALUES (3, 'Three@x.org', 'three')").await;
-    assert_eq!(row(c, 3).await, expect(3, "Three@x.org", "THREE@X.ORG", "three"));
+    exec(
+        c,
+        "INSERT INTO users (id, email, name) VALUES (3, 'Three@x.org', 'three')",
+    )
+    .await;
+    assert_eq!(
+        row(c, 3).await,
+        expect(3, "Three@x.org", "THREE@X.ORG", "three")
+    );
     exec(c, "UPDATE users SET email = 'one@y.org' WHERE id = 1").await;
     assert_eq!(row(c, 1).await, expect(1, "one@y.org", "ONE@Y.ORG", "one"));
     // An older version schema first in the path is the old version too.
@@ -134,7 +143,10 @@ async fn old_version_writes_fill_the_new_columns() {
          RESET search_path;",
     )
     .await;
-    assert_eq!(row(c, 4).await, expect(4, "four@x.org", "FOUR@X.ORG", "four"));
+    assert_eq!(
+        row(c, 4).await,
+        expect(4, "four@x.org", "FOUR@X.ORG", "four")
+    );
 }
 
 #[tokio::test]
@@ -151,7 +163,10 @@ async fn new_version_writes_fill_the_old_columns() {
         ),
     )
     .await;
-    assert_eq!(row(c, 5).await, expect(5, "five@x.org", "FIVE@X.ORG", "five"));
+    assert_eq!(
+        row(c, 5).await,
+        expect(5, "five@x.org", "FIVE@X.ORG", "five")
+    );
     exec(
         c,
         &format!(
@@ -161,7 +176,10 @@ async fn new_version_writes_fill_the_old_columns() {
         ),
     )
     .await;
-    assert_eq!(row(c, 5).await, expect(5, "five@z.org", "Five@Z.org", "five"));
+    assert_eq!(
+        row(c, 5).await,
+        expect(5, "five@z.org", "Five@Z.org", "five")
+    );
 }
 
 #[tokio::test]
@@ -190,7 +208,10 @@ async fn the_effective_search_path_decides_not_its_text() {
         ),
     )
     .await;
-    assert_eq!(row(c, 7).await, expect(7, "Seven@x.org", "SEVEN@X.ORG", "seven"));
+    assert_eq!(
+        row(c, 7).await,
+        expect(7, "Seven@x.org", "SEVEN@X.ORG", "seven")
+    );
 }
 
 #[tokio::test]
@@ -214,8 +235,14 @@ async fn set_local_version_overrides_the_search_path() {
         ),
     )
     .await;
-    assert_eq!(row(c, 8).await, expect(8, "eight@x.org", "EIGHT@X.ORG", "eight"));
-    assert_eq!(row(c, 9).await, expect(9, "nine@x.org", "NINE@X.ORG", "nine"));
+    assert_eq!(
+        row(c, 8).await,
+        expect(8, "eight@x.org", "EIGHT@X.ORG", "eight")
+    );
+    assert_eq!(
+        row(c, 9).await,
+        expect(9, "nine@x.org", "NINE@X.ORG", "nine")
+    );
     // Session on the version schema, transaction marked as the base (old) version.
     exec(
         c,
@@ -229,10 +256,20 @@ async fn set_local_version_overrides_the_search_path() {
         ),
     )
     .await;
-    assert_eq!(row(c, 10).await, expect(10, "Ten@x.org", "TEN@X.ORG", "ten"));
+    assert_eq!(
+        row(c, 10).await,
+        expect(10, "Ten@x.org", "TEN@X.ORG", "ten")
+    );
     // SET LOCAL ends with the transaction: the next one is routed by the search path again.
-    exec(c, "INSERT INTO public.users (id, email, name) VALUES (11, 'Eleven@x.org', 'e')").await;
-    assert_eq!(row(c, 11).await, expect(11, "Eleven@x.org", "ELEVEN@X.ORG", "e"));
+    exec(
+        c,
+        "INSERT INTO public.users (id, email, name) VALUES (11, 'Eleven@x.org', 'e')",
+    )
+    .await;
+    assert_eq!(
+        row(c, 11).await,
+        expect(11, "Eleven@x.org", "ELEVEN@X.ORG", "e")
+    );
 }
 
 #[tokio::test]
@@ -250,15 +287,24 @@ async fn a_write_never_clobbers_what_the_other_version_wrote() {
         ),
     )
     .await;
-    assert_eq!(row(c, 20).await, expect(20, "mixed@x.org", "MiXed@X.org", "mixed"));
+    assert_eq!(
+        row(c, 20).await,
+        expect(20, "mixed@x.org", "MiXed@X.org", "mixed")
+    );
     // Old version: a no-op update and an update of another column leave the new value alone
     // (up(old) would be MIXED@X.ORG).
     exec(c, "UPDATE users SET email = email WHERE id = 20").await;
     exec(c, "UPDATE users SET name = 'renamed' WHERE id = 20").await;
-    assert_eq!(row(c, 20).await, expect(20, "mixed@x.org", "MiXed@X.org", "renamed"));
+    assert_eq!(
+        row(c, 20).await,
+        expect(20, "mixed@x.org", "MiXed@X.org", "renamed")
+    );
     // Old version changes the email: now up() applies.
     exec(c, "UPDATE users SET email = 'Old@x.org' WHERE id = 20").await;
-    assert_eq!(row(c, 20).await, expect(20, "Old@x.org", "OLD@X.ORG", "renamed"));
+    assert_eq!(
+        row(c, 20).await,
+        expect(20, "Old@x.org", "OLD@X.ORG", "renamed")
+    );
     // The new version updates the name only: the old column keeps its mixed case (down() of
     // the unchanged new email would lower it).
     exec(
@@ -270,7 +316,10 @@ async fn a_write_never_clobbers_what_the_other_version_wrote() {
         ),
     )
     .await;
-    assert_eq!(row(c, 20).await, expect(20, "Old@x.org", "OLD@X.ORG", "again"));
+    assert_eq!(
+        row(c, 20).await,
+        expect(20, "Old@x.org", "OLD@X.ORG", "again")
+    );
 }
 
 #[tokio::test]
@@ -280,7 +329,10 @@ async fn rows_from_before_the_migration_are_filled_on_first_write() {
     users(c).await;
     // Rows 1 and 2 predate the trigger and are not backfilled: their new columns are empty.
     let before = row(c, 1).await;
-    assert_eq!((before.new_id, before.new_email.as_deref(), before.touched), (None, None, false));
+    assert_eq!(
+        (before.new_id, before.new_email.as_deref(), before.touched),
+        (None, None, false)
+    );
     // The new version can only find them by a column both versions share.
     exec(
         c,
@@ -293,7 +345,10 @@ async fn rows_from_before_the_migration_are_filled_on_first_write() {
     )
     .await;
     // Not set by the writer: derived from the old columns; the old email stays as it was.
-    assert_eq!(row(c, 1).await, expect(1, "one@example.com", "ONE@EXAMPLE.COM", "uno"));
+    assert_eq!(
+        row(c, 1).await,
+        expect(1, "one@example.com", "ONE@EXAMPLE.COM", "uno")
+    );
     // Set by the writer: kept, and the old column follows through down().
     assert_eq!(row(c, 2).await, expect(2, "dos@x.org", "DOS@X.ORG", "dos"));
 }
@@ -313,7 +368,10 @@ async fn the_backfill_setting_skips_the_trigger() {
     .await;
     let r = row(c, 1).await;
     assert_eq!(r.new_email.as_deref(), Some("set by backfill"));
-    assert!(!r.touched, "the trigger did not run, so the row is not marked");
+    assert!(
+        !r.touched,
+        "the trigger did not run, so the row is not marked"
+    );
     // An empty setting does not count as on.
     exec(
         c,
@@ -343,20 +401,32 @@ async fn user_triggers_keep_working() {
     )
     .await;
     let mut spec = users_spec();
-    spec.old_scope.push((Ident::new("updated_at"), Ident::new("updated_at")));
-    spec.new_scope.push((Ident::new("updated_at"), Ident::new("updated_at")));
+    spec.old_scope
+        .push((Ident::new("updated_at"), Ident::new("updated_at")));
+    spec.new_scope
+        .push((Ident::new("updated_at"), Ident::new("updated_at")));
     install(c, &spec).await;
     exec(c, "INSERT INTO users (id, email) VALUES (1, 'a@b.c')").await;
     let r = c
-        .query_one("SELECT name, updated_at::date::text, _pgbaton_new_email FROM users", &[])
+        .query_one(
+            "SELECT name, updated_at::date::text, _pgbaton_new_email FROM users",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(r.get::<_, String>(0), "anon");
     assert_eq!(r.get::<_, String>(1), "2000-01-01");
     assert_eq!(r.get::<_, String>(2), "A@B.C");
-    let audit = c.query_one("SELECT id, email, new_email FROM audit", &[]).await.unwrap();
+    let audit = c
+        .query_one("SELECT id, email, new_email FROM audit", &[])
+        .await
+        .unwrap();
     assert_eq!(audit.get::<_, i32>(0), 1);
-    assert_eq!(audit.get::<_, String>(2), "A@B.C", "the AFTER trigger sees the dual write");
+    assert_eq!(
+        audit.get::<_, String>(2),
+        "A@B.C",
+        "the AFTER trigger sees the dual write"
+    );
     let names: Vec<String> = c
         .query(
             "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'public.users'::regclass
@@ -377,9 +447,8 @@ async fn install_is_idempotent_and_drop_removes_everything() {
     let c = &db.client;
     users(c).await;
     install(c, &users_spec()).await;
-    let count = |sql: &'static str| async move {
-        c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
-    };
+    let count =
+        |sql: &'static str| async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) };
     let triggers_sql = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.users'::regclass AND tgname = '_pgbaton_dual_write'";
     let functions_sql = "SELECT count(*) FROM pg_proc WHERE proname = '_pgbaton_dw_users'";
     assert_eq!(count(triggers_sql).await, 1);
@@ -408,7 +477,10 @@ async fn install_takes_the_declared_lock_and_does_not_rewrite() {
     )
     .await;
     let step = triggers::install_step(&users_spec());
-    assert_eq!((step.lock, step.work), (LockLevel::AccessExclusive, Work::Catalog));
+    assert_eq!(
+        (step.lock, step.work),
+        (LockLevel::AccessExclusive, Work::Catalog)
+    );
     let filenode = || async move {
         c.query_one("SELECT pg_relation_filenode('public.users')::bigint", &[])
             .await
@@ -448,9 +520,16 @@ async fn install_takes_the_declared_lock_and_does_not_rewrite() {
         })
         .max();
     assert_eq!(strongest, Some(step.lock), "{modes:?}");
-    assert_eq!(filenode().await, before, "the marker column's default is catalog-only");
+    assert_eq!(
+        filenode().await,
+        before,
+        "the marker column's default is catalog-only"
+    );
     let touched: i64 = c
-        .query_one("SELECT count(*) FROM public.users WHERE _pgbaton_touched IS FALSE", &[])
+        .query_one(
+            "SELECT count(*) FROM public.users WHERE _pgbaton_touched IS FALSE",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -499,7 +578,9 @@ async fn odd_names_and_types_without_equality() {
             },
             DualWriteRule {
                 new_column: Ident::new("_pgbaton_new_full"),
-                up: RawSql::new("\"select\" || ':' || \"new\" || ':' || _pgbaton_version || ':' || (doc->>'a')"),
+                up: RawSql::new(
+                    "\"select\" || ':' || \"new\" || ':' || _pgbaton_version || ':' || (doc->>'a')",
+                ),
                 old_column: None,
                 down: None,
             },
@@ -521,8 +602,10 @@ async fn odd_names_and_types_without_equality() {
         )
         .await
         .unwrap();
-    let got: Vec<(i32, String, String)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(i32, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(
         got,
         [
@@ -548,5 +631,9 @@ async fn odd_names_and_types_without_equality() {
         .await
         .unwrap();
     assert_eq!(r.get::<_, String>(0), "three");
-    assert_eq!(r.get::<_, String>(1), "mine", "no down: the new version's value is kept");
+    assert_eq!(
+        r.get::<_, String>(1),
+        "mine",
+        "no down: the new version's value is kept"
+    );
 }
