@@ -444,12 +444,6 @@ pub enum BackfillError {
     },
 }
 
-impl From<BackfillError> for crate::Error {
-    fn from(e: BackfillError) -> Self {
-        crate::Error::Backfill(e.to_string())
-    }
-}
-
 /// A database error with its SQLSTATE, detail and hint.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {

@@ -161,6 +161,16 @@ pub enum Command {
     Pause,
     /// Resume a paused backfill, or continue an interrupted start
     Resume,
+    /// Check that the active migration's dual-written columns agree with their up/down
+    /// expressions; exits 5 on any mismatch
+    Verify {
+        /// Rows per batch
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: u32,
+        /// How many mismatching keys to show per table
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
+    },
     /// Show zero downtime: a throwaway cluster, a busy table, a live migration, a report
     Demo(crate::demo::DemoArgs),
 }
@@ -458,7 +468,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 println!("initialized: state schema \"{}\" is ready", g.state_schema);
             }
         }
-        Command::Start { file, dry_run: true, .. } => {
+        Command::Start {
+            file,
+            dry_run: true,
+            ..
+        } => {
             let m = load(&file)?;
             let plan = migrator.plan(&m).await?;
             if g.json {
@@ -467,7 +481,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 print!("{}", render_plan(&m.name, &plan));
             }
         }
-        Command::Start { file, complete, dry_run: false } => {
+        Command::Start {
+            file,
+            complete,
+            dry_run: false,
+        } => {
             let m = load(&file)?;
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
@@ -606,6 +624,25 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                     println!("the interrupted start of \"{name}\" was continued and is done")
                 }
                 None => println!("backfills of schema {} resumed", g.schema),
+            }
+        }
+        Command::Verify { batch_size, sample } => {
+            let opts = crate::verify::VerifyOptions {
+                batch_size,
+                sample_limit: sample,
+            };
+            let reports = migrator.verify(&opts).await?;
+            if g.json {
+                print_json(&reports)?;
+            } else if reports.is_empty() {
+                println!("the active migration keeps no columns in sync: nothing to verify");
+            } else {
+                for r in &reports {
+                    println!("{r}");
+                }
+            }
+            if reports.iter().any(|r| !r.is_clean()) {
+                return Ok(exit::MISMATCH);
             }
         }
         Command::Demo(_) => unreachable!("handled before connecting"),

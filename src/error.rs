@@ -83,8 +83,12 @@ pub enum Error {
     #[error("unsafe plan, refusing to run it: {0}")]
     UnsafePlan(String),
 
-    #[error("{0}")]
-    Backfill(String),
+    /// A backfill stopped; its checkpoint is intact, so `start` of the same file resumes it.
+    #[error(transparent)]
+    Backfill(#[from] crate::backfill::BackfillError),
+
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),

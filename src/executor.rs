@@ -242,7 +242,9 @@ impl<'a> Executor<'a> {
                     )
                     .await;
                     return Err(match e {
-                        Error::LockDeadline { .. } => e,
+                        // These carry their own context; a backfill error must stay recognisable: the
+                        // migrator keeps its checkpoint instead of rolling back.
+                        Error::LockDeadline { .. } | Error::Backfill(_) => e,
                         other => Error::Step {
                             phase,
                             ordinal,
@@ -335,8 +337,7 @@ impl<'a> Executor<'a> {
                     &self.opts.backfill,
                     &mut on_progress,
                 )
-                .await
-                .map_err(|e| Error::Backfill(e.to_string()))?;
+                .await?;
                 self.client
                     .batch_execute(&self.mark(phase, ordinal, "done"))
                     .await?;

@@ -298,7 +298,7 @@ impl Migrator {
                             ctx.version_schema, migration.name
                         )));
                     }
-                    crate::backfill::clear(&self.client, &self.state, &migration.name).await.map_err(|e| Error::Backfill(e.to_string()))?;
+                    crate::backfill::clear(&self.client, &self.state, &migration.name).await?;
                     state::insert_migration(
                         &self.client,
                         &self.state,
@@ -413,9 +413,7 @@ impl Migrator {
         .await?;
         self.run_phase(&record.name, Phase::Complete, &record.plan)
             .await?;
-        crate::backfill::clear(&self.client, &self.state, &record.name)
-            .await
-            .map_err(|e| Error::Backfill(e.to_string()))?;
+        crate::backfill::clear(&self.client, &self.state, &record.name).await?;
         state::set_status(
             &self.client,
             &self.state,
@@ -490,7 +488,7 @@ impl Migrator {
                     Err(e) => return Err(e),
                 }
             }
-            crate::backfill::clear(&self.client, &self.state, &record.name).await.map_err(|e| Error::Backfill(e.to_string()))?;
+            crate::backfill::clear(&self.client, &self.state, &record.name).await?;
             state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLED_BACK).await?;
             Ok(RollbackOutcome { migration: record.name, skipped })
         })
@@ -556,9 +554,8 @@ impl Migrator {
                     failed,
                 });
             }
-            let backfills = crate::backfill::status(&self.client, &self.state, Some(&active.name))
-                .await
-                .map_err(|e| Error::Backfill(e.to_string()))?;
+            let backfills =
+                crate::backfill::status(&self.client, &self.state, Some(&active.name)).await?;
             status.active = Some(ActiveStatus {
                 name: active.name.clone(),
                 status: active.status.clone(),
@@ -683,7 +680,7 @@ impl Migrator {
         state::require_initialized(&self.client, &self.state).await?;
         crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema()))
             .await
-            .map_err(|e| Error::Backfill(e.to_string()))
+            .map_err(Error::from)
     }
 
     /// Lifts an operator pause, and continues an interrupted start (e.g. after the process running
@@ -691,9 +688,7 @@ impl Migrator {
     /// whose start was continued, if any.
     pub async fn resume(&self) -> Result<Option<String>> {
         state::require_initialized(&self.client, &self.state).await?;
-        crate::backfill::resume(&self.client, &self.state, &Ident::new(self.schema()))
-            .await
-            .map_err(|e| Error::Backfill(e.to_string()))?;
+        crate::backfill::resume(&self.client, &self.state, &Ident::new(self.schema())).await?;
         let Some(active) = state::active(&self.client, &self.state, self.schema()).await? else {
             return Ok(None);
         };
@@ -717,6 +712,35 @@ impl Migrator {
             Err(Error::Locked { .. }) => Ok(None),
             other => other,
         }
+    }
+}
+
+impl Migrator {
+    /// Checks, batch by batch, that the active migration's dual-written columns agree with their
+    /// `up` (and `down`) expressions: one report per table with a dual-write trigger.
+    pub async fn verify(
+        &self,
+        opts: &crate::verify::VerifyOptions,
+    ) -> Result<Vec<crate::verify::VerifyReport>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let active = self.require_active().await?;
+        let mut reports = Vec::new();
+        for spec in &active.plan.triggers {
+            // Walk the table the way its backfill did (keyset or ctid).
+            let key = active
+                .plan
+                .start
+                .iter()
+                .find_map(|s| match &s.action {
+                    crate::step::Action::Backfill(b) if b.table == spec.table => {
+                        Some(b.key.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(crate::step::BackfillKey::Ctid);
+            reports.push(crate::verify::verify(&self.client, spec, &key, opts).await?);
+        }
+        Ok(reports)
     }
 }
 

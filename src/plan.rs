@@ -479,6 +479,7 @@ impl PlanBuilder {
             complete,
             rollback,
             rollback_requires,
+            triggers: self.triggers.into_values().collect(),
         }
     }
 }

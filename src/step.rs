@@ -343,6 +343,9 @@ pub struct Plan {
     /// not run for an `up` that never ran.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rollback_requires: std::collections::BTreeMap<usize, Vec<usize>>,
+    /// The dual-write triggers the start steps install, as data: `verify` checks their rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<crate::triggers::TriggerSpec>,
 }
 
 impl Plan {

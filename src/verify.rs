@@ -150,11 +150,6 @@ pub enum VerifyError {
     Protocol { table: String, detail: String },
 }
 
-impl From<VerifyError> for crate::Error {
-    fn from(e: VerifyError) -> Self {
-        crate::Error::Other(e.to_string())
-    }
-}
 
 /// Checks every row of `spec.table` (see the module documentation). `key` is the key the
 /// backfill walks (`BackfillSpec::key`).

@@ -460,3 +460,49 @@ async fn rollback_force_skips_a_failing_down_and_says_what_it_left() {
     let out = db.expect(&["status"], 0);
     assert!(out.contains("active migration: none"), "{out}");
 }
+
+#[tokio::test]
+async fn verify_reports_mismatching_rows_and_exits_5() {
+    let db = Db::new("verify").await;
+    db.expect(&["init"], 0);
+    db.db
+        .client
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance text);
+             INSERT INTO accounts SELECT g, (g * 10)::text FROM generate_series(1, 5000) g;",
+        )
+        .await
+        .expect("seed");
+    let file = db.file(
+        "01_numeric.yaml",
+        "operations:
+  - alter_column:
+      table: accounts
+      column: balance
+      type: numeric
+      up: balance::numeric
+      down: balance::text
+",
+    );
+    db.expect(&["start", s(&file)], 0);
+    let out = db.expect(&["verify"], 0);
+    assert!(
+        out.contains("5000 rows checked") && out.contains("0 mismatching"),
+        "{out}"
+    );
+    // A write that bypasses the trigger (as a bug or a manual fix might) is caught.
+    db.db
+        .client
+        .batch_execute(
+            "BEGIN; SET LOCAL session_replication_role = replica;
+             UPDATE accounts SET _pgbaton_new_balance = 1 WHERE id = 42; COMMIT;",
+        )
+        .await
+        .expect("corrupt");
+    let out = db.expect(&["verify"], 5);
+    assert!(out.contains("1 mismatching") && out.contains("42"), "{out}");
+    let json = db.expect(&["verify", "--json"], 5);
+    let v: serde_json::Value =
+        serde_json::from_str(json.lines().next().unwrap_or_default()).expect("json");
+    assert_eq!(v[0]["mismatched_rows"], 1);
+}
