@@ -413,7 +413,10 @@ impl QuerySpec {
 /// How a client chooses its schema version.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum VersionPin {
-    /// `SET search_path TO "<schema>"` once per session (the schema name, quoted as one identifier).
+    /// `SET search_path TO "<schema>", "$user", public` once per session: the version schema
+    /// first (quoted as one identifier), then the server's default path, as an application does
+    /// so that functions and types of the base schema still resolve. Until the version schema
+    /// exists PostgreSQL skips it, and the client works on the base schema.
     SearchPath(String),
     /// `SET LOCAL pgbaton.version = '<version>'` in every transaction, as an application behind
     /// PgBouncer in transaction mode does. Each query runs in `BEGIN; SET LOCAL ...; <query>; COMMIT`.
@@ -1468,7 +1471,10 @@ async fn connect(pg: &tokio_postgres::Config, spec: &ClientSpec) -> Result<Conn,
         }
     });
     if let VersionPin::SearchPath(schema) = &spec.pin {
-        let sql = format!("SET search_path TO {}", quote_ident(schema));
+        let sql = format!(
+            "SET search_path TO {}, \"$user\", public",
+            quote_ident(schema)
+        );
         client
             .batch_execute(&sql)
             .await
