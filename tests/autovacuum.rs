@@ -150,3 +150,87 @@ async fn a_step_gets_past_a_running_autovacuum() {
         .get(0);
     assert!(has, "column x was added");
 }
+
+/// The issue's case: `complete` right after a large backfill, while the autovacuum that the
+/// backfill's dead tuples trigger is running on the table, succeeds at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_right_after_a_backfill_gets_past_the_autovacuum_it_triggered() {
+    use pgbaton::migrator::{Migrator, Settings};
+
+    let cluster = Cluster::start(ClusterOptions::default().setting("autovacuum_naptime", "1"))
+        .expect("start cluster");
+    let url = cluster.url("postgres");
+    let client = connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int)
+               WITH (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+                     autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1,
+                     autovacuum_analyze_threshold = 2000000000);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 100000) g;",
+        )
+        .await
+        .expect("setup");
+    client.batch_execute("VACUUM t").await.expect("vacuum");
+    let conn = ConnConfig::parse(&url).expect("url");
+    let settings = Settings {
+        exec: ExecOptions {
+            lock_timeout: Duration::from_millis(300),
+            lock_retry_deadline: Duration::from_secs(60),
+            ..ExecOptions::default()
+        },
+        ..Settings::default()
+    };
+    let m = Migrator::connect(conn, settings).await.expect("migrator");
+    m.init().await.expect("init");
+    let mig = pgbaton::format::parse(
+        "02_bigint.yaml",
+        "02_bigint",
+        "operations:\n  - alter_column:\n      table: t\n      column: v\n      type: bigint\n      up: v\n      down: v\n",
+        pgbaton::format::FileKind::Yaml,
+    )
+    .expect("parse");
+    m.start(&mig, false)
+        .await
+        .expect("start (with its backfill)");
+
+    // The backfill left 100k dead tuples: autovacuum picks the table up within seconds.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE backend_type = 'autovacuum worker' AND query LIKE '%public.t%'",
+                &[],
+            )
+            .await
+            .expect("poll")
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no autovacuum started after the backfill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    m.complete()
+        .await
+        .expect("complete gets past the autovacuum worker");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "complete took {elapsed:?}"
+    );
+    let typ: String = client
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'v'",
+            &[],
+        )
+        .await
+        .expect("type")
+        .get(0);
+    assert_eq!(typ, "bigint");
+}
