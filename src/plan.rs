@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::ident::{Ident, QualName};
 use crate::schema::Schema;
 use crate::step::{Assignment, BackfillKey, BackfillSpec, Plan, Step};
-use crate::triggers::{DualWriteRule, TriggerSpec};
+use crate::triggers::{DownOnlyRule, DualWriteRule, TriggerSpec};
 
 /// What every operation implements. `validate`, `start`, `complete` and `rollback` see the schema
 /// as the earlier operations of the migration left it; `apply` then changes it to what the new
@@ -227,6 +227,7 @@ impl PlanBuilder {
                 old_scope: old_scope.clone(),
                 new_scope: new_scope.clone(),
                 rules: Vec::new(),
+                down_only: Vec::new(),
                 marker: marker_column(),
             });
         // A later operation's expressions may use names the first one did not pass (e.g. the
@@ -245,6 +246,42 @@ impl PlanBuilder {
             }
         }
         spec.rules.push(rule);
+    }
+
+    /// Declares that `rule` must hold for `table` while the migration is active: rows the new
+    /// version writes get `rule.old_column` (a column only the old version sees) from
+    /// `rule.down`, over `new_scope` (the table's columns in the new version). Shares the
+    /// table's trigger with [`PlanBuilder::dual_write`]; no backfill (existing rows keep their
+    /// values).
+    pub fn dual_write_down(
+        &mut self,
+        ctx: &PlanContext,
+        table: QualName,
+        new_scope: Vec<(Ident, Ident)>,
+        rule: DownOnlyRule,
+    ) {
+        let spec = self
+            .triggers
+            .entry(table.clone())
+            .or_insert_with(|| TriggerSpec {
+                table,
+                migration: ctx.migration.clone(),
+                version_schema: ctx.version_schema.clone(),
+                old_scope: Vec::new(),
+                new_scope: new_scope.clone(),
+                rules: Vec::new(),
+                down_only: Vec::new(),
+                marker: marker_column(),
+            });
+        // As in `dual_write`: a name mapped differently by a later operation (a column now
+        // backed by a copy) takes the new mapping.
+        for pair in new_scope {
+            match spec.new_scope.iter_mut().find(|(name, _)| *name == pair.0) {
+                Some(existing) => *existing = pair,
+                None => spec.new_scope.push(pair),
+            }
+        }
+        spec.down_only.push(rule);
     }
 
     /// Declares that existing rows of `table` need `assignment`; all assignments of a table are

@@ -17,7 +17,8 @@
 //!    - old-version writer: `NEW.<new_column> := (up)`, with `up` evaluated over variables named
 //!      as the old version names its columns (so `up` is written exactly as in the migration file);
 //!    - new-version writer: `NEW.<old_column> := (down)` for the rules that have a `down`, over the
-//!      new version's names.
+//!      new version's names; then the same for the [`DownOnlyRule`]s (columns the new version
+//!      dropped), reading the row as the rules above left it.
 //! 3. sets the marker column (`_pgbaton_touched`) to true, so the backfill skips the row and never
 //!    overwrites a value a live write produced.
 //!
@@ -32,6 +33,11 @@
 //!   only the columns whose `up` (or `down`) result changed: `up(NEW)` is compared with `up(OLD)`.
 //!   A no-op update, or an update of an unrelated column, never clobbers a value the other
 //!   version wrote (`up(down(x))` need not be `x`).
+//! - Down-only rules (a column the new version dropped): never for old-version writers. A
+//!   new-version INSERT sets the column from `down`; a new-version UPDATE (touched row or not:
+//!   the column was never derived from anything, so the row's own value is the truth) sets it
+//!   only when `down` over the new row differs from `down` over the old row, so a constant
+//!   `down` never resets a value and a `down` that reads a changed column recomputes it.
 //!
 //! The trigger has a `WHEN (current_setting('pgbaton.backfill', true) IS DISTINCT FROM 'on')`
 //! clause, evaluated by the executor without entering PL/pgSQL: the backfill sets that setting
@@ -69,8 +75,24 @@ pub struct TriggerSpec {
     /// The new version's columns: (name as the new version sees it, physical column).
     pub new_scope: Vec<(Ident, Ident)>,
     pub rules: Vec<DualWriteRule>,
+    /// Columns only the old version has (`drop_column` with `down`), filled for rows the new
+    /// version writes. Stored plans from before this field read as none.
+    #[serde(default)]
+    pub down_only: Vec<DownOnlyRule>,
     /// The marker column set on every row a live write touches (see `BackfillSpec::marker`).
     pub marker: Ident,
+}
+
+/// A column only the old version sees (the new version dropped it), kept right for the old
+/// version while both run: rows the new version writes get `old_column := (down)`, evaluated
+/// over the new version's names. Old-version writes are left alone (they write the column
+/// themselves), and nothing is backfilled (existing rows already hold their values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownOnlyRule {
+    /// The physical column the old version reads and writes.
+    pub old_column: Ident,
+    /// Computes `old_column` from a row written by the new version, in its names.
+    pub down: RawSql,
 }
 
 /// One pair of physical columns kept in sync.
@@ -160,6 +182,8 @@ struct Locals {
     untouched: Ident,
     new_row: Ident,
     old_row: Ident,
+    /// Per down-only rule: `down` over the row before and after the write.
+    down_only: Vec<(Ident, Ident)>,
 }
 
 impl Locals {
@@ -183,6 +207,14 @@ impl Locals {
             untouched: fresh("_pgbaton_untouched"),
             new_row: fresh("_pgbaton_new_row"),
             old_row: fresh("_pgbaton_old_row"),
+            down_only: (0..spec.down_only.len())
+                .map(|i| {
+                    (
+                        fresh(&format!("_pgbaton_d{i}_before")),
+                        fresh(&format!("_pgbaton_d{i}_after")),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -245,6 +277,11 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
             );
         }
     }
+    for (rule, (before, after)) in spec.down_only.iter().zip(&l.down_only) {
+        let ty = column_type(table, &rule.old_column);
+        let _ = writeln!(body, "  {before} {ty}%TYPE;");
+        let _ = writeln!(body, "  {after} {ty}%TYPE;");
+    }
     body.push_str("BEGIN\n");
     let _ = writeln!(
         body,
@@ -263,6 +300,7 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
         .join(" OR ");
     let _ = writeln!(body, "  IF {is_new} THEN");
     new_writer(&mut body, spec, &l);
+    new_writer_down_only(&mut body, spec, &l);
     body.push_str("  ELSE\n");
     old_writer(&mut body, spec, &l);
     body.push_str("  END IF;\n");
@@ -401,6 +439,38 @@ fn new_writer(body: &mut String, spec: &TriggerSpec, l: &Locals) {
     body.push_str("    END IF;\n");
 }
 
+/// A writer of the new version, for the columns it dropped: `NEW.<old_column> := (down)` on
+/// INSERT; on UPDATE only when `down`'s result changed because of this write.
+fn new_writer_down_only(body: &mut String, spec: &TriggerSpec, l: &Locals) {
+    if spec.down_only.is_empty() {
+        return;
+    }
+    let (n, o) = (&l.new_row, &l.old_row);
+    body.push_str("    IF TG_OP = 'INSERT' THEN\n");
+    scoped(body, 6, spec, &spec.new_scope, n, |body, pad| {
+        for rule in &spec.down_only {
+            let _ = writeln!(body, "{pad}{n}.{} := ({});", rule.old_column, rule.down);
+        }
+    });
+    body.push_str("    ELSE\n");
+    scoped(body, 6, spec, &spec.new_scope, o, |body, pad| {
+        for (rule, (before, _)) in spec.down_only.iter().zip(&l.down_only) {
+            let _ = writeln!(body, "{pad}{before} := ({});", rule.down);
+        }
+    });
+    scoped(body, 6, spec, &spec.new_scope, n, |body, pad| {
+        for (rule, (before, after)) in spec.down_only.iter().zip(&l.down_only) {
+            let _ = writeln!(body, "{pad}{after} := ({});", rule.down);
+            let _ = writeln!(
+                body,
+                "{pad}IF ROW({after})::record *<> ROW({before})::record THEN\n{pad}  {n}.{} := {after};\n{pad}END IF;",
+                rule.old_column
+            );
+        }
+    });
+    body.push_str("    END IF;\n");
+}
+
 /// `ROW(n.a, ...)::record *<> ROW(o.a, ...)::record`: did the write change a column of `scope`?
 /// Binary-image comparison: works for every type (also those without `=`), and a difference
 /// it sees that `=` would not (`1.0` vs `1.00`) only costs a recomputation.
@@ -506,6 +576,7 @@ mod tests {
                 old_column: Some(Ident::new("email")),
                 down: Some(RawSql::new("email")),
             }],
+            down_only: Vec::new(),
             marker: Ident::new("_pgbaton_touched"),
         }
     }
@@ -549,6 +620,32 @@ mod tests {
         let sql = function_sql(&s);
         assert!(sql.contains("\"_pgbaton_version_\" text :="));
         assert!(sql.contains("\"new\" \"public\".\"users\".\"new\"%TYPE"));
+    }
+
+    #[test]
+    fn down_only_rules_run_for_new_version_writers_only() {
+        let mut s = spec();
+        s.rules.clear();
+        s.old_scope.push((Ident::new("price"), Ident::new("price")));
+        s.new_scope.push((
+            Ident::new("_pgbaton_d0_before"),
+            Ident::new("_pgbaton_d0_before"),
+        ));
+        s.down_only.push(DownOnlyRule {
+            old_column: Ident::new("price"),
+            down: RawSql::new("0"),
+        });
+        let sql = function_sql(&s);
+        // The user's column of that name keeps it; the local takes another.
+        assert!(sql.contains("\"_pgbaton_d0_before_\" \"public\".\"users\".\"price\"%TYPE;"));
+        assert!(sql.contains("\"_pgbaton_d0_after\" \"public\".\"users\".\"price\"%TYPE;"));
+        assert!(sql.contains("\"_pgbaton_new_row\".\"price\" := (0);"));
+        assert!(sql.contains(
+            "IF ROW(\"_pgbaton_d0_after\")::record *<> ROW(\"_pgbaton_d0_before_\")::record THEN"
+        ));
+        // Only in the new-version branch: nothing between ELSE and the end of the IF.
+        let old_branch = sql.split("  ELSE\n").last().expect("an old-version branch");
+        assert!(old_branch.starts_with("  END IF;\n"), "{old_branch}");
     }
 
     #[test]

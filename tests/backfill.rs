@@ -85,6 +85,7 @@ fn fixture(table: &str, key: BackfillKey) -> Fixture {
                     down: Some(RawSql::new("lower(email)")),
                 },
             ],
+            down_only: Vec::new(),
             marker: Ident::new("_pgbaton_touched"),
         },
         backfill: BackfillSpec {

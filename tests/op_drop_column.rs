@@ -1,6 +1,7 @@
 //! `drop_column` through the whole lifecycle: the new version stops seeing the column at start
 //! while the old version keeps reading and writing it; rollback changes nothing physical; complete
-//! drops it (with its indexes and constraints). Also pgroll's combinations with `add_column` and
+//! drops it (with its indexes and constraints); with `down`, rows the new version writes fill the
+//! column for the old version. Also pgroll's combinations with `add_column` and
 //! `rename_column` in one migration, a name dropped and added again, odd names in another schema,
 //! and the validation errors.
 
@@ -88,6 +89,149 @@ async fn hidden_at_start_dropped_at_complete() {
             ),
             Check::Ok(V::New, "INSERT INTO users VALUES (20, 'x')"),
             Check::Rows(V::New, "SELECT count(*) FROM users", &["5"]),
+        ],
+    })
+    .await;
+}
+
+const ITEMS_COLUMNS: &str = "SELECT attname FROM pg_attribute
+    WHERE attrelid = 'items'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+
+#[tokio::test]
+async fn down_fills_the_dropped_column_for_new_version_writes() {
+    // pgroll example 09 (`down: "0"`) and a `down` that reads a column the new version keeps.
+    let setup = yaml(
+        "01_items",
+        "operations:
+  - create_table:
+      name: items
+      columns:
+        - {name: id, type: integer, pk: true}
+        - {name: sku, type: text}
+        - {name: label, type: text, nullable: true}
+        - {name: price, type: \"decimal(10,2)\", nullable: true}
+",
+    );
+    let migration = yaml(
+        "02_drop_two",
+        "operations:
+  - drop_column: {table: items, column: label, down: \"'item ' || sku\"}
+  - drop_column: {table: items, column: price, down: \"0\"}
+",
+    );
+    let after_start = vec![
+        // The checks run after both starts: undo what the first round wrote (as the old
+        // version, which the trigger leaves alone).
+        Check::Ok(V::Base, "DELETE FROM items WHERE id >= 10"),
+        Check::Ok(
+            V::Base,
+            "UPDATE items SET sku = 'a1', label = 'Apple', price = 1.50 WHERE id = 1",
+        ),
+        Check::Rows(
+            V::Base,
+            ITEMS_COLUMNS,
+            &["id", "sku", "label", "price", "_pgbaton_touched"],
+        ),
+        Check::Fails(V::New, "SELECT label FROM items", "42703"),
+        Check::Rows(V::New, "SELECT * FROM items ORDER BY id", &["1|a1", "2|b2"]),
+        // A new-version insert: both dropped columns come from `down`.
+        Check::Ok(V::New, "INSERT INTO items (id, sku) VALUES (10, 'c3')"),
+        Check::Rows(
+            V::Old,
+            "SELECT id, sku, label, price FROM items WHERE id = 10",
+            &["10|c3|item c3|0.00"],
+        ),
+        // A new-version update that changes what `down` reads recomputes that column only:
+        // the constant `down` never resets the price the row had.
+        Check::Ok(V::New, "UPDATE items SET sku = 'a9' WHERE id = 1"),
+        Check::Rows(
+            V::Old,
+            "SELECT id, sku, label, price FROM items WHERE id = 1",
+            &["1|a9|item a9|1.50"],
+        ),
+        // An update that changes nothing `down` reads leaves both alone.
+        Check::Ok(V::New, "UPDATE items SET sku = sku WHERE id = 2"),
+        Check::Rows(
+            V::Old,
+            "SELECT id, sku, label, price FROM items WHERE id = 2",
+            &["2|b2|Banana|0.25"],
+        ),
+        // Old-version writes keep their own values.
+        Check::Ok(
+            V::Old,
+            "INSERT INTO items (id, sku, label, price) VALUES (11, 'd4', 'Durian', 9.99)",
+        ),
+        Check::Ok(
+            V::Old,
+            "UPDATE items SET label = 'Cherry', price = 3, sku = 'c4' WHERE id = 10",
+        ),
+        Check::Ok(V::Old, "INSERT INTO items (id, sku) VALUES (12, 'e5')"),
+        Check::Rows(
+            V::Old,
+            "SELECT id, sku, label, price FROM items WHERE id >= 10 ORDER BY id",
+            &["10|c4|Cherry|3.00", "11|d4|Durian|9.99", "12|e5|NULL|NULL"],
+        ),
+        // `SET LOCAL pgbaton.version` marks a transaction on the base schema as the new version.
+        Check::Ok(
+            V::Base,
+            "BEGIN; SET LOCAL pgbaton.version = '02_drop_two';
+             UPDATE items SET sku = 'd5' WHERE id = 11; COMMIT",
+        ),
+        Check::Rows(
+            V::Old,
+            "SELECT id, sku, label, price FROM items WHERE id = 11",
+            &["11|d5|item d5|9.99"],
+        ),
+        Check::Rows(
+            V::New,
+            "SELECT * FROM items ORDER BY id",
+            &["1|a9", "2|b2", "10|c4", "11|d5", "12|e5"],
+        ),
+    ];
+    run(Case {
+        setup: vec![setup],
+        seed: "INSERT INTO items VALUES (1, 'a1', 'Apple', 1.50), (2, 'b2', 'Banana', 0.25)",
+        migration,
+        after_start,
+        after_rollback: vec![
+            Check::Rows(V::Base, ITEMS_COLUMNS, &["id", "sku", "label", "price"]),
+            Check::Rows(
+                V::Base,
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'items'::regclass AND NOT tgisinternal",
+                &["0"],
+            ),
+            // What the new version wrote stays; nothing fills the columns any more.
+            Check::Rows(
+                V::Old,
+                "SELECT id, sku, label, price FROM items ORDER BY id",
+                &[
+                    "1|a9|item a9|1.50",
+                    "2|b2|Banana|0.25",
+                    "10|c4|Cherry|3.00",
+                    "11|d5|item d5|9.99",
+                    "12|e5|NULL|NULL",
+                ],
+            ),
+            Check::Ok(V::Old, "INSERT INTO items (id, sku) VALUES (13, 'f6')"),
+            Check::Rows(
+                V::Old,
+                "SELECT label, price FROM items WHERE id = 13",
+                &["NULL|NULL"],
+            ),
+        ],
+        after_complete: vec![
+            Check::Rows(V::Base, ITEMS_COLUMNS, &["id", "sku"]),
+            Check::Rows(
+                V::Base,
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname = '_pgbaton_dw_items'",
+                &["0"],
+            ),
+            Check::Ok(V::New, "INSERT INTO items VALUES (20, 'g7')"),
+            Check::Rows(
+                V::New,
+                "SELECT * FROM items WHERE id IN (1, 20) ORDER BY id",
+                &["1|a9", "20|g7"],
+            ),
         ],
     })
     .await;
@@ -323,10 +467,6 @@ async fn validation_errors_come_before_any_ddl() {
             "table: users, column: email",
             "column: column \"email\" of table \"users\" is referenced by foreign key \
              \"invites_email_fk\" of table \"invites\": drop that constraint first",
-        ),
-        (
-            "table: users, column: name, down: \"'x'\"",
-            "down: \"down\" for a dropped column is not supported yet",
         ),
     ];
     for (body, expected) in cases {

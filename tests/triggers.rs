@@ -7,7 +7,7 @@ mod common;
 use common::{exec, fresh_db};
 use pgbaton::ident::{Ident, QualName, RawSql};
 use pgbaton::step::{LockLevel, Work};
-use pgbaton::triggers::{self, DualWriteRule, TriggerSpec};
+use pgbaton::triggers::{self, DownOnlyRule, DualWriteRule, TriggerSpec};
 use tokio_postgres::Client;
 
 const MIGRATION: &str = "02_widen";
@@ -46,6 +46,7 @@ fn users_spec() -> TriggerSpec {
                 down: Some(RawSql::new("lower(email)")),
             },
         ],
+        down_only: Vec::new(),
         marker: Ident::new("_pgbaton_touched"),
     }
 }
@@ -585,6 +586,7 @@ async fn odd_names_and_types_without_equality() {
                 down: None,
             },
         ],
+        down_only: Vec::new(),
         marker: Ident::new("_pgbaton_touched"),
     };
     install(c, &spec).await;
@@ -635,5 +637,188 @@ async fn odd_names_and_types_without_equality() {
         r.get::<_, String>(1),
         "mine",
         "no down: the new version's value is kept"
+    );
+}
+
+/// The rows of `sql` (one text column per value, NULL as `NULL`), joined by `|`.
+async fn rows(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", common::describe(&e)))
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `drop_column` with `down`: items(id, sku, label, price); the new version dropped `label`
+/// (`down: 'item ' || sku`) and `price` (`down: 0`).
+#[tokio::test]
+async fn down_only_rules_fill_dropped_columns_for_new_version_writers() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    exec(
+        c,
+        "CREATE TABLE public.items (id int PRIMARY KEY, sku text NOT NULL, label text,
+                                    price numeric(10,2));
+         INSERT INTO public.items VALUES (1, 'a1', 'Apple', 1.50), (2, 'b2', 'Banana', 0.25);",
+    )
+    .await;
+    let spec = TriggerSpec {
+        table: QualName::new("public", "items"),
+        migration: MIGRATION.into(),
+        version_schema: Ident::new(VERSION),
+        old_scope: pairs(&[
+            ("id", "id"),
+            ("sku", "sku"),
+            ("label", "label"),
+            ("price", "price"),
+        ]),
+        new_scope: pairs(&[("id", "id"), ("sku", "sku")]),
+        rules: Vec::new(),
+        down_only: vec![
+            DownOnlyRule {
+                old_column: Ident::new("label"),
+                down: RawSql::new("'item ' || sku"),
+            },
+            DownOnlyRule {
+                old_column: Ident::new("price"),
+                down: RawSql::new("0"),
+            },
+        ],
+        marker: Ident::new("_pgbaton_touched"),
+    };
+    install(c, &spec).await;
+    exec(
+        c,
+        &format!(
+            "CREATE SCHEMA {VERSION};
+             CREATE VIEW {VERSION}.items AS SELECT id, sku FROM public.items;"
+        ),
+    )
+    .await;
+    let all = "SELECT id, sku, label, price, _pgbaton_touched FROM public.items ORDER BY id";
+    let new = |sql: &str| format!("SET search_path = {VERSION}; {sql}; RESET search_path;");
+
+    // New version: an insert fills both; an update recomputes what `down` reads, and never
+    // resets a constant `down`'s column (row 1 predates the trigger: untouched).
+    exec(c, &new("INSERT INTO items (id, sku) VALUES (10, 'c3')")).await;
+    exec(c, &new("UPDATE items SET sku = 'a9' WHERE id = 1")).await;
+    // A write that changes nothing `down` reads leaves both alone.
+    exec(c, &new("UPDATE items SET sku = sku WHERE id = 2")).await;
+    assert_eq!(
+        rows(c, all).await,
+        [
+            "1|a9|item a9|1.50|t",
+            "2|b2|Banana|0.25|t",
+            "10|c3|item c3|0.00|t",
+        ]
+    );
+
+    // Old version: its own values stay, on insert and on update (the trigger does nothing).
+    exec(
+        c,
+        "INSERT INTO items VALUES (11, 'd4', 'Durian', 9.99);
+         INSERT INTO items (id, sku) VALUES (12, 'e5');
+         UPDATE items SET label = 'Cherry', price = 3, sku = 'c4' WHERE id = 10;",
+    )
+    .await;
+    assert_eq!(
+        rows(
+            c,
+            "SELECT id, sku, label, price FROM public.items WHERE id >= 10 ORDER BY id"
+        )
+        .await,
+        ["10|c4|Cherry|3.00", "11|d4|Durian|9.99", "12|e5|NULL|NULL"]
+    );
+
+    // The new version by `SET LOCAL pgbaton.version`, on a row the old version wrote.
+    exec(
+        c,
+        &format!(
+            "BEGIN; SET LOCAL pgbaton.version = '{MIGRATION}';
+             UPDATE public.items SET sku = 'd5' WHERE id = 11; COMMIT;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(
+            c,
+            "SELECT id, sku, label, price FROM public.items WHERE id = 11"
+        )
+        .await,
+        ["11|d5|item d5|9.99"]
+    );
+}
+
+/// A down-only rule next to a column copy (`alter_column` + `drop_column` in one migration): it
+/// reads the new version's names, so the copy, after the copy's own rule has run.
+#[tokio::test]
+async fn down_only_rules_read_the_new_version_columns() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    exec(
+        c,
+        "CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL, name text);
+         INSERT INTO public.users VALUES (1, 'one@example.com', 'one'), (2, 'two@example.com', 'two');
+         ALTER TABLE public.users ADD COLUMN _pgbaton_new_email text;
+         -- what the backfill does before the new version exists
+         UPDATE public.users SET _pgbaton_new_email = upper(email);",
+    )
+    .await;
+    let mut spec = users_spec();
+    spec.rules.remove(0);
+    spec.new_scope = pairs(&[("id", "id"), ("email", "_pgbaton_new_email")]);
+    spec.down_only.push(DownOnlyRule {
+        old_column: Ident::new("name"),
+        down: RawSql::new("'n:' || email"),
+    });
+    install(c, &spec).await;
+    exec(
+        c,
+        &format!(
+            "CREATE SCHEMA {VERSION};
+             CREATE VIEW {VERSION}.users AS SELECT id, _pgbaton_new_email AS email FROM public.users;
+             SET search_path = {VERSION};
+             INSERT INTO users (id, email) VALUES (3, 'MiXed@X.org');
+             UPDATE users SET email = 'Q@X.org' WHERE id = 1;
+             UPDATE users SET id = id WHERE id = 2;
+             RESET search_path;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(
+            c,
+            "SELECT id, email, _pgbaton_new_email, name FROM public.users ORDER BY id"
+        )
+        .await,
+        [
+            "1|q@x.org|Q@X.org|n:Q@X.org",
+            "2|two@example.com|TWO@EXAMPLE.COM|two",
+            "3|mixed@x.org|MiXed@X.org|n:MiXed@X.org",
+        ]
+    );
+    // The old version writes the name itself; its email change reaches the copy through `up`.
+    exec(
+        c,
+        "UPDATE public.users SET email = 'Old@x.org', name = 'mine' WHERE id = 3",
+    )
+    .await;
+    assert_eq!(
+        rows(
+            c,
+            "SELECT id, email, _pgbaton_new_email, name FROM public.users WHERE id = 3"
+        )
+        .await,
+        ["3|Old@x.org|OLD@X.ORG|mine"]
     );
 }

@@ -1,14 +1,18 @@
 //! `drop_column`: drops a column. Hidden from the new version at start (its view no longer has
 //! the column; the old version keeps reading and writing it), dropped physically at complete in
 //! the table's contract transaction. An optional `down` computes the column for rows the new
-//! version writes, so the old version keeps seeing right values while both run.
+//! version writes, so the old version keeps seeing right values while both run: a down-only
+//! rule of the table's dual-write trigger ([`crate::triggers::DownOnlyRule`]), evaluated over the
+//! new version's column names. Old-version writes keep their own value; existing rows are not
+//! backfilled (they already hold the old version's values).
 
 use serde::Deserialize;
 
-use crate::ident::RawSql;
+use crate::ident::{Ident, RawSql};
 use crate::ops::common::Names;
-use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
+use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, ConstraintKind, Schema, Table};
+use crate::triggers::DownOnlyRule;
 
 /// `drop_column`: drops `column` from `table`; `down` fills it for rows written by the new
 /// version while the old one still reads it.
@@ -103,24 +107,46 @@ impl Operation for OpDropColumn {
                 }
             }
         }
-        if !self.down.is_empty() && !table.created_here {
-            return Err(self.down_unsupported());
-        }
         Ok(())
     }
 
     fn start(
         &self,
         schema: &Schema,
-        _ctx: &PlanContext,
-        _plan: &mut PlanBuilder,
+        ctx: &PlanContext,
+        plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        let (table, _) = self.find(schema)?;
+        let (table, column) = self.find(schema)?;
         // Nothing physical: `apply` hides the column from the new version. With `down`, rows
-        // the new version writes get the column from the dual-write trigger.
-        if !self.down.is_empty() && !table.created_here {
-            return Err(self.down_unsupported());
+        // the new version writes get the column from the dual-write trigger. A table created
+        // by this migration has no old version to serve.
+        if self.down.is_empty() || table.created_here {
+            return Ok(());
         }
+        let t = schema.qualify(table);
+        // The column the old version reads: a column an earlier `alter_column` of this
+        // migration copied is still the copy's source for it; one an earlier `add_column`
+        // added is not seen by the old version at all.
+        let old_column = match plan.copies().get(&t, &column.physical) {
+            Some(copy) => copy.source().clone(),
+            None if column.physical == new_column_name(column.name.as_str()) => return Ok(()),
+            None => column.physical.clone(),
+        };
+        let new_scope: Vec<(Ident, Ident)> = table
+            .columns
+            .iter()
+            .filter(|c| c.name != column.name)
+            .map(|c| (c.name.clone(), c.physical.clone()))
+            .collect();
+        plan.dual_write_down(
+            ctx,
+            t,
+            new_scope,
+            DownOnlyRule {
+                old_column,
+                down: self.down.clone(),
+            },
+        );
         Ok(())
     }
 
@@ -157,7 +183,8 @@ impl Operation for OpDropColumn {
         _ctx: &PlanContext,
         _plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        // Start changed nothing physical; the planner removes the dual-write trigger.
+        // Start changed nothing physical; the planner removes the dual-write trigger (and its
+        // marker column) that `down` needs.
         Ok(())
     }
 
@@ -182,26 +209,6 @@ impl Operation for OpDropColumn {
         let column = table.columns.remove(index);
         table.dropped_columns.push(column);
         Ok(())
-    }
-}
-
-impl OpDropColumn {
-    /// `down` needs a dual-write rule for a column only the old version has: on every write
-    /// through the new version, `old_column := down(NEW)` when `down`'s value changed, and
-    /// nothing for old-version writes. [`crate::triggers::DualWriteRule`] always has a
-    /// `new_column` and an `up` (which the trigger runs for old-version writers and for
-    /// new-version updates of untouched rows), so it cannot express that rule yet; refusing is
-    /// better than letting the old version read NULLs.
-    fn down_unsupported(&self) -> PlanError {
-        PlanError::new(
-            "down",
-            format!(
-                "\"down\" for a dropped column is not supported yet (the dual-write trigger \
-                 cannot fill {} of table {} for new-version writes)",
-                q(&self.column),
-                q(&self.table)
-            ),
-        )
     }
 }
 
@@ -338,15 +345,66 @@ mod tests {
     }
 
     #[test]
-    fn down_is_refused_until_the_trigger_can_express_it() {
+    fn down_fills_the_column_for_new_version_writes() {
+        let ops = "  - drop_column: {table: users, column: name, down: \"upper(\\\"Odd \\\"\\\"Col\\\"\\\"\\\")\"}\n";
+        let (plan, after) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        insta::assert_snapshot!("drop_with_down", render(&plan));
+        // One step at start: the trigger, nothing else (no backfill, no DDL).
+        assert_eq!(plan.start.len(), 1);
+        let install = &plan.start[0];
         assert_eq!(
-            plan_error(
-                &base(),
-                &ctx(150004),
-                "  - drop_column: {table: users, column: name, down: \"'x'\"}\n"
-            ),
-            "down: \"down\" for a dropped column is not supported yet (the dual-write trigger \
-             cannot fill \"name\" of table \"users\" for new-version writes)"
+            (install.lock, install.work),
+            (LockLevel::AccessExclusive, Work::Catalog)
         );
+        let sql = install.statements().join("\n");
+        // Over the new version's names (`name` is not one of them), into the physical column.
+        assert!(sql.contains(
+            "\"Odd \"\"Col\"\"\" \"public\".\"users\".\"Odd \"\"Col\"\"\"%TYPE := \"_pgbaton_new_row\".\"Odd \"\"Col\"\"\";"
+        ));
+        assert!(sql.contains("\"_pgbaton_new_row\".\"name\" := (upper(\"Odd \"\"Col\"\"\"));"));
+        assert!(!sql.contains("\"name\" \"public\".\"users\".\"name\"%TYPE"));
+        // Complete drops the trigger, the marker and the column in one transaction.
+        assert_eq!(
+            statements(&plan.complete),
+            vec![
+                "DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\" ON \"public\".\"users\"",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_dw_users\"()",
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"_pgbaton_touched\"",
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"name\"",
+            ]
+        );
+        assert_eq!(plan.complete.len(), 1);
+        // Rollback removes the trigger and the marker (idempotent).
+        assert_eq!(
+            statements(&plan.rollback),
+            vec![
+                "DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\" ON \"public\".\"users\"",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_dw_users\"()",
+                "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"_pgbaton_touched\"",
+            ]
+        );
+        assert!(after
+            .table("users")
+            .expect("users")
+            .column("name")
+            .is_none());
+    }
+
+    #[test]
+    fn down_needs_no_trigger_where_no_old_version_reads_the_column() {
+        // A table created by this migration.
+        let ops = "  - create_table:\n      name: fresh\n      columns:\n        - {name: id, type: int, pk: true}\n        - {name: x, type: int, nullable: true}\n  - drop_column: {table: fresh, column: x, down: \"0\"}\n";
+        let (plan, _) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        assert!(plan
+            .start
+            .iter()
+            .all(|s| !s.title.starts_with("install dual-write trigger")));
+        // A column an earlier operation added: the old version never had it.
+        let ops = "  - add_column:\n      table: users\n      column: {name: extra, type: int, nullable: true}\n  - drop_column: {table: users, column: extra, down: \"0\"}\n";
+        let (plan, _) = plan_ops(&base(), &ctx(150004), ops).unwrap();
+        assert!(plan
+            .start
+            .iter()
+            .all(|s| !s.title.starts_with("install dual-write trigger")));
     }
 }
