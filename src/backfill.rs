@@ -444,6 +444,30 @@ pub enum BackfillError {
     },
 }
 
+impl BackfillError {
+    /// True when running the backfill again can succeed without changing the migration: lost
+    /// connections, lock waits, cancellations, resource shortages, serialization failures. False
+    /// for errors in the data or the expressions (SQLSTATE classes 22, 23, 42, ...), which a
+    /// retry would only hit again.
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            BackfillError::Db { source, .. } | BackfillError::State { source, .. } => source,
+            BackfillError::Busy { .. } | BackfillError::LockRetries { .. } => return true,
+            _ => return false,
+        };
+        match source.code() {
+            // No SQLSTATE: the connection broke.
+            None => true,
+            Some(code) => {
+                let class = &code.code()[..2];
+                // 08 connection, 40 rollback (serialization, deadlock), 53 resources,
+                // 55 lock not available, 57 operator intervention (cancel, shutdown), 58 system.
+                matches!(class, "08" | "40" | "53" | "55" | "57" | "58")
+            }
+        }
+    }
+}
+
 /// A database error with its SQLSTATE, detail and hint.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {

@@ -361,7 +361,7 @@ impl Migrator {
                 .await
             }
             Err(e) => {
-                if matches!(e, Error::Backfill(_)) {
+                if matches!(&e, Error::Backfill(b) if b.is_transient()) {
                     return Err(Error::Other(format!(
                         "{e}\nthe backfill checkpoint is kept: run `pgbaton start` with the same file (or \
                          `pgbaton resume`) to continue where it stopped, or `pgbaton rollback` to undo"

@@ -54,6 +54,18 @@ async fn every_example_survives_start_rollback_start_complete() {
     let env = Env::new().await;
     let m = env.migrator().await;
     for file in format::load_dir(&examples_dir()).expect("examples load") {
+        // A start-time `sql` without `down` cannot be rolled back (pgroll's rule too: nothing
+        // undoes it), so such a file only gets start → complete.
+        let irreversible = file.operations.iter().any(|op| {
+            matches!(op, pgbaton::ops::Op::RawSql(sql) if !sql.on_complete && sql.down.is_empty())
+        });
+        if irreversible {
+            assert_eq!(file.name, "40_create_enum_type", "the only such example");
+            m.start(&file, true)
+                .await
+                .unwrap_or_else(|e| panic!("{}: start failed: {e}", file.name));
+            continue;
+        }
         let before = common::schema_dump(&env.db.url, "public");
         m.start(&file, false)
             .await
