@@ -158,7 +158,6 @@ pub enum VerifyError {
     Protocol { table: String, detail: String },
 }
 
-
 /// Checks every row of `spec.table` (see the module documentation). `key` is the key the
 /// backfill walks (`BackfillSpec::key`).
 pub async fn verify(

@@ -158,22 +158,49 @@ async fn drop_not_null_on_an_indexed_column_maps_nulls_down() {
                INSERT INTO fruits (name) VALUES ('apple'), ('banana');",
         migration,
         after_start: vec![
-            Check::Ok(V::New, "DELETE FROM fruits WHERE id = 10; INSERT INTO fruits (id, name) VALUES (10, NULL)"),
-            Check::Rows(V::Old, "SELECT name FROM fruits WHERE id = 10", &["unknown fruit"]),
+            Check::Ok(
+                V::New,
+                "DELETE FROM fruits WHERE id = 10; INSERT INTO fruits (id, name) VALUES (10, NULL)",
+            ),
+            Check::Rows(
+                V::Old,
+                "SELECT name FROM fruits WHERE id = 10",
+                &["unknown fruit"],
+            ),
             Check::Rows(V::New, "SELECT name FROM fruits WHERE id = 10", &["NULL"]),
-            Check::Fails(V::Old, "INSERT INTO fruits (id, name) VALUES (11, NULL)", "23502"),
-            Check::Rows(V::Base, indexdef, &["CREATE INDEX fruits_name_idx ON public.fruits USING btree (name)"]),
+            Check::Fails(
+                V::Old,
+                "INSERT INTO fruits (id, name) VALUES (11, NULL)",
+                "23502",
+            ),
+            Check::Rows(
+                V::Base,
+                indexdef,
+                &["CREATE INDEX fruits_name_idx ON public.fruits USING btree (name)"],
+            ),
         ],
         after_rollback: vec![
             Check::Rows(V::Base, nullable("fruits", "name"), &["NO"]),
-            Check::Rows(V::Old, "SELECT name FROM fruits WHERE id = 10", &["unknown fruit"]),
+            Check::Rows(
+                V::Old,
+                "SELECT name FROM fruits WHERE id = 10",
+                &["unknown fruit"],
+            ),
         ],
         after_complete: vec![
             Check::Rows(V::Base, nullable("fruits", "name"), &["YES"]),
-            Check::Rows(V::New, "SELECT id, name FROM fruits ORDER BY id", &["1|apple", "2|banana", "10|NULL"]),
+            Check::Rows(
+                V::New,
+                "SELECT id, name FROM fruits ORDER BY id",
+                &["1|apple", "2|banana", "10|NULL"],
+            ),
             Check::Ok(V::New, "INSERT INTO fruits (id, name) VALUES (12, NULL)"),
             // The index on the column came along (built on the copy, renamed back).
-            Check::Rows(V::Base, indexdef, &["CREATE INDEX fruits_name_idx ON public.fruits USING btree (name)"]),
+            Check::Rows(
+                V::Base,
+                indexdef,
+                &["CREATE INDEX fruits_name_idx ON public.fruits USING btree (name)"],
+            ),
             Check::Rows(
                 V::Base,
                 "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgbaton\\_%'",
@@ -528,25 +555,77 @@ async fn example_35_several_changes_at_once() {
         seed: "INSERT INTO events (name) VALUES ('launch party'), ('ab')",
         migration,
         after_start: vec![
-            Check::Rows(V::New, "SELECT id, name FROM events WHERE id <= 3 ORDER BY id", &["1|launch party", "2|placeholder"]),
-            Check::Rows(V::Old, "SELECT id, name FROM events WHERE id <= 3 ORDER BY id", &["1|launch party", "2|ab"]),
+            Check::Rows(
+                V::New,
+                "SELECT id, name FROM events WHERE id <= 3 ORDER BY id",
+                &["1|launch party", "2|placeholder"],
+            ),
+            Check::Rows(
+                V::Old,
+                "SELECT id, name FROM events WHERE id <= 3 ORDER BY id",
+                &["1|launch party", "2|ab"],
+            ),
             Check::Fails(V::New, "INSERT INTO events (name) VALUES ('abc')", "23514"),
             Check::Fails(V::New, "INSERT INTO events (name) VALUES (NULL)", "23514"),
-            Check::Fails(V::New, "INSERT INTO events (name) VALUES ('launch party')", "23505"),
-            Check::Ok(V::New, "DELETE FROM events WHERE id = 10; INSERT INTO events (id) VALUES (10)"),
-            Check::Rows(V::Old, "SELECT name FROM events WHERE id = 10", &["unknown event"]),
-            Check::Ok(V::Old, "DELETE FROM events WHERE id = 11; INSERT INTO events (id) VALUES (11)"),
-            Check::Rows(V::New, "SELECT name FROM events WHERE id = 11", &["<placeholder>"]),
+            Check::Fails(
+                V::New,
+                "INSERT INTO events (name) VALUES ('launch party')",
+                "23505",
+            ),
+            Check::Ok(
+                V::New,
+                "DELETE FROM events WHERE id = 10; INSERT INTO events (id) VALUES (10)",
+            ),
+            Check::Rows(
+                V::Old,
+                "SELECT name FROM events WHERE id = 10",
+                &["unknown event"],
+            ),
+            Check::Ok(
+                V::Old,
+                "DELETE FROM events WHERE id = 11; INSERT INTO events (id) VALUES (11)",
+            ),
+            Check::Rows(
+                V::New,
+                "SELECT name FROM events WHERE id = 11",
+                &["<placeholder>"],
+            ),
         ],
-        after_rollback: vec![
-            Check::Rows(V::Base, shape, &["character varying(255)|f|'<placeholder>'::character varying|the name of the event"]),
-        ],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            shape,
+            &["character varying(255)|f|'<placeholder>'::character varying|the name of the event"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, shape, &["text|t|'unknown event'::text|the full name of the event"]),
-            Check::Rows(V::Base, constraints, &["event_name_length|c|t", "events_event_name_unique|u|t", "events_pkey|p|t"]),
-            Check::Rows(V::New, "SELECT id, name FROM events ORDER BY id", &["1|launch party", "2|placeholder", "10|unknown event", "11|<placeholder>"]),
+            Check::Rows(
+                V::Base,
+                shape,
+                &["text|t|'unknown event'::text|the full name of the event"],
+            ),
+            Check::Rows(
+                V::Base,
+                constraints,
+                &[
+                    "event_name_length|c|t",
+                    "events_event_name_unique|u|t",
+                    "events_pkey|p|t",
+                ],
+            ),
+            Check::Rows(
+                V::New,
+                "SELECT id, name FROM events ORDER BY id",
+                &[
+                    "1|launch party",
+                    "2|placeholder",
+                    "10|unknown event",
+                    "11|<placeholder>",
+                ],
+            ),
             Check::Fails(V::New, "INSERT INTO events (name) VALUES ('abc')", "23514"),
-            Check::Ok(V::New, "INSERT INTO events (id, name) VALUES (12, 'after complete')"),
+            Check::Ok(
+                V::New,
+                "INSERT INTO events (id, name) VALUES (12, 'after complete')",
+            ),
         ],
     })
     .await;
@@ -557,16 +636,26 @@ async fn example_35_file_unchanged() {
     // The file as pgroll ships it: its `down` names no column, so only the old version writes.
     let env = Env::new().await;
     env.apply(&[example("34_create_events_table.yaml")]).await;
-    env.sql("INSERT INTO events (name) VALUES ('launch party'), ('ab')").await;
+    env.sql("INSERT INTO events (name) VALUES ('launch party'), ('ab')")
+        .await;
     let before = dump(&env);
     let m = env.migrator().await;
     let mig = example("35_alter_column_multiple.yaml");
-    m.start(&mig, false).await.unwrap_or_else(|e| panic!("start: {e}"));
-    m.rollback(false).await.unwrap_or_else(|e| panic!("rollback: {e}"));
+    m.start(&mig, false)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    m.rollback(false)
+        .await
+        .unwrap_or_else(|e| panic!("rollback: {e}"));
     assert_eq!(dump(&env), before);
-    m.start(&mig, false).await.unwrap_or_else(|e| panic!("start: {e}"));
-    env.sql("INSERT INTO events (name) VALUES ('old writer')").await;
-    m.complete().await.unwrap_or_else(|e| panic!("complete: {e}"));
+    m.start(&mig, false)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    env.sql("INSERT INTO events (name) VALUES ('old writer')")
+        .await;
+    m.complete()
+        .await
+        .unwrap_or_else(|e| panic!("complete: {e}"));
     let rows = client(&env)
         .await
         .query("SELECT name FROM events ORDER BY id", &[])
@@ -650,7 +739,11 @@ async fn several_columns_of_one_table_share_one_trigger_and_backfill() {
         .filter(|s| matches!(s.action, pgbaton::step::Action::Backfill(_)))
         .count();
     assert_eq!(backfills, 1, "one backfill pass for the table");
-    let triggers = plan.start.iter().filter(|s| s.title.starts_with("install dual-write trigger")).count();
+    let triggers = plan
+        .start
+        .iter()
+        .filter(|s| s.title.starts_with("install dual-write trigger"))
+        .count();
     assert_eq!(triggers, 1);
     run_in(
         &env,
@@ -860,7 +953,8 @@ async fn works_in_a_non_public_schema() {
 async fn validation_errors_come_before_any_ddl() {
     let env = Env::new().await;
     env.sql(POSTS).await;
-    env.sql("ALTER TABLE posts ADD CONSTRAINT posts_title_check CHECK (title <> '')").await;
+    env.sql("ALTER TABLE posts ADD CONSTRAINT posts_title_check CHECK (title <> '')")
+        .await;
     let before = dump(&env);
     let m = env.migrator().await;
     let cases = [
@@ -881,7 +975,10 @@ async fn validation_errors_come_before_any_ddl() {
         ("table: posts, column: user_id, references: {name: fk, table: users, column: name}, up: user_id, down: user_id", "has no unique constraint"),
     ];
     for (body, expected) in cases {
-        let mig = yaml("02_bad", &format!("operations:\n  - alter_column: {{{body}}}\n"));
+        let mig = yaml(
+            "02_bad",
+            &format!("operations:\n  - alter_column: {{{body}}}\n"),
+        );
         let err = m.start(&mig, false).await.expect_err(body).to_string();
         assert!(err.contains(expected), "{body}: got {err}");
     }
@@ -980,8 +1077,17 @@ async fn run_traced(env: &Env, steps: &[pgbaton::step::Step]) {
                 LockLevel::AccessShare,
             ]
             .into_iter()
-            .find(|l| l.pg_locks_mode().is_some_and(|m| modes.iter().any(|x| x == m)));
-            assert_eq!(strongest, Some(step.lock), "{}: declared {:?}, pg_locks {modes:?}", step.title, step.lock);
+            .find(|l| {
+                l.pg_locks_mode()
+                    .is_some_and(|m| modes.iter().any(|x| x == m))
+            });
+            assert_eq!(
+                strongest,
+                Some(step.lock),
+                "{}: declared {:?}, pg_locks {modes:?}",
+                step.title,
+                step.lock
+            );
         }
         if step.work == Work::Catalog {
             let read: i64 = client
@@ -992,7 +1098,11 @@ async fn run_traced(env: &Env, steps: &[pgbaton::step::Step]) {
                 .await
                 .expect("stats")
                 .get(0);
-            assert_eq!(read, 0, "{} is declared catalog-only but read {read} rows", step.title);
+            assert_eq!(
+                read, 0,
+                "{} is declared catalog-only but read {read} rows",
+                step.title
+            );
         }
         client.batch_execute("COMMIT").await.expect("commit");
     }
@@ -1022,7 +1132,9 @@ async fn declared_locks_of_the_primary_key_swap_match_pg_locks() {
     let m = env.migrator().await;
     let plan = m.plan(&migration).await.expect("plan");
     assert!(plan.lock_violations().is_empty());
-    m.start(&migration, false).await.unwrap_or_else(|e| panic!("start: {e}"));
+    m.start(&migration, false)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
     // The complete phase, step by step (the version schema of the previous version: none).
     let steps: Vec<_> = plan
         .complete
@@ -1031,7 +1143,9 @@ async fn declared_locks_of_the_primary_key_swap_match_pg_locks() {
         .cloned()
         .collect();
     assert!(steps.iter().any(|s| s.title.starts_with("contract")));
-    assert!(steps.iter().any(|s| s.title.starts_with("re-create foreign key")));
+    assert!(steps
+        .iter()
+        .any(|s| s.title.starts_with("re-create foreign key")));
     run_traced(&env, &steps).await;
     let rows = client(&env)
         .await
@@ -1044,7 +1158,14 @@ async fn declared_locks_of_the_primary_key_swap_match_pg_locks() {
         .await
         .expect("shape");
     let shape: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(shape, ["bigint", "FOREIGN KEY (owner) REFERENCES people(id)", "PRIMARY KEY (id)"]);
+    assert_eq!(
+        shape,
+        [
+            "bigint",
+            "FOREIGN KEY (owner) REFERENCES people(id)",
+            "PRIMARY KEY (id)"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -1094,9 +1215,19 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
 ",
     );
     let plan = m.plan(&widen).await.expect("plan");
-    assert!(plan.start.iter().all(|s| s.table.is_none()), "only the version schema at start");
-    m.start(&widen, false).await.unwrap_or_else(|e| panic!("start: {e}"));
-    let contract: Vec<_> = plan.complete.iter().filter(|s| s.title.starts_with("contract")).cloned().collect();
+    assert!(
+        plan.start.iter().all(|s| s.table.is_none()),
+        "only the version schema at start"
+    );
+    m.start(&widen, false)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let contract: Vec<_> = plan
+        .complete
+        .iter()
+        .filter(|s| s.title.starts_with("contract"))
+        .cloned()
+        .collect();
     assert_eq!(contract.len(), 1);
     run_traced(&env, &contract).await;
     let len: i32 = client(&env)
@@ -1108,5 +1239,8 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
         .await
         .expect("view column")
         .get(0);
-    assert_eq!(len, 200, "the version schema's view was re-created with the new type");
+    assert_eq!(
+        len, 200,
+        "the version schema's view was re-created with the new type"
+    );
 }

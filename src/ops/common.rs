@@ -1001,7 +1001,9 @@ pub(crate) mod testing {
                     // The trigger's SQL is `triggers`' to test; the plan only shows where it goes.
                     let head = step.to_string();
                     let head = head.lines().next().unwrap_or_default();
-                    out.push_str(&format!("{head}\n      (trigger function and trigger: see triggers.rs)\n"));
+                    out.push_str(&format!(
+                        "{head}\n      (trigger function and trigger: see triggers.rs)\n"
+                    ));
                 } else {
                     out.push_str(&format!("{step}\n"));
                 }
@@ -1221,8 +1223,14 @@ mod sql_render_tests {
     #[test]
     fn renders_checks() {
         assert_eq!(check_sql(&RawSql::new("a > 0"), false), "CHECK (a > 0)");
-        assert_eq!(check_sql(&RawSql::new("CHECK (a > 0)"), true), "CHECK (a > 0) NO INHERIT");
-        assert_eq!(check_sql(&RawSql::new("check(a > 0)"), false), "check(a > 0)");
+        assert_eq!(
+            check_sql(&RawSql::new("CHECK (a > 0)"), true),
+            "CHECK (a > 0) NO INHERIT"
+        );
+        assert_eq!(
+            check_sql(&RawSql::new("check(a > 0)"), false),
+            "check(a > 0)"
+        );
         assert_eq!(check_sql(&RawSql::new("checked"), false), "CHECK (checked)");
     }
 
@@ -1287,7 +1295,10 @@ mod sql_render_tests {
     #[test]
     fn implicit_names_match_postgres() {
         assert_eq!(implicit_name("users", None, "pkey").as_str(), "users_pkey");
-        assert_eq!(implicit_name("users", Some("email"), "key").as_str(), "users_email_key");
+        assert_eq!(
+            implicit_name("users", Some("email"), "key").as_str(),
+            "users_email_key"
+        );
         // Checked against PostgreSQL 15: a 72-byte table name and a column "a col".
         let long = format!("Weird \"T\" {}", "x".repeat(62));
         let long = &long[..63];
