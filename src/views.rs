@@ -79,8 +79,9 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
     }
     vec![Step::transaction(
         format!(
-            "create version schema {vs} with {} views",
-            schema.tables.len()
+            "create version schema {vs} with {} view{}",
+            schema.tables.len(),
+            if schema.tables.len() == 1 { "" } else { "s" }
         ),
         None,
         LockLevel::AccessShare,
