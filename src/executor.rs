@@ -383,7 +383,7 @@ impl<'a> Executor<'a> {
                 Err(e)
                     if pg::is_deadlock(&e) && started.elapsed() < self.opts.lock_retry_deadline =>
                 {
-                    let backoff = self.backoff(attempt);
+                    let backoff = self.backoff(attempt, started);
                     self.observer.event(&Event::LockRetry {
                         step,
                         attempt,
@@ -440,7 +440,7 @@ impl<'a> Executor<'a> {
                             blockers: pg::BlockerList(&last_blockers).to_string(),
                         });
                     }
-                    let backoff = self.backoff(attempt);
+                    let backoff = self.backoff(attempt, started);
                     self.observer.event(&Event::LockRetry {
                         step,
                         attempt,
@@ -453,12 +453,15 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Full-jitter exponential backoff.
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// Full-jitter exponential backoff, never sleeping past the retry deadline (the last
+    /// attempt then runs right at it).
+    fn backoff(&self, attempt: u32, started: Instant) -> Duration {
         let exp = self.opts.retry_base.saturating_mul(1u32 << attempt.min(16));
         let cap = exp.min(self.opts.retry_cap);
         let ms = cap.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(ms / 4..=ms))
+        let jittered = Duration::from_millis(rand::rng().random_range(ms / 4..=ms));
+        let left = self.opts.lock_retry_deadline.saturating_sub(started.elapsed());
+        jittered.min(left)
     }
 
     /// Runs `fut` while a second connection watches what blocks this session, cancelling
