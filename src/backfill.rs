@@ -52,6 +52,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::ident::{quote_literal, Ident, Literal, QualName};
+use crate::pg::describe;
 use crate::step::{BackfillKey, BackfillSpec};
 use crate::triggers::BACKFILL_SETTING;
 
@@ -468,24 +469,6 @@ impl BackfillError {
     }
 }
 
-/// A database error with its SQLSTATE, detail and hint.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    let Some(db) = e.as_db_error() else {
-        return e.to_string();
-    };
-    let mut text = format!("{} ({})", db.message(), db.code().code());
-    if let Some(detail) = db.detail() {
-        let _ = write!(text, "; detail: {detail}");
-    }
-    if let Some(hint) = db.hint() {
-        let _ = write!(text, "; hint: {hint}");
-    }
-    if let Some(context) = db.where_() {
-        let _ = write!(text, "; context: {context}");
-    }
-    text
-}
-
 // ---------------------------------------------------------------------------------------------
 // State schema
 // ---------------------------------------------------------------------------------------------
@@ -603,10 +586,7 @@ async fn set_control(
     client
         .batch_execute(&sql)
         .await
-        .map_err(|source| BackfillError::State {
-            context: "writing controls".into(),
-            source,
-        })
+        .map_err(|source| state_error("writing controls", source))
 }
 
 /// Whether the backfills of `schema` are paused by an operator.
@@ -619,10 +599,7 @@ pub async fn is_paused(
     let row = client
         .query_opt(&sql, &[&schema.as_str()])
         .await
-        .map_err(|source| BackfillError::State {
-            context: "reading controls".into(),
-            source,
-        })?;
+        .map_err(|source| state_error("reading controls", source))?;
     Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
 }
 
@@ -636,10 +613,7 @@ pub async fn clear(
     client
         .execute(&sql, &[&migration])
         .await
-        .map_err(|source| BackfillError::State {
-            context: "clearing checkpoints".into(),
-            source,
-        })
+        .map_err(|source| state_error("clearing checkpoints", source))
 }
 
 /// The backfills of `migration` (every migration when `None`), as `pgbaton status` shows them.
@@ -660,10 +634,7 @@ pub async fn status(
     let rows = client
         .query(&sql, &[&migration])
         .await
-        .map_err(|source| BackfillError::State {
-            context: "reading backfills".into(),
-            source,
-        })?;
+        .map_err(|source| state_error("reading backfills", source))?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -1158,6 +1129,13 @@ fn db(table: &str, context: &str, source: tokio_postgres::Error) -> BackfillErro
     }
 }
 
+fn state_error(context: &str, source: tokio_postgres::Error) -> BackfillError {
+    BackfillError::State {
+        context: context.to_string(),
+        source,
+    }
+}
+
 /// Live rows of a table never analyzed, estimated from a block sample of at most ~1000 pages
 /// (`TABLESAMPLE SYSTEM`): milliseconds, and much closer than the planner's width-based guess.
 async fn sample_rows(client: &Client, table: &QualName, pages: i64) -> Option<f64> {
@@ -1495,14 +1473,11 @@ impl<'a> Runner<'a> {
             n = Literal::new(self.spec.table.name.as_str()),
             filter = cp.filter(),
         );
-        let messages =
-            self.client
-                .simple_query(&sql)
-                .await
-                .map_err(|source| BackfillError::State {
-                    context: "reading the checkpoint".into(),
-                    source,
-                })?;
+        let messages = self
+            .client
+            .simple_query(&sql)
+            .await
+            .map_err(|source| state_error("reading the checkpoint", source))?;
         let row = rows(&messages)
             .into_iter()
             .next()
@@ -1705,10 +1680,7 @@ impl<'a> Runner<'a> {
         self.client
             .batch_execute(&sql)
             .await
-            .map_err(|source| BackfillError::State {
-                context: "writing the checkpoint".into(),
-                source,
-            })
+            .map_err(|source| state_error("writing the checkpoint", source))
     }
 
     /// The next batch's statement (without its transaction), or `None` when the walk is over.
@@ -1861,14 +1833,11 @@ impl<'a> Runner<'a> {
     }
 
     async fn read_controls(&self, sql: &str, lag: bool) -> Result<Controls, BackfillError> {
-        let messages =
-            self.client
-                .simple_query(sql)
-                .await
-                .map_err(|source| BackfillError::State {
-                    context: "reading controls".into(),
-                    source,
-                })?;
+        let messages = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|source| state_error("reading controls", source))?;
         let rows = rows(&messages);
         let row = rows
             .first()
@@ -1971,10 +1940,7 @@ impl<'a> Runner<'a> {
         self.client
             .batch_execute(&sql)
             .await
-            .map_err(|source| BackfillError::State {
-                context: "marking the backfill done".into(),
-                source,
-            })?;
+            .map_err(|source| state_error("marking the backfill done", source))?;
         Ok(())
     }
 

@@ -144,7 +144,7 @@ impl fmt::Display for VerifyReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("verify {table}: {context}: {}", crate::backfill::describe(.source))]
+    #[error("verify {table}: {context}: {}", crate::pg::describe(.source))]
     Db {
         table: String,
         context: String,

@@ -20,9 +20,11 @@
 
 use serde::Deserialize;
 
-use crate::ident::{Ident, Literal, QualName, RawSql};
+// `"name"` as PostgreSQL quotes it, for messages.
+use crate::ident::{quote_ident as q, Ident, Literal, QualName, RawSql};
 use crate::ops::common::{
-    check_sql, implicit_name, rename_columns_in_sql, Column, ForeignKeyMatchType, Names,
+    check_sql, find_table, find_table_mut, implicit_name, no_column_on, rename_columns_in_sql,
+    Column, ForeignKeyMatchType, ForeignKeyReference, Names,
 };
 use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{self, ConstraintKind, Schema, Table};
@@ -112,15 +114,16 @@ struct Shape {
     unique: Option<(Ident, Ident)>,
 }
 
-/// `"name"` as PostgreSQL quotes it, for messages.
-fn q(name: &str) -> String {
-    crate::ident::quote_ident(name)
-}
-
-fn find_table<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, PlanError> {
-    schema
-        .table(name)
-        .ok_or_else(|| PlanError::new("table", format!("table {} does not exist", q(name))))
+/// The table and column a foreign key of the column references, checked.
+fn referenced<'s>(
+    schema: &'s Schema,
+    r: &ForeignKeyReference,
+) -> Result<(&'s Table, &'s schema::Column), PlanError> {
+    let table = find_table(schema, "column.references.table", &r.table)?;
+    let column = table
+        .column(&r.column)
+        .ok_or_else(|| no_column_on("column.references.column", &r.column, &r.table))?;
+    Ok((table, column))
 }
 
 /// The name of the unique constraint the column gets, as PostgreSQL names a column's `UNIQUE`.
@@ -141,7 +144,7 @@ fn relation_exists(schema: &Schema, name: &Ident) -> bool {
 impl OpAddColumn {
     fn shape(&self, schema: &Schema, ctx: &PlanContext) -> Result<Shape, PlanError> {
         let col = &self.column;
-        let table = find_table(schema, &self.table)?;
+        let table = find_table(schema, "table", &self.table)?;
         let qualified = schema.qualify(table);
         let temp = new_column_name(&col.name);
         let created_here = table.created_here;
@@ -208,22 +211,7 @@ impl OpAddColumn {
         let foreign_key = match &col.references {
             None => None,
             Some(r) => {
-                let target = schema.table(&r.table).ok_or_else(|| {
-                    PlanError::new(
-                        "column.references.table",
-                        format!("table {} does not exist", q(&r.table)),
-                    )
-                })?;
-                let target_col = target.column(&r.column).ok_or_else(|| {
-                    PlanError::new(
-                        "column.references.column",
-                        format!(
-                            "column {} does not exist on table {}",
-                            q(&r.column),
-                            q(&r.table)
-                        ),
-                    )
-                })?;
+                let (target, target_col) = referenced(schema, r)?;
                 let target_name = schema.qualify(target);
                 Some(ForeignKey {
                     name: Ident::new(r.name.as_str()),
@@ -330,7 +318,7 @@ impl Operation for OpAddColumn {
 
     fn validate(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError> {
         let col = &self.column;
-        let table = find_table(schema, &self.table)?;
+        let table = find_table(schema, "table", &self.table)?;
         if col.type_.is_empty() {
             return Err(PlanError::new(
                 "column.type",
@@ -434,22 +422,7 @@ impl Operation for OpAddColumn {
                     "MATCH PARTIAL is not implemented by PostgreSQL",
                 ));
             }
-            let target = schema.table(&r.table).ok_or_else(|| {
-                PlanError::new(
-                    "column.references.table",
-                    format!("table {} does not exist", q(&r.table)),
-                )
-            })?;
-            let target_col = target.column(&r.column).ok_or_else(|| {
-                PlanError::new(
-                    "column.references.column",
-                    format!(
-                        "column {} does not exist on table {}",
-                        q(&r.column),
-                        q(&r.table)
-                    ),
-                )
-            })?;
+            let (target, target_col) = referenced(schema, r)?;
             if !is_unique_key(target, &target_col.physical) {
                 return Err(PlanError::new(
                     "column.references.column",
@@ -486,7 +459,7 @@ impl Operation for OpAddColumn {
         plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
         let s = self.shape(schema, ctx)?;
-        let table = find_table(schema, &self.table)?;
+        let table = find_table(schema, "table", &self.table)?;
         let col = &self.column;
         let t = &s.table;
 
@@ -676,9 +649,7 @@ impl Operation for OpAddColumn {
     fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError> {
         let s = self.shape(schema, ctx)?;
         let col = &self.column;
-        let table = schema.table_mut(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
-        })?;
+        let table = find_table_mut(schema, "table", &self.table)?;
         let mut column = schema::Column::new(Ident::new(col.name.as_str()), s.type_sql.clone());
         column.physical = s.temp.clone();
         column.nullable = matches!(s.not_null, NotNull::No);

@@ -37,6 +37,7 @@ use serde::Deserialize;
 
 use crate::ident::{Ident, Literal, QualName, RawSql};
 use crate::ops::common::{
+    find_column, find_column_mut, find_table, find_table_mut, rename_columns_in_sql,
     CheckConstraint, ForeignKeyMatchType, ForeignKeyReference, Names, Nullable, UniqueConstraint,
 };
 use crate::ops::duplicate;
@@ -121,19 +122,8 @@ impl OpAlterColumn {
     }
 
     fn lookup<'s>(&self, schema: &'s Schema) -> Result<(&'s Table, &'s Column), PlanError> {
-        let table = schema.table(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
-        })?;
-        let column = table.column(&self.column).ok_or_else(|| {
-            PlanError::new(
-                "column",
-                format!(
-                    "column \"{}\" does not exist in table \"{}\"",
-                    self.column, self.table
-                ),
-            )
-        })?;
-        Ok((table, column))
+        let table = find_table(schema, "table", &self.table)?;
+        Ok((table, find_column(table, "column", &self.column)?))
     }
 
     /// The path this operation takes on `schema` (the same answer in every phase).
@@ -222,6 +212,39 @@ impl OpAlterColumn {
             }
         }
         Ok(sql)
+    }
+
+    /// `SET DEFAULT` / `DROP DEFAULT` of `column` (physical) when the operation changes the default.
+    fn default_sql(&self, table: &QualName, column: &Ident) -> Option<String> {
+        match &self.default {
+            Nullable::Value(d) => Some(format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}"
+            )),
+            Nullable::Null => Some(format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"
+            )),
+            Nullable::Absent => None,
+        }
+    }
+
+    /// `COMMENT ON COLUMN` of `column` (physical) when the operation changes the comment.
+    fn comment_sql(&self, table: &QualName, column: &Ident) -> Option<String> {
+        let comment = match &self.comment {
+            Nullable::Value(text) => Literal::new(text).to_string(),
+            Nullable::Null => "NULL".to_string(),
+            Nullable::Absent => return None,
+        };
+        Some(format!("COMMENT ON COLUMN {table}.{column} IS {comment}"))
+    }
+
+    /// The check expression as written, with the column's references pointing at `physical` (a
+    /// column of `table`, physical name).
+    fn check_expr(&self, expr: &RawSql, table: &Ident, physical: &Ident) -> RawSql {
+        rename_columns_in_sql(
+            expr,
+            table.as_str(),
+            &[(self.column.clone(), physical.clone())],
+        )
     }
 
     fn check_sql(check: &CheckConstraint, expr: &RawSql) -> String {
@@ -338,13 +361,7 @@ END",
         col = column.literal(),
         vs = version_schema.literal(),
     );
-    let mut tag = "$_pgbaton_$".to_string();
-    let mut i = 0u32;
-    while body.contains(&tag) {
-        i += 1;
-        tag = format!("$_pgbaton_{i}$");
-    }
-    format!("DO {tag}\n{body}\n{tag}")
+    duplicate::do_block(&body)
 }
 
 impl Operation for OpAlterColumn {
@@ -551,15 +568,7 @@ impl Operation for OpAlterColumn {
                     }
                     None => {}
                 }
-                match &self.default {
-                    Nullable::Value(d) => sql.push(format!(
-                        "ALTER TABLE {qual} ALTER COLUMN {c} SET DEFAULT {d}"
-                    )),
-                    Nullable::Null => {
-                        sql.push(format!("ALTER TABLE {qual} ALTER COLUMN {c} DROP DEFAULT"))
-                    }
-                    Nullable::Absent => {}
-                }
+                sql.extend(self.default_sql(&qual, c));
                 if let Some(u) = &self.unique {
                     sql.push(format!(
                         "ALTER TABLE {qual} ADD CONSTRAINT {} UNIQUE ({c})",
@@ -567,8 +576,7 @@ impl Operation for OpAlterColumn {
                     ));
                 }
                 if let Some(ch) = &self.check {
-                    let expr =
-                        duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), c)]);
+                    let expr = self.check_expr(&ch.constraint, &qual.name, c);
                     sql.push(format!(
                         "ALTER TABLE {qual} ADD CONSTRAINT {} {}",
                         Ident::new(&ch.name),
@@ -583,14 +591,7 @@ impl Operation for OpAlterColumn {
                         self.foreign_key_sql(schema, r, c)?
                     ));
                 }
-                match &self.comment {
-                    Nullable::Value(text) => sql.push(format!(
-                        "COMMENT ON COLUMN {qual}.{c} IS {}",
-                        Literal::new(text)
-                    )),
-                    Nullable::Null => sql.push(format!("COMMENT ON COLUMN {qual}.{c} IS NULL")),
-                    Nullable::Absent => {}
-                }
+                sql.extend(self.comment_sql(&qual, c));
                 plan.expand(Step::transaction(
                     format!("alter column {} of new table {qual}", self.column),
                     Some(qual),
@@ -621,28 +622,15 @@ impl Operation for OpAlterColumn {
                         type_in_place_sql(&qual, c, t, &ctx.version_schema),
                     );
                 }
-                match &self.default {
-                    Nullable::Value(d) => plan.contract(
-                        qual.clone(),
-                        format!("ALTER TABLE {qual} ALTER COLUMN {c} SET DEFAULT {d}"),
-                    ),
-                    Nullable::Null => plan.contract(
-                        qual.clone(),
-                        format!("ALTER TABLE {qual} ALTER COLUMN {c} DROP DEFAULT"),
-                    ),
-                    Nullable::Absent => {}
+                if let Some(sql) = self.default_sql(&qual, c) {
+                    plan.contract(qual.clone(), sql);
                 }
-                let comment = match &self.comment {
-                    Nullable::Value(text) => Some(Literal::new(text).to_string()),
-                    Nullable::Null => Some("NULL".to_string()),
-                    Nullable::Absent => None,
-                };
-                if let Some(comment) = comment {
+                if let Some(sql) = self.comment_sql(&qual, c) {
                     plan.validate(Step::catalog(
                         format!("comment on column {} of {qual}", self.column),
                         Some(qual.clone()),
                         LockLevel::ShareUpdateExclusive,
-                        format!("COMMENT ON COLUMN {qual}.{c} IS {comment}"),
+                        sql,
                     ));
                 }
                 Ok(())
@@ -650,10 +638,14 @@ impl Operation for OpAlterColumn {
             Path::Copy => {
                 // UNIQUE: attached to the copy in `start_copy` (made at complete by `duplicate`).
                 if let Some(ch) = &self.check {
-                    plan.validate(validate_step(&qual, &Ident::new(&ch.name)));
+                    plan.validate(duplicate::validate_step(
+                        &qual,
+                        &Ident::new(&ch.name),
+                        false,
+                    ));
                 }
                 if let Some(r) = &self.references {
-                    plan.validate(validate_step(&qual, &Ident::new(&r.name)));
+                    plan.validate(duplicate::validate_step(&qual, &Ident::new(&r.name), false));
                 }
                 Ok(())
             }
@@ -676,21 +668,12 @@ impl Operation for OpAlterColumn {
     fn apply(&self, schema: &mut Schema, ctx: &PlanContext) -> Result<(), PlanError> {
         let path = self.path(schema, ctx)?;
         let table_name = self.table.clone();
-        let table = schema.table_mut(&table_name).ok_or_else(|| {
-            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
-        })?;
+        let table = find_table_mut(schema, "table", &table_name)?;
         if path == Path::Copy {
             duplicate::apply(table, &self.column)?;
         }
-        let column = table.column_mut(&self.column).ok_or_else(|| {
-            PlanError::new(
-                "column",
-                format!(
-                    "column \"{}\" does not exist in table \"{}\"",
-                    self.column, self.table
-                ),
-            )
-        })?;
+        let table_physical = table.physical.clone();
+        let column = find_column_mut(table, "column", &self.column)?;
         let had_default = column.default.is_some();
         if let Some(t) = &self.type_ {
             column.type_name = t.as_str().to_string();
@@ -713,10 +696,8 @@ impl Operation for OpAlterColumn {
             Nullable::Null => column.default = None,
             Nullable::Absent => {}
         }
-        match &self.comment {
-            Nullable::Value(text) => column.comment = Some(text.clone()),
-            Nullable::Null => column.comment = None,
-            Nullable::Absent => {}
+        if self.comment.is_present() {
+            column.comment = self.comment.value().cloned();
         }
         if self.unique.is_some() {
             column.unique = true;
@@ -733,8 +714,7 @@ impl Operation for OpAlterColumn {
             });
         }
         if let Some(ch) = &self.check {
-            let expr =
-                duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), &physical)]);
+            let expr = self.check_expr(&ch.constraint, &table_physical, &physical);
             table.constraints.push(Constraint {
                 name: Ident::new(&ch.name),
                 kind: ConstraintKind::Check,
@@ -790,15 +770,11 @@ impl OpAlterColumn {
         if let Some(n) = self.nullable {
             copy.set_nullable(n);
         }
-        match &self.default {
-            Nullable::Value(d) => copy.set_default(Some(d)),
-            Nullable::Null => copy.set_default(None),
-            Nullable::Absent => {}
+        if self.default.is_present() {
+            copy.set_default(self.default.value());
         }
-        match &self.comment {
-            Nullable::Value(text) => copy.set_comment(Some(text)),
-            Nullable::Null => copy.set_comment(None),
-            Nullable::Absent => {}
+        if self.comment.is_present() {
+            copy.set_comment(self.comment.value().map(String::as_str));
         }
         copy.convert(Some(&self.up), Some(&self.down));
         if let Some(u) = &self.unique {
@@ -821,8 +797,7 @@ impl OpAlterColumn {
             });
         }
         if let Some(ch) = &self.check {
-            let expr =
-                duplicate::rewrite_columns(&ch.constraint, &[(self.column.as_str(), &target)]);
+            let expr = self.check_expr(&ch.constraint, &qual.name, &target);
             plan.guard(Step::catalog(
                 format!(
                     "add check {} on the copy of {} (NOT VALID)",
@@ -854,18 +829,6 @@ impl OpAlterColumn {
         }
         Ok(())
     }
-}
-
-fn validate_step(table: &QualName, constraint: &Ident) -> Step {
-    Step::transaction(
-        format!("validate {constraint} on {table}"),
-        Some(table.clone()),
-        LockLevel::ShareUpdateExclusive,
-        Work::Scan,
-        vec![format!(
-            "ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}"
-        )],
-    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! Types shared by several operations (columns, constraints, references, index fields), exactly
 //! as pgroll's `schema.json` defines them, plus [`Names`], which lists the identifiers an
-//! operation carries so [`crate::format`] can check them before any schema is needed.
+//! operation carries so [`crate::format`] can check them before any schema is needed. Also what
+//! the operations share to plan: look-ups in the schema model with their "does not exist" errors
+//! ([`find_table`], [`find_column`], ...), the SQL tokenizer and column-reference rewriting
+//! ([`rename_columns_in_sql`]), and the SQL rendering of the shared definitions.
 
 use serde::de::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 use crate::format::PathSeg;
-use crate::ident::RawSql;
+use crate::ident::{quote_ident, RawSql};
+use crate::plan::PlanError;
+use crate::schema::{Schema, Table};
 
 /// A map from column name to an SQL expression (`up`/`down` of the multi-column operations).
 /// Ordered by column name, so plans built from it are deterministic.
@@ -526,11 +531,130 @@ impl Constraint {
     }
 }
 
-/// A lexical token of user SQL, as far as [`rename_columns_in_sql`] and [`parse_sql_name`] need
-/// to tell tokens apart (PostgreSQL's lexical rules: comments, string constants in all their
-/// forms, dollar quoting, quoted identifiers).
+// Look-ups in the schema model, with the planner's "does not exist" errors. Names in messages
+// are quoted as PostgreSQL quotes identifiers.
+
+/// `table "<table>" does not exist`, at `field`.
+pub(crate) fn no_table(field: &str, table: &str) -> PlanError {
+    PlanError::new(
+        field,
+        format!("table {} does not exist", quote_ident(table)),
+    )
+}
+
+/// `column "<column>" does not exist in table "<table>"`, at `field`.
+pub(crate) fn no_column(field: &str, column: &str, table: &str) -> PlanError {
+    PlanError::new(
+        field,
+        format!(
+            "column {} does not exist in table {}",
+            quote_ident(column),
+            quote_ident(table)
+        ),
+    )
+}
+
+/// `column "<column>" does not exist on table "<table>"` (pgroll's wording, kept by the
+/// operations whose messages follow pgroll's), at `field`.
+pub(crate) fn no_column_on(field: &str, column: &str, table: &str) -> PlanError {
+    PlanError::new(
+        field,
+        format!(
+            "column {} does not exist on table {}",
+            quote_ident(column),
+            quote_ident(table)
+        ),
+    )
+}
+
+/// Table `name` of the version `schema` models, or [`no_table`] at `field`.
+pub(crate) fn find_table<'s>(
+    schema: &'s Schema,
+    field: &str,
+    name: &str,
+) -> Result<&'s Table, PlanError> {
+    schema.table(name).ok_or_else(|| no_table(field, name))
+}
+
+/// [`find_table`], for changing the table.
+pub(crate) fn find_table_mut<'s>(
+    schema: &'s mut Schema,
+    field: &str,
+    name: &str,
+) -> Result<&'s mut Table, PlanError> {
+    schema.table_mut(name).ok_or_else(|| no_table(field, name))
+}
+
+/// Column `name` of `table`, or [`no_column`] at `field`.
+pub(crate) fn find_column<'t>(
+    table: &'t Table,
+    field: &str,
+    name: &str,
+) -> Result<&'t crate::schema::Column, PlanError> {
+    table
+        .column(name)
+        .ok_or_else(|| no_column(field, name, table.name.as_str()))
+}
+
+/// [`find_column`], for changing the column.
+pub(crate) fn find_column_mut<'t>(
+    table: &'t mut Table,
+    field: &str,
+    name: &str,
+) -> Result<&'t mut crate::schema::Column, PlanError> {
+    let table_name = table.name.as_str().to_string();
+    table
+        .column_mut(name)
+        .ok_or_else(|| no_column(field, name, &table_name))
+}
+
+/// Constraint `name` of `table`, or `constraint "<name>" does not exist on table "<table>"` at
+/// `field`.
+pub(crate) fn find_constraint<'t>(
+    table: &'t Table,
+    field: &str,
+    name: &str,
+) -> Result<&'t crate::schema::Constraint, PlanError> {
+    table.constraint(name).ok_or_else(|| {
+        PlanError::new(
+            field,
+            format!(
+                "constraint {} does not exist on table {}",
+                quote_ident(name),
+                quote_ident(table.name.as_str())
+            ),
+        )
+    })
+}
+
+// The schema model after a change of indexes.
+
+/// Sets `unique` on the columns a valid unique index without predicate or expressions covers
+/// alone, and clears it on the others (after an index or a constraint is dropped).
+pub(crate) fn mark_unique_columns(table: &mut Table) {
+    let unique: Vec<crate::ident::Ident> = table
+        .indexes
+        .iter()
+        .filter(|i| {
+            i.unique
+                && i.valid
+                && i.predicate.is_none()
+                && !i.has_expressions
+                && i.columns.len() == 1
+        })
+        .map(|i| i.columns[0].clone())
+        .collect();
+    for c in &mut table.columns {
+        c.unique = unique.contains(&c.physical);
+    }
+}
+
+/// A lexical token of SQL, as far as [`rename_columns_in_sql`], [`parse_sql_name`] and the
+/// definition rewriting of [`crate::ops::duplicate`] need to tell tokens apart (PostgreSQL's
+/// lexical rules: comments, string constants in all their forms, dollar quoting, quoted
+/// identifiers). The tokens of a text, concatenated, are the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum SqlToken<'a> {
+pub(crate) enum SqlToken<'a> {
     /// Whitespace or a comment.
     Space(&'a str),
     /// An identifier or key word: `name` is the identifier as PostgreSQL resolves it (unquoted:
@@ -548,9 +672,29 @@ fn is_ident_char(c: char) -> bool {
     is_ident_start(c) || c.is_ascii_digit() || c == '$'
 }
 
-/// Splits user SQL into tokens. Never fails: an unterminated string, comment or quoted
-/// identifier runs to the end of the text (the server reports the error).
-fn sql_tokens(sql: &str) -> Vec<SqlToken<'_>> {
+impl<'a> SqlToken<'a> {
+    /// The token as written.
+    pub(crate) fn text(&self) -> &'a str {
+        match *self {
+            SqlToken::Space(text) | SqlToken::Other(text) => text,
+            SqlToken::Ident { text, .. } => text,
+        }
+    }
+
+    /// True for whitespace and comments.
+    pub(crate) fn is_space(&self) -> bool {
+        matches!(self, SqlToken::Space(_))
+    }
+
+    /// True when the token is the key word `word`, unquoted, in any letter case.
+    pub(crate) fn is_keyword(&self, word: &str) -> bool {
+        matches!(self, SqlToken::Ident { text, .. } if text.eq_ignore_ascii_case(word))
+    }
+}
+
+/// Splits SQL into tokens. Never fails: an unterminated string, comment or quoted identifier
+/// runs to the end of the text (the server reports the error).
+pub(crate) fn sql_tokens(sql: &str) -> Vec<SqlToken<'_>> {
     let bytes = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -683,75 +827,104 @@ fn sql_tokens(sql: &str) -> Vec<SqlToken<'_>> {
 /// index on a column added or renamed in the same migration), and where no variables can stand
 /// in for columns the way they do in the dual-write triggers.
 ///
-/// Works on tokens, never on substrings: string constants, comments, dollar-quoted bodies, other
-/// identifiers that merely contain a column's name, function names (an identifier followed by
-/// `(`), type names (after `::`, `AS` or `COLLATE`) and fields of other relations (`x.col`
-/// where `x` is not `table`) are left alone. Unquoted names match case-insensitively (as
-/// PostgreSQL folds them), quoted ones exactly. When nothing matches, the text is returned
-/// unchanged, byte for byte.
+/// Works on tokens, never on substrings (see [`column_refs`] for what is a column reference):
+/// string constants, comments, dollar-quoted bodies, other identifiers that merely contain a
+/// column's name, function names (an identifier followed by `(`), type names (after `::`, `AS`
+/// or `COLLATE`), qualifiers (`col.x`) and fields of other relations (`x.col` where `x` is not
+/// `table`) are left alone. Unquoted names match case-insensitively (as PostgreSQL folds them),
+/// quoted ones exactly. When nothing matches, the text is returned unchanged, byte for byte.
 pub fn rename_columns_in_sql(
     sql: &RawSql,
     table: &str,
     renames: &[(String, crate::ident::Ident)],
 ) -> RawSql {
     let tokens = sql_tokens(sql.as_str());
-    let significant: Vec<usize> = tokens
+    let renames: Vec<(&str, &crate::ident::Ident)> = renames
         .iter()
-        .enumerate()
-        .filter(|(_, t)| !matches!(t, SqlToken::Space(_)))
-        .map(|(i, _)| i)
+        .map(|(name, to)| (name.as_str(), to))
         .collect();
-    let mut out = String::with_capacity(sql.as_str().len());
-    let mut changed = false;
-    let mut pos = 0; // index into `significant`
-    for (i, token) in tokens.iter().enumerate() {
-        match token {
-            SqlToken::Space(text) | SqlToken::Other(text) => out.push_str(text),
-            SqlToken::Ident { text, name } => {
-                while significant.get(pos).is_some_and(|&k| k < i) {
-                    pos += 1;
-                }
-                let prev = pos
-                    .checked_sub(1)
-                    .and_then(|p| significant.get(p))
-                    .map(|&k| &tokens[k]);
-                let prev2 = pos
-                    .checked_sub(2)
-                    .and_then(|p| significant.get(p))
-                    .map(|&k| &tokens[k]);
-                let next = significant.get(pos + 1).map(|&k| &tokens[k]);
-                let after_type_marker = match prev {
-                    Some(SqlToken::Other("::")) => true,
-                    Some(SqlToken::Ident { text, .. }) => {
-                        text.eq_ignore_ascii_case("as") || text.eq_ignore_ascii_case("collate")
-                    }
-                    _ => false,
-                };
-                let qualified = matches!(prev, Some(SqlToken::Other(".")));
-                let qualified_by_table = qualified
-                    && matches!(prev2, Some(SqlToken::Ident { name: q, .. }) if q == table);
-                let is_call = matches!(next, Some(SqlToken::Other("(")));
-                let target = renames
-                    .iter()
-                    .find(|(from, _)| from == name)
-                    .map(|(_, to)| to);
-                match target {
-                    Some(to)
-                        if !after_type_marker && !is_call && (!qualified || qualified_by_table) =>
-                    {
-                        changed |= to.as_str() != name.as_str() || text.starts_with('"');
-                        out.push_str(&to.to_string());
-                    }
-                    _ => out.push_str(text),
-                }
-            }
-        }
-    }
+    let refs = column_refs(&tokens, 0..tokens.len(), Some(table), &renames);
+    let changed = refs.iter().any(|&(i, to)| match &tokens[i] {
+        SqlToken::Ident { text, name } => to.as_str() != name.as_str() || text.starts_with('"'),
+        _ => false,
+    });
     if changed {
-        RawSql::new(out)
+        RawSql::new(splice(&tokens, 0, &refs))
     } else {
         sql.clone()
     }
+}
+
+/// The column references among `tokens[range]` to a column `renames` maps (`(name, physical)`,
+/// the name as PostgreSQL resolves it), each as its token index and the physical column it must
+/// refer to. The tokens around the range count as context.
+///
+/// An identifier is a column reference unless it is a function name (followed by `(`), a
+/// qualifier (followed by `.`), a type name or a collation (after `::`, `AS` or `COLLATE`), or a
+/// field of another relation (after `.`): only `table.col` counts, and with `table` `None` no
+/// qualified name does.
+pub(crate) fn column_refs<'r>(
+    tokens: &[SqlToken<'_>],
+    range: std::ops::Range<usize>,
+    table: Option<&str>,
+    renames: &[(&str, &'r crate::ident::Ident)],
+) -> Vec<(usize, &'r crate::ident::Ident)> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !tokens[i].is_space())
+        .collect();
+    let at = |pos: Option<usize>| pos.and_then(|p| significant.get(p)).map(|&k| &tokens[k]);
+    let mut refs = Vec::new();
+    for (pos, &i) in significant.iter().enumerate() {
+        if !range.contains(&i) {
+            continue;
+        }
+        let SqlToken::Ident { name, .. } = &tokens[i] else {
+            continue;
+        };
+        let Some(&(_, to)) = renames.iter().find(|(from, _)| from == name) else {
+            continue;
+        };
+        let prev = at(pos.checked_sub(1));
+        let after_type_marker = match prev {
+            Some(SqlToken::Other("::")) => true,
+            Some(t) => t.is_keyword("as") || t.is_keyword("collate"),
+            None => false,
+        };
+        let before_call_or_field = matches!(at(Some(pos + 1)), Some(SqlToken::Other("(" | ".")));
+        let qualified = matches!(prev, Some(SqlToken::Other(".")));
+        let qualified_by_table = qualified
+            && matches!(
+                (at(pos.checked_sub(2)), table),
+                (Some(SqlToken::Ident { name: q, .. }), Some(t)) if q == t
+            );
+        if !after_type_marker && !before_call_or_field && (!qualified || qualified_by_table) {
+            refs.push((i, to));
+        }
+    }
+    refs
+}
+
+/// The text of `tokens[from..]`, with each token `refs` names (by index) replaced by its column,
+/// quoted.
+pub(crate) fn splice(
+    tokens: &[SqlToken<'_>],
+    from: usize,
+    refs: &[(usize, &crate::ident::Ident)],
+) -> String {
+    let mut replaced = vec![None; tokens.len()];
+    for &(i, to) in refs {
+        if let Some(slot) = replaced.get_mut(i) {
+            *slot = Some(to);
+        }
+    }
+    let mut out = String::new();
+    for (token, to) in tokens.iter().zip(&replaced).skip(from) {
+        match to {
+            Some(to) => out.push_str(&to.to_string()),
+            None => out.push_str(token.text()),
+        }
+    }
+    out
 }
 
 /// Parses a possibly schema-qualified SQL name as written in a migration file (a collation or an
@@ -854,6 +1027,51 @@ mod sql_text_tests {
             rename_columns_in_sql(&sql, "t", &renames(&[("a", "a")])),
             sql
         );
+    }
+
+    #[test]
+    fn qualifiers_and_unicode_identifiers_are_not_references() {
+        let m = [("zip", "_new_zip")];
+        // `zip.code`: `zip` names a relation (or a schema) there, not the column.
+        assert_eq!(
+            rw("zip.code > 0 AND zip > 0", &m),
+            "zip.code > 0 AND \"_new_zip\" > 0"
+        );
+        assert_eq!(rw("U&\"zip\" > 0", &m), "U&\"zip\" > 0");
+    }
+
+    #[test]
+    fn lookups_name_what_is_missing() {
+        let mut t = crate::schema::Table::new(Ident::new("users"));
+        t.columns
+            .push(crate::schema::Column::new(Ident::new("id"), "integer"));
+        let mut s = Schema::default();
+        s.tables.insert("users".into(), t);
+        assert_eq!(
+            find_table(&s, "table", "we\"ird").map(|_| ()),
+            Err(PlanError::new(
+                "table",
+                "table \"we\"\"ird\" does not exist"
+            ))
+        );
+        let t = find_table(&s, "table", "users").expect("users");
+        assert!(find_column(t, "column", "id").is_ok());
+        assert_eq!(
+            find_column(t, "columns[1]", "nope").map(|_| ()),
+            Err(PlanError::new(
+                "columns[1]",
+                "column \"nope\" does not exist in table \"users\""
+            ))
+        );
+        assert_eq!(
+            find_constraint(t, "name", "c").map(|_| ()),
+            Err(PlanError::new(
+                "name",
+                "constraint \"c\" does not exist on table \"users\""
+            ))
+        );
+        let t = find_table_mut(&mut s, "table", "users").expect("users");
+        assert!(find_column_mut(t, "column", "nope").is_err());
     }
 
     #[test]

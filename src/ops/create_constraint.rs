@@ -28,8 +28,9 @@ use serde::Deserialize;
 
 use crate::ident::{ident_list, Ident, QualName, RawSql};
 use crate::ops::common::{
-    check_sql, keyword_enum, ForeignKeyAction, ForeignKeyMatchType, IndexParameters,
-    MultiColumnSql, Names, TableForeignKeyReference,
+    check_sql, find_column, find_table, find_table_mut, keyword_enum, no_column,
+    rename_columns_in_sql, ForeignKeyAction, ForeignKeyMatchType, IndexParameters, MultiColumnSql,
+    Names, TableForeignKeyReference,
 };
 use crate::ops::create_index::refuse_broken_concurrent_builds;
 use crate::ops::duplicate;
@@ -93,9 +94,7 @@ impl OpCreateConstraint {
     }
 
     fn table<'s>(&self, schema: &'s Schema) -> Result<&'s Table, PlanError> {
-        schema.table(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
-        })
+        find_table(schema, "table", &self.table)
     }
 
     fn ident(&self) -> Ident {
@@ -144,15 +143,7 @@ impl OpCreateConstraint {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, p)| p.clone())
-                .ok_or_else(|| {
-                    PlanError::new(
-                        "columns",
-                        format!(
-                            "column \"{name}\" does not exist in table \"{}\"",
-                            self.table
-                        ),
-                    )
-                })
+                .ok_or_else(|| no_column("columns", name, &self.table))
         };
         let columns = self
             .columns
@@ -181,10 +172,9 @@ impl OpCreateConstraint {
             }
             CreateConstraintType::Check => {
                 let expr = self.check.clone().unwrap_or_default();
-                let renames: Vec<(&str, &Ident)> =
-                    scope.iter().map(|(n, p)| (n.as_str(), p)).collect();
+                let table = self.table(schema)?;
                 check_sql(
-                    &duplicate::rewrite_columns(&expr, &renames),
+                    &rename_columns_in_sql(&expr, table.physical.as_str(), scope),
                     self.no_inherit,
                 )
             }
@@ -251,20 +241,10 @@ fn referenced(
     schema: &Schema,
     r: &TableForeignKeyReference,
 ) -> Result<(QualName, Vec<Ident>), PlanError> {
-    let t = schema.table(&r.table).ok_or_else(|| {
-        PlanError::new(
-            "references.table",
-            format!("table \"{}\" does not exist", r.table),
-        )
-    })?;
+    let t = find_table(schema, "references.table", &r.table)?;
     let mut cols = Vec::with_capacity(r.columns.len());
     for (i, c) in r.columns.iter().enumerate() {
-        let col = t.column(c).ok_or_else(|| {
-            PlanError::new(
-                format!("references.columns[{i}]"),
-                format!("column \"{c}\" does not exist in table \"{}\"", r.table),
-            )
-        })?;
+        let col = find_column(t, &format!("references.columns[{i}]"), c)?;
         cols.push(col.physical.clone());
     }
     Ok((schema.qualify(t), cols))
@@ -335,12 +315,7 @@ impl Operation for OpCreateConstraint {
                     format!("column \"{c}\" is listed twice"),
                 ));
             }
-            let Some(col) = table.column(c) else {
-                return Err(PlanError::new(
-                    format!("columns[{i}]"),
-                    format!("column \"{c}\" does not exist in table \"{}\"", self.table),
-                ));
-            };
+            let col = find_column(table, &format!("columns[{i}]"), c)?;
             if !table.created_here {
                 if !self.up.contains_key(c) {
                     return Err(PlanError::new(
@@ -413,12 +388,7 @@ impl Operation for OpCreateConstraint {
         }
         if let Some(p) = &self.index_parameters {
             for (i, c) in p.include_columns.iter().enumerate() {
-                if table.column(c).is_none() {
-                    return Err(PlanError::new(
-                        format!("index_parameters.include_columns[{i}]"),
-                        format!("column \"{c}\" does not exist in table \"{}\"", self.table),
-                    ));
-                }
+                find_column(table, &format!("index_parameters.include_columns[{i}]"), c)?;
             }
         }
         match (&self.references, is_fk) {
@@ -616,13 +586,7 @@ impl Operation for OpCreateConstraint {
         let name = self.ident();
         match self.type_ {
             CreateConstraintType::Check | CreateConstraintType::ForeignKey => {
-                plan.validate(Step::transaction(
-                    format!("validate {name} on {qual}"),
-                    Some(qual.clone()),
-                    LockLevel::ShareUpdateExclusive,
-                    Work::Scan,
-                    vec![format!("ALTER TABLE {qual} VALIDATE CONSTRAINT {name}")],
-                ));
+                plan.validate(duplicate::validate_step(&qual, &name, false));
             }
             CreateConstraintType::Unique => {
                 plan.contract(
@@ -703,13 +667,7 @@ impl Operation for OpCreateConstraint {
             None => None,
         };
         let qual = schema.qualify(table);
-        let key = self.table.clone();
-        let Some(table) = schema.table_mut(&key) else {
-            return Err(PlanError::new(
-                "table",
-                format!("table \"{key}\" does not exist"),
-            ));
-        };
+        let table = find_table_mut(schema, "table", &self.table)?;
         if !created_here {
             for c in &self.columns {
                 duplicate::apply(table, c)?;

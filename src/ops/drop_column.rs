@@ -8,8 +8,9 @@
 
 use serde::Deserialize;
 
-use crate::ident::{Ident, RawSql};
-use crate::ops::common::Names;
+// `"name"` as PostgreSQL quotes it, for messages.
+use crate::ident::{quote_ident as q, Ident, RawSql};
+use crate::ops::common::{find_table, find_table_mut, no_column_on, Names};
 use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, ConstraintKind, Schema, Table};
 use crate::triggers::DownOnlyRule;
@@ -36,26 +37,14 @@ impl OpDropColumn {
     }
 
     fn find<'a>(&self, schema: &'a Schema) -> Result<(&'a Table, &'a Column), PlanError> {
-        let table = schema.table(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
-        })?;
-        let column = table.column(&self.column).ok_or_else(|| {
-            PlanError::new(
-                "column",
-                format!(
-                    "column {} does not exist on table {}",
-                    q(&self.column),
-                    q(&self.table)
-                ),
-            )
-        })?;
+        let table = find_table(schema, "table", &self.table)?;
+        let column = table.column(&self.column).ok_or_else(|| self.no_column())?;
         Ok((table, column))
     }
-}
 
-/// `"name"` as PostgreSQL quotes it, for messages.
-fn q(name: &str) -> String {
-    crate::ident::quote_ident(name)
+    fn no_column(&self) -> PlanError {
+        no_column_on("column", &self.column, &self.table)
+    }
 }
 
 impl Operation for OpDropColumn {
@@ -189,22 +178,13 @@ impl Operation for OpDropColumn {
     }
 
     fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        let table = schema.table_mut(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
-        })?;
+        let table = find_table_mut(schema, "table", &self.table)?;
         let Some(index) = table
             .columns
             .iter()
             .position(|c| c.name.as_str() == self.column)
         else {
-            return Err(PlanError::new(
-                "column",
-                format!(
-                    "column {} does not exist on table {}",
-                    q(&self.column),
-                    q(&self.table)
-                ),
-            ));
+            return Err(self.no_column());
         };
         let column = table.columns.remove(index);
         table.dropped_columns.push(column);

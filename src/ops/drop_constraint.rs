@@ -90,9 +90,7 @@ impl Operation for OpDropConstraint {
         _ctx: &PlanContext,
         plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        let (table, constraint, _) = lookup(schema, &self.table, &self.name)?;
-        complete_drop(schema, plan, table, constraint);
-        Ok(())
+        complete_drop(schema, plan, &self.table, &self.name)
     }
 
     fn rollback(

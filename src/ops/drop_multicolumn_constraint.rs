@@ -17,8 +17,10 @@
 
 use serde::Deserialize;
 
-use crate::ident::{Ident, RawSql};
-use crate::ops::common::{MultiColumnSql, Names};
+use crate::ident::RawSql;
+use crate::ops::common::{
+    find_constraint, find_table, find_table_mut, mark_unique_columns, MultiColumnSql, Names,
+};
 use crate::ops::duplicate;
 use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Schema, Table};
@@ -70,15 +72,8 @@ pub(crate) fn lookup<'s>(
     table: &str,
     name: &str,
 ) -> Result<(&'s Table, &'s Constraint, Vec<&'s Column>), PlanError> {
-    let t = schema
-        .table(table)
-        .ok_or_else(|| PlanError::new("table", format!("table \"{table}\" does not exist")))?;
-    let constraint = t.constraint(name).ok_or_else(|| {
-        PlanError::new(
-            "name",
-            format!("constraint \"{name}\" does not exist on table \"{table}\""),
-        )
-    })?;
+    let t = find_table(schema, "table", table)?;
+    let constraint = find_constraint(t, "name", name)?;
     let mut columns = Vec::with_capacity(constraint.columns.len());
     for physical in &constraint.columns {
         // A column duplicated earlier in this migration points at its copy already; the
@@ -197,16 +192,18 @@ pub(crate) fn start_drop(
     Ok(())
 }
 
-/// The complete of a drop: the constraint goes first in the table's contract (the old columns
-/// it covers are dropped right after by the duplication's contract).
+/// The complete of a drop of constraint `name` of `table`: the constraint goes first in the
+/// table's contract (the old columns it covers are dropped right after by the duplication's
+/// contract).
 pub(crate) fn complete_drop(
     schema: &Schema,
     plan: &mut PlanBuilder,
-    table: &Table,
-    constraint: &Constraint,
-) {
+    table: &str,
+    name: &str,
+) -> Result<(), PlanError> {
+    let (table, constraint, _) = lookup(schema, table, name)?;
     if table.created_here {
-        return;
+        return Ok(());
     }
     let qual = schema.qualify(table);
     plan.contract(
@@ -216,6 +213,7 @@ pub(crate) fn complete_drop(
             constraint.name
         ),
     );
+    Ok(())
 }
 
 /// The new version's model: the covered columns point at their copies, the constraint and its
@@ -227,12 +225,7 @@ pub(crate) fn apply_drop(schema: &mut Schema, table: &str, name: &str) -> Result
         .iter()
         .map(|c| c.name.as_str().to_string())
         .collect();
-    let Some(t) = schema.table_mut(table) else {
-        return Err(PlanError::new(
-            "table",
-            format!("table \"{table}\" does not exist"),
-        ));
-    };
+    let t = find_table_mut(schema, "table", table)?;
     if !created_here {
         for c in &columns {
             duplicate::apply(t, c)?;
@@ -241,21 +234,7 @@ pub(crate) fn apply_drop(schema: &mut Schema, table: &str, name: &str) -> Result
     t.constraints.retain(|c| c.name.as_str() != name);
     t.indexes
         .retain(|i| i.constraint.as_ref().is_none_or(|c| c.as_str() != name));
-    let unique: Vec<Ident> = t
-        .indexes
-        .iter()
-        .filter(|i| {
-            i.unique
-                && i.valid
-                && i.predicate.is_none()
-                && !i.has_expressions
-                && i.columns.len() == 1
-        })
-        .map(|i| i.columns[0].clone())
-        .collect();
-    for c in &mut t.columns {
-        c.unique = unique.contains(&c.physical);
-    }
+    mark_unique_columns(t);
     Ok(())
 }
 
@@ -318,9 +297,7 @@ impl Operation for OpDropMultiColumnConstraint {
         _ctx: &PlanContext,
         plan: &mut PlanBuilder,
     ) -> Result<(), PlanError> {
-        let (table, constraint, _) = lookup(schema, &self.table, &self.name)?;
-        complete_drop(schema, plan, table, constraint);
-        Ok(())
+        complete_drop(schema, plan, &self.table, &self.name)
     }
 
     fn rollback(
@@ -341,7 +318,7 @@ impl Operation for OpDropMultiColumnConstraint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::QualName;
+    use crate::ident::{Ident, QualName};
     use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
     use crate::schema::Index;
 

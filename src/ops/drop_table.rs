@@ -19,7 +19,7 @@
 use serde::Deserialize;
 
 use crate::ident::{Ident, QualName};
-use crate::ops::common::Names;
+use crate::ops::common::{no_table, Names};
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::Schema;
 
@@ -50,10 +50,7 @@ impl Operation for OpDropTable {
             if schema.opaque {
                 return Ok(());
             }
-            return Err(PlanError::new(
-                "name",
-                format!("table \"{}\" does not exist", self.name),
-            ));
+            return Err(no_table("name", &self.name));
         };
         let qual = schema.qualify(table);
         for other in schema.tables.values() {

@@ -12,7 +12,7 @@
 //!             copy.convert(Some(&op.up), Some(&op.down));
 //!             let target = copy.target().clone();        // `_pgbaton_new_email`
 //!             // the op's own objects on the copy, named with `target` (guards / builds / validate /
-//!             // contract), e.g. a NOT VALID check through `duplicate::rewrite_columns`.
+//!             // contract), e.g. a NOT VALID check through `common::rename_columns_in_sql`.
 //!             // drop_constraint of an EXCLUDE constraint: duplicate_without(.., &["excl"])
 //!             // a PK / UNIQUE built on copies: copy.attach_index_constraint(&name, pk, &index)
 //! complete(): nothing for the copy itself (the swap is rendered by this module).
@@ -70,6 +70,9 @@
 use std::collections::BTreeSet;
 
 use crate::ident::{Ident, Literal, QualName, RawSql};
+use crate::ops::common::{
+    column_refs, find_column, find_column_mut, find_table, splice, sql_tokens, SqlToken,
+};
 use crate::plan::{new_column_name, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
 use crate::step::{Action, Assignment, BackfillKey, LockLevel, Step, Work};
@@ -320,15 +323,8 @@ pub fn duplicate_without<'p>(
     column: &str,
     without: &[&str],
 ) -> Result<&'p mut ColumnCopy, PlanError> {
-    let t = schema
-        .table(table)
-        .ok_or_else(|| PlanError::new("table", format!("table \"{table}\" does not exist")))?;
-    let col = t.column(column).ok_or_else(|| {
-        PlanError::new(
-            "column",
-            format!("column \"{column}\" does not exist in table \"{table}\""),
-        )
-    })?;
+    let t = find_table(schema, "table", table)?;
+    let col = find_column(t, "column", column)?;
     let qual = schema.qualify(t);
     let copies = plan.copies();
     if copies.ctx.is_none() {
@@ -432,13 +428,7 @@ pub fn duplicate_without<'p>(
 /// The new version's schema model: the column's `physical` becomes the copy. Call from `apply`
 /// after [`duplicate`] ran in `start` (idempotent: a column already pointing at its copy stays).
 pub fn apply(table: &mut Table, column: &str) -> Result<(), PlanError> {
-    let table_name = table.name.as_str().to_string();
-    let col = table.column_mut(column).ok_or_else(|| {
-        PlanError::new(
-            "column",
-            format!("column \"{column}\" does not exist in table \"{table_name}\""),
-        )
-    })?;
+    let col = find_column_mut(table, "column", column)?;
     col.physical = new_column_name(col.name.as_str());
     Ok(())
 }
@@ -881,7 +871,9 @@ fn render_table(tc: &TableCopies, ctx: &PlanContext, plan: &mut PlanBuilder) -> 
     )]
 }
 
-fn validate_step(table: &QualName, constraint: &Ident, tolerant: bool) -> Step {
+/// `VALIDATE CONSTRAINT` (a scan under `SHARE UPDATE EXCLUSIVE`, blocking no one). `tolerant`:
+/// nothing when the constraint is gone (a tolerated constraint that did not fit the new type).
+pub(crate) fn validate_step(table: &QualName, constraint: &Ident, tolerant: bool) -> Step {
     let sql = format!("ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}");
     Step::transaction(
         format!("validate {constraint} on {table}"),
@@ -928,7 +920,7 @@ fn if_constraint_exists(table: &QualName, constraint: &Ident, sql: &str) -> Stri
 }
 
 /// `DO $tag$ body $tag$` with a tag that does not occur in the body.
-fn do_block(body: &str) -> String {
+pub(crate) fn do_block(body: &str) -> String {
     let mut tag = "$_pgbaton_$".to_string();
     let mut i = 0u32;
     while body.contains(&tag) {
@@ -1009,287 +1001,84 @@ fn strip_not_valid(def: &str) -> String {
     def.strip_suffix(" NOT VALID").unwrap_or(def).to_string()
 }
 
-// --- identifier rewriting ---------------------------------------------------------------------
+// --- identifier rewriting (on the tokens of `common`) ------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Space,
-    Word,
-    Quoted,
-    Str,
-    Num,
-    Punct,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Tok {
-    kind: Kind,
-    start: usize,
-    end: usize,
-}
-
-/// Splits SQL into tokens: whitespace and comments, words, quoted identifiers, string literals
-/// (`'..'`, `E'..'`, dollar-quoted), numbers, punctuation (`::` is one token).
-fn tokenize(sql: &str) -> Vec<Tok> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let start = i;
-        let c = b[i];
-        let kind = if c.is_ascii_whitespace() {
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            Kind::Space
-        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-            Kind::Space
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i += 2;
-            let mut depth = 1;
-            while i < b.len() && depth > 0 {
-                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                    depth -= 1;
-                    i += 2;
-                } else {
-                    i += 1;
-                }
-            }
-            Kind::Space
-        } else if c == b'"' {
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'"' {
-                    if b.get(i + 1) == Some(&b'"') {
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                i += 1;
-            }
-            Kind::Quoted
-        } else if c == b'\'' || ((c == b'E' || c == b'e') && b.get(i + 1) == Some(&b'\'')) {
-            let escapes = c != b'\'';
-            i += if escapes { 2 } else { 1 };
-            while i < b.len() {
-                if escapes && b[i] == b'\\' {
-                    i += 2;
-                    continue;
-                }
-                if b[i] == b'\'' {
-                    if b.get(i + 1) == Some(&b'\'') {
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                i += 1;
-            }
-            Kind::Str
-        } else if c == b'$' && dollar_tag_at(sql, i).is_some() {
-            let tag = dollar_tag_at(sql, i).unwrap_or_default();
-            i += tag.len();
-            match sql[i..].find(&tag) {
-                Some(off) => i += off + tag.len(),
-                None => i = b.len(),
-            }
-            Kind::Str
-        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
-            {
-                i += 1;
-            }
-            Kind::Word
-        } else if c.is_ascii_digit() {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
-                i += 1;
-            }
-            Kind::Num
-        } else if c == b':' && b.get(i + 1) == Some(&b':') {
-            i += 2;
-            Kind::Punct
-        } else {
-            // One character (whole UTF-8 sequence for non-ASCII is handled by the Word branch).
-            i += 1;
-            Kind::Punct
-        };
-        out.push(Tok {
-            kind,
-            start,
-            end: i,
-        });
-    }
-    out
-}
-
-/// `$tag$` starting at byte `i`, if there is one.
-fn dollar_tag_at(sql: &str, i: usize) -> Option<String> {
-    let rest = &sql[i + 1..];
-    let end = rest.find('$')?;
-    let tag = &rest[..end];
-    if tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-        && !tag.starts_with(|c: char| c.is_ascii_digit())
-    {
-        Some(format!("${tag}$"))
-    } else {
-        None
-    }
-}
-
-/// The identifier a token names (unquoted words fold to lower case, as PostgreSQL does).
-fn ident_of(sql: &str, t: &Tok) -> Option<String> {
-    let text = &sql[t.start..t.end];
-    match t.kind {
-        Kind::Word => Some(text.to_ascii_lowercase()),
-        Kind::Quoted if text.len() >= 2 => Some(text[1..text.len() - 1].replace("\"\"", "\"")),
-        _ => None,
-    }
-}
-
-/// Rewrites the column references in tokens `range` of `sql`: every identifier naming a column
-/// in `renames` (and not a function name, a qualified name's later part, or a type after `::`)
-/// becomes the quoted new name.
-fn rewrite_range(
-    sql: &str,
-    toks: &[Tok],
-    range: std::ops::Range<usize>,
-    renames: &[(Ident, Ident)],
-    out: &mut [Option<String>],
-) {
-    let significant: Vec<usize> = (0..toks.len())
-        .filter(|&i| toks[i].kind != Kind::Space)
-        .collect();
-    for (pos, &i) in significant.iter().enumerate() {
-        if !range.contains(&i) {
-            continue;
-        }
-        let Some(name) = ident_of(sql, &toks[i]) else {
-            continue;
-        };
-        let prev = pos
-            .checked_sub(1)
-            .map(|p| &sql[toks[significant[p]].start..toks[significant[p]].end]);
-        let next = significant
-            .get(pos + 1)
-            .map(|&n| &sql[toks[n].start..toks[n].end]);
-        if matches!(prev, Some(".") | Some("::")) || next == Some("(") || next == Some(".") {
-            continue;
-        }
-        if prev.is_some_and(|p| p.eq_ignore_ascii_case("COLLATE")) {
-            continue;
-        }
-        if let Some((_, to)) = renames.iter().find(|(from, _)| from.as_str() == name) {
-            out[i] = Some(to.to_string());
-        }
-    }
-}
-
-fn assemble(sql: &str, toks: &[Tok], out: &[Option<String>]) -> String {
-    let mut s = String::with_capacity(sql.len() + 32);
-    for (t, o) in toks.iter().zip(out) {
-        match o {
-            Some(r) => s.push_str(r),
-            None => s.push_str(&sql[t.start..t.end]),
-        }
-    }
-    s
+/// `(from, to)` renames as the `(name, physical)` pairs [`column_refs`] takes.
+fn by_name(renames: &[(Ident, Ident)]) -> Vec<(&str, &Ident)> {
+    renames
+        .iter()
+        .map(|(from, to)| (from.as_str(), to))
+        .collect()
 }
 
 /// Rewrites column references in an SQL expression (a check, a predicate): each identifier that
 /// names a column in `renames` (`from` physical name → `to`) is replaced by the quoted `to`.
-/// String literals, quoted text, function names and `::type` names are left alone.
+/// String literals, quoted text, function names, qualified names and type names are left alone
+/// ([`column_refs`]).
 pub fn rewrite_identifiers(sql: &str, renames: &[(Ident, Ident)]) -> String {
-    let toks = tokenize(sql);
-    let mut out = vec![None; toks.len()];
-    rewrite_range(sql, &toks, 0..toks.len(), renames, &mut out);
-    assemble(sql, &toks, &out)
-}
-
-/// [`rewrite_identifiers`] for a user expression written with a column's name (`check` of
-/// `alter_column`, `create_constraint`): `(name as written in the file, physical column)`.
-pub fn rewrite_columns(expr: &RawSql, columns: &[(&str, &Ident)]) -> RawSql {
-    let renames: Vec<(Ident, Ident)> = columns
-        .iter()
-        .map(|(n, p)| (Ident::new(*n), (*p).clone()))
-        .collect();
-    RawSql::new(rewrite_identifiers(expr.as_str(), &renames))
+    let tokens = sql_tokens(sql);
+    let refs = column_refs(&tokens, 0..tokens.len(), None, &by_name(renames));
+    splice(&tokens, 0, &refs)
 }
 
 /// The part of a `pg_get_indexdef` from `USING` on, with copied columns renamed; `None` when the
 /// index does not involve any of them. Storage parameters (`WITH (...)`) are kept as they are.
 fn rewrite_index(def: &str, renames: &[(Ident, Ident)]) -> Option<String> {
-    let toks = tokenize(def);
-    let using = toks
-        .iter()
-        .position(|t| t.kind == Kind::Word && def[t.start..t.end].eq_ignore_ascii_case("USING"))?;
+    let tokens = sql_tokens(def);
+    let using = tokens.iter().position(|t| t.is_keyword("USING"))?;
     // Skip the access method.
-    let method = (using + 1..toks.len()).find(|&i| toks[i].kind != Kind::Space)?;
-    let mut out = vec![None; toks.len()];
+    let method = (using + 1..tokens.len()).find(|&i| !tokens[i].is_space())?;
     // Ranges to rewrite: everything after the method except a top-level `WITH ( ... )`.
     let mut depth = 0i32;
-    let mut skip_from: Option<usize> = None;
+    let mut in_with = false;
     let mut ranges = Vec::new();
     let mut from = method + 1;
-    let mut i = method + 1;
-    while i < toks.len() {
-        let text = &def[toks[i].start..toks[i].end];
-        if toks[i].kind == Kind::Punct && text == "(" {
-            depth += 1;
-        } else if toks[i].kind == Kind::Punct && text == ")" {
-            depth -= 1;
-            if depth == 0 && skip_from.is_some() {
-                skip_from = None;
-                from = i + 1;
+    for (i, token) in tokens.iter().enumerate().skip(method + 1) {
+        match token {
+            SqlToken::Other("(") => depth += 1,
+            SqlToken::Other(")") => {
+                depth -= 1;
+                if depth == 0 && in_with {
+                    in_with = false;
+                    from = i + 1;
+                }
             }
-        } else if depth == 0 && toks[i].kind == Kind::Word && text.eq_ignore_ascii_case("WITH") {
-            ranges.push(from..i);
-            skip_from = Some(i);
+            t if depth == 0 && t.is_keyword("WITH") => {
+                ranges.push(from..i);
+                in_with = true;
+            }
+            _ => {}
         }
-        i += 1;
     }
-    if skip_from.is_none() {
-        ranges.push(from..toks.len());
+    if !in_with {
+        ranges.push(from..tokens.len());
     }
-    for r in ranges {
-        rewrite_range(def, &toks, r, renames, &mut out);
-    }
-    if out.iter().all(Option::is_none) {
+    let renames = by_name(renames);
+    let refs: Vec<_> = ranges
+        .into_iter()
+        .flat_map(|r| column_refs(&tokens, r, None, &renames))
+        .collect();
+    if refs.is_empty() {
         return None;
     }
-    let s = assemble(def, &toks, &out);
-    Some(s[toks[using].start..].to_string())
+    Some(splice(&tokens, using, &refs))
 }
 
 /// True when a `pg_get_indexdef` is a plain b-tree over columns: each key is one column name,
 /// optionally `ASC`/`DESC` and `NULLS FIRST`/`LAST` — no expression, operator class, collation or
 /// predicate. (Such an index survives a type change that needs no rewrite; others are rebuilt.)
 pub fn is_plain_btree_index(def: &str) -> bool {
-    let toks = tokenize(def);
-    let sig: Vec<(Kind, String)> = toks
-        .iter()
-        .filter(|t| t.kind != Kind::Space)
-        .map(|t| (t.kind, def[t.start..t.end].to_string()))
+    let sig: Vec<SqlToken<'_>> = sql_tokens(def)
+        .into_iter()
+        .filter(|t| !t.is_space())
         .collect();
-    let Some(using) = sig
-        .iter()
-        .position(|(k, t)| *k == Kind::Word && t.eq_ignore_ascii_case("USING"))
-    else {
+    let Some(using) = sig.iter().position(|t| t.is_keyword("USING")) else {
         return false;
     };
     if !sig
         .get(using + 1)
-        .is_some_and(|(_, t)| t.eq_ignore_ascii_case("btree"))
-        || sig.get(using + 2).map(|(_, t)| t.as_str()) != Some("(")
+        .is_some_and(|t| t.text().eq_ignore_ascii_case("btree"))
+        || sig.get(using + 2).map(SqlToken::text) != Some("(")
     {
         return false;
     }
@@ -1297,19 +1086,21 @@ pub fn is_plain_btree_index(def: &str) -> bool {
     loop {
         // One key: a column name...
         match sig.get(i) {
-            Some((Kind::Word | Kind::Quoted, _)) => i += 1,
+            Some(SqlToken::Ident { .. }) => i += 1,
             _ => return false,
         }
         // ...then optional ordering words.
-        while let Some((Kind::Word, w)) = sig.get(i) {
-            let w = w.to_ascii_uppercase();
-            if matches!(w.as_str(), "ASC" | "DESC" | "NULLS" | "FIRST" | "LAST") {
+        while let Some(t @ SqlToken::Ident { .. }) = sig.get(i) {
+            if ["ASC", "DESC", "NULLS", "FIRST", "LAST"]
+                .iter()
+                .any(|w| t.is_keyword(w))
+            {
                 i += 1;
             } else {
                 return false;
             }
         }
-        match sig.get(i).map(|(_, t)| t.as_str()) {
+        match sig.get(i).map(SqlToken::text) {
             Some(",") => i += 1,
             Some(")") => {
                 i += 1;
@@ -1320,48 +1111,40 @@ pub fn is_plain_btree_index(def: &str) -> bool {
     }
     // Only INCLUDE (...) may follow (no WITH, WHERE or TABLESPACE matters for a type change,
     // but a WHERE predicate makes PostgreSQL rebuild the index).
-    !sig[i..]
-        .iter()
-        .any(|(k, t)| *k == Kind::Word && t.eq_ignore_ascii_case("WHERE"))
+    !sig[i..].iter().any(|t| t.is_keyword("WHERE"))
 }
 
 /// Rewrites a `FOREIGN KEY (..) REFERENCES t(..) ...` definition: `local` renames apply to the
 /// first column list, `remote` to the referenced one.
 fn rewrite_foreign_key(def: &str, local: &[(Ident, Ident)], remote: &[(Ident, Ident)]) -> String {
-    let toks = tokenize(def);
-    let mut out = vec![None; toks.len()];
-    let groups = paren_groups(def, &toks);
-    let references = toks.iter().position(|t| {
-        t.kind == Kind::Word && def[t.start..t.end].eq_ignore_ascii_case("REFERENCES")
-    });
+    let tokens = sql_tokens(def);
+    let groups = paren_groups(&tokens);
+    let mut refs = Vec::new();
     if let Some(first) = groups.first() {
-        rewrite_range(def, &toks, first.clone(), local, &mut out);
+        refs.extend(column_refs(&tokens, first.clone(), None, &by_name(local)));
     }
-    if let Some(r) = references {
+    if let Some(r) = tokens.iter().position(|t| t.is_keyword("REFERENCES")) {
         if let Some(g) = groups.iter().find(|g| g.start > r) {
-            rewrite_range(def, &toks, g.clone(), remote, &mut out);
+            refs.extend(column_refs(&tokens, g.clone(), None, &by_name(remote)));
         }
     }
-    assemble(def, &toks, &out)
+    splice(&tokens, 0, &refs)
 }
 
 /// Token ranges inside each top-level parenthesised group.
-fn paren_groups(sql: &str, toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
+fn paren_groups(tokens: &[SqlToken<'_>]) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let mut depth = 0;
     let mut open = 0;
-    for (i, t) in toks.iter().enumerate() {
-        if t.kind != Kind::Punct {
-            continue;
-        }
-        match &sql[t.start..t.end] {
-            "(" => {
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            SqlToken::Other("(") => {
                 if depth == 0 {
                     open = i + 1;
                 }
                 depth += 1;
             }
-            ")" => {
+            SqlToken::Other(")") => {
                 depth -= 1;
                 if depth == 0 {
                     groups.push(open..i);
@@ -1483,6 +1266,18 @@ mod tests {
         assert_eq!(
             rewrite_identifiers("$$email$$ || E'\\'email'", &r),
             "$$email$$ || E'\\'email'"
+        );
+    }
+
+    #[test]
+    fn type_names_and_other_literals_are_not_columns() {
+        let r = vec![(Ident::new("email"), Ident::new("_pgbaton_new_email"))];
+        assert_eq!(
+            rewrite_identifiers(
+                "CAST(email AS email) || U&\"email\" || N'email' || X'0e'",
+                &r
+            ),
+            "CAST(\"_pgbaton_new_email\" AS email) || U&\"email\" || N'email' || X'0e'"
         );
     }
 

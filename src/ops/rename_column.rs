@@ -5,8 +5,9 @@
 
 use serde::Deserialize;
 
-use crate::ident::Ident;
-use crate::ops::common::Names;
+// `"name"` as PostgreSQL quotes it, for messages.
+use crate::ident::{quote_ident as q, Ident};
+use crate::ops::common::{find_table, find_table_mut, no_column_on, Names};
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Schema, Table};
 
@@ -31,15 +32,8 @@ impl OpRenameColumn {
     }
 
     fn table<'a>(&self, schema: &'a Schema) -> Result<&'a Table, PlanError> {
-        schema.table(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
-        })
+        find_table(schema, "table", &self.table)
     }
-}
-
-/// `"name"` as PostgreSQL quotes it, for messages.
-fn q(name: &str) -> String {
-    crate::ident::quote_ident(name)
 }
 
 impl Operation for OpRenameColumn {
@@ -50,14 +44,7 @@ impl Operation for OpRenameColumn {
     fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
         let table = self.table(schema)?;
         if table.column(&self.from).is_none() {
-            return Err(PlanError::new(
-                "from",
-                format!(
-                    "column {} does not exist on table {}",
-                    q(&self.from),
-                    q(&self.table)
-                ),
-            ));
+            return Err(no_column_on("from", &self.from, &self.table));
         }
         if table.column(&self.to).is_some() {
             return Err(PlanError::new(
@@ -116,19 +103,10 @@ impl Operation for OpRenameColumn {
     }
 
     fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        let table = schema.table_mut(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table {} does not exist", q(&self.table)))
-        })?;
-        let column = table.column_mut(&self.from).ok_or_else(|| {
-            PlanError::new(
-                "from",
-                format!(
-                    "column {} does not exist on table {}",
-                    q(&self.from),
-                    q(&self.table)
-                ),
-            )
-        })?;
+        let table = find_table_mut(schema, "table", &self.table)?;
+        let column = table
+            .column_mut(&self.from)
+            .ok_or_else(|| no_column_on("from", &self.from, &self.table))?;
         column.name = Ident::new(self.to.as_str());
         Ok(())
     }

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::ident::Ident;
-use crate::ops::common::Names;
+use crate::ops::common::{find_constraint, find_table, find_table_mut, Names};
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{ConstraintKind, Schema, Table};
 
@@ -35,9 +35,7 @@ impl OpRenameConstraint {
     }
 
     fn table<'s>(&self, schema: &'s Schema) -> Result<&'s Table, PlanError> {
-        schema.table(&self.table).ok_or_else(|| {
-            PlanError::new("table", format!("table \"{}\" does not exist", self.table))
-        })
+        find_table(schema, "table", &self.table)
     }
 }
 
@@ -56,15 +54,7 @@ impl Operation for OpRenameConstraint {
 
     fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
         let table = self.table(schema)?;
-        let Some(constraint) = table.constraint(&self.from) else {
-            return Err(PlanError::new(
-                "from",
-                format!(
-                    "constraint \"{}\" does not exist on table \"{}\"",
-                    self.from, self.table
-                ),
-            ));
-        };
+        let constraint = find_constraint(table, "from", &self.from)?;
         if table.constraint(&self.to).is_some() {
             return Err(PlanError::new(
                 "to",
@@ -139,12 +129,7 @@ impl Operation for OpRenameConstraint {
     }
 
     fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        let Some(table) = schema.table_mut(&self.table) else {
-            return Err(PlanError::new(
-                "table",
-                format!("table \"{}\" does not exist", self.table),
-            ));
-        };
+        let table = find_table_mut(schema, "table", &self.table)?;
         let to = Ident::new(self.to.as_str());
         let mut indexed = false;
         for c in table

@@ -19,7 +19,7 @@
 use serde::Deserialize;
 
 use crate::ident::{Ident, QualName};
-use crate::ops::common::Names;
+use crate::ops::common::{no_table, Names};
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::Schema;
 
@@ -49,10 +49,7 @@ impl Operation for OpRenameTable {
 
     fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
         if schema.table(&self.from).is_none() && !schema.opaque {
-            return Err(PlanError::new(
-                "from",
-                format!("table \"{}\" does not exist", self.from),
-            ));
+            return Err(no_table("from", &self.from));
         }
         if schema.table(&self.to).is_some() {
             return Err(PlanError::new(
