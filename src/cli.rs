@@ -376,6 +376,7 @@ fn human_duration(d: Duration) -> String {
 /// The exit code for an error.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
+        Error::StartFailed { cause, .. } => exit_code(cause),
         Error::Format(_) | Error::Invalid { .. } | Error::UnsafePlan(_) => exit::INVALID,
         Error::Locked { .. }
         | Error::AlreadyActive { .. }

@@ -102,6 +102,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A start failed; `outcome` says what state it left (rolled back, or resumable).
+    #[error("{cause}\n{outcome}")]
+    StartFailed { cause: Box<Error>, outcome: String },
+
     #[error("{0}")]
     Other(String),
 }

@@ -181,6 +181,11 @@ impl Migrator {
     }
 
     async fn run_phase(&self, name: &str, phase: Phase, plan: &Plan) -> Result<()> {
+        if phase == Phase::Rollback && !self.start_touched_anything(name).await? {
+            // Nothing of the start ran (e.g. its first step never got its lock): there is
+            // nothing to undo, and the undo steps would wait for the same locks again.
+            return Ok(());
+        }
         let journal = self.journal(name);
         let exec = Executor::new(
             &self.client,
@@ -191,6 +196,14 @@ impl Migrator {
         )
         .await?;
         exec.run_plan(plan, phase).await
+    }
+
+    /// Whether any start step of `name` ran (or may have run: `running` after a crash).
+    async fn start_touched_anything(&self, name: &str) -> Result<bool> {
+        let statuses =
+            state::step_statuses(&self.client, &self.state, self.schema(), name, Phase::Start)
+                .await?;
+        Ok(statuses.iter().any(|s| s != "planned" && s != "failed"))
     }
 
     /// Plans a migration against the live schema without changing anything. Also checks that
@@ -362,10 +375,12 @@ impl Migrator {
             }
             Err(e) => {
                 if matches!(&e, Error::Backfill(b) if b.is_transient()) {
-                    return Err(Error::Other(format!(
-                        "{e}\nthe backfill checkpoint is kept: run `pgbaton start` with the same file (or \
-                         `pgbaton resume`) to continue where it stopped, or `pgbaton rollback` to undo"
-                    )));
+                    return Err(Error::StartFailed {
+                        cause: Box::new(e),
+                        outcome: "the backfill checkpoint is kept: run `pgbaton start` with the same file (or \
+                                  `pgbaton resume`) to continue where it stopped, or `pgbaton rollback` to undo"
+                            .into(),
+                    });
                 }
                 state::set_status(
                     &self.client,
@@ -388,14 +403,18 @@ impl Migrator {
                             state::ROLLED_BACK,
                         )
                         .await?;
-                        Err(Error::Other(format!(
-                            "{e}\nstart failed and was rolled back: the schema is as before"
-                        )))
+                        Err(Error::StartFailed {
+                            cause: Box::new(e),
+                            outcome: "start failed and was rolled back: the schema is as before".into(),
+                        })
                     }
-                    Err(r) => Err(Error::Other(format!(
-                        "{e}\nstart failed, and the automatic rollback failed too: {r}\n\
-                         fix the cause and run `pgbaton rollback` (or `pgbaton rollback --force`)"
-                    ))),
+                    Err(r) => Err(Error::StartFailed {
+                        cause: Box::new(e),
+                        outcome: format!(
+                            "start failed, and the automatic rollback failed too: {r}\n\
+                             fix the cause and run `pgbaton rollback` (or `pgbaton rollback --force`)"
+                        ),
+                    }),
                 }
             }
         }

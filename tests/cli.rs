@@ -506,3 +506,47 @@ async fn verify_reports_mismatching_rows_and_exits_5() {
         serde_json::from_str(json.lines().next().unwrap_or_default()).expect("json");
     assert_eq!(v[0]["mismatched_rows"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn giving_up_on_a_lock_leaves_nothing_and_does_not_wait_twice() {
+    let db = Db::new("giveup").await;
+    db.expect(&["init"], 0);
+    db.db
+        .client
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let before = db.dump();
+    let file = db.file(
+        "01_add.yaml",
+        "operations:\n  - add_column:\n      table: items\n      column:\n        name: note\n        type: text\n        nullable: true\n",
+    );
+    let holder = common::connect(&db.db.url).await;
+    holder
+        .batch_execute("SET application_name = 'nightly_report'; BEGIN; SELECT count(*) FROM items")
+        .await
+        .expect("hold");
+    let t0 = Instant::now();
+    let out = db.expect(
+        &[
+            "start",
+            s(&file),
+            "--lock-timeout",
+            "200",
+            "--lock-retry-deadline",
+            "2",
+        ],
+        4,
+    );
+    let elapsed = t0.elapsed();
+    assert!(out.contains("nightly_report"), "names the blocker: {out}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "gave up after the deadline, not twice it: {elapsed:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(before, db.dump());
+    let out = db.expect(&["status"], 0);
+    assert!(out.contains("active migration: none"), "{out}");
+    db.expect(&["start", s(&file), "--complete"], 0);
+}
