@@ -82,6 +82,9 @@ struct Args {
     /// pgbaton's lock timeout, in milliseconds (as `--lock-timeout`)
     #[arg(long, default_value_t = 500)]
     lock_timeout: u64,
+    /// Also run the backfill with these `--backfill-batch-time` values (ms), beside the default
+    #[arg(long, value_delimiter = ',', default_values_t = vec![500u64])]
+    batch_time_variants: Vec<u64>,
     /// Runs of the single UPDATE and of pgbaton's backfill per size and change (best shown)
     #[arg(long, default_value_t = 2)]
     repeat: usize,
@@ -218,6 +221,8 @@ struct BackfillResult {
     update_runs: Vec<f64>,
     pgbaton_backfill_runs: Vec<f64>,
     pgbaton_start_runs: Vec<f64>,
+    /// `--backfill-batch-time <ms>` -> seconds of each backfill.
+    variant_runs: BTreeMap<u64, Vec<f64>>,
     pgbaton_start_rss_mb: Option<f64>,
     pgbaton_complete_s: Option<f64>,
     pgbaton_complete_rss_mb: Option<f64>,
@@ -882,6 +887,7 @@ impl Bench {
             update_runs: Vec::new(),
             pgbaton_backfill_runs: Vec::new(),
             pgbaton_start_runs: Vec::new(),
+            variant_runs: BTreeMap::new(),
             pgbaton_start_rss_mb: None,
             pgbaton_complete_s: None,
             pgbaton_complete_rss_mb: None,
@@ -905,6 +911,11 @@ impl Bench {
                 } else if result.pgbaton_error.is_none() {
                     self.pgbaton_backfill(&template, rows, c, last, &mut result)
                         .await?;
+                    for &ms in &self.args.batch_time_variants.clone() {
+                        if let Some(b) = self.pgbaton_variant(&template, rows, c, ms).await? {
+                            result.variant_runs.entry(ms).or_default().push(b);
+                        }
+                    }
                 }
             }
         }
@@ -1016,6 +1027,46 @@ impl Bench {
             result.pgbaton_error = Some(why);
         }
         self.drop_db(&db).await
+    }
+
+    /// `pgbaton --backfill-batch-time <ms> start` on a fresh copy: the backfill's seconds.
+    async fn pgbaton_variant(
+        &mut self,
+        template: &str,
+        rows: u64,
+        c: &Change,
+        batch_time_ms: u64,
+    ) -> Result<Option<f64>> {
+        let db = self.clone_db(template, "variant").await?;
+        let file = self.write_file(
+            &format!("pgbaton_{}", c.key),
+            &format!("01_{}.yaml", c.key),
+            c.yaml,
+        )?;
+        let file = file.to_string_lossy().into_owned();
+        let (init, _) = self.pgbaton(&db, &["init"]).await?;
+        if !init.ok() {
+            bail!("pgbaton init failed: {}", init.failure());
+        }
+        self.exec(&db, "CHECKPOINT").await?;
+        let ms = batch_time_ms.to_string();
+        self.say(format!(
+            "{rows} rows, {}: pgbaton start --backfill-batch-time {ms}",
+            c.key
+        ));
+        let (start, parsed) = self
+            .pgbaton(&db, &["--backfill-batch-time", &ms, "start", &file])
+            .await?;
+        self.drop_db(&db).await?;
+        if !start.ok() {
+            self.say(format!("FAILED: {}", start.failure()));
+            return Ok(None);
+        }
+        self.say(format!(
+            "backfill {:.2}s",
+            parsed.backfill_s().unwrap_or(0.0)
+        ));
+        Ok(parsed.backfill_s())
     }
 
     /// UPDATE of `rows / 10` rows with the dual-write trigger disabled vs enabled, on the same
@@ -1500,6 +1551,34 @@ fn render(results: &Results) -> String {
                 opt(r.reshape_start_s, |s| format!("{:.2}×", update_s / s)),
                 r.load
             );
+        }
+    }
+    if results.backfill.iter().any(|r| !r.variant_runs.is_empty()) {
+        let _ = writeln!(
+            w,
+            "\n## (a) The backfill with longer batches (`--backfill-batch-time`; default 100 ms)\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | single UPDATE, best | default (100 ms), best | batch time | backfill, best (runs) | ratio |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|");
+        for r in &results.backfill {
+            for (ms, v) in &r.variant_runs {
+                let Some(b) = best(v) else { continue };
+                let _ =
+                    writeln!(
+                    w,
+                    "| {} | {} | {:.1}s | {} | {ms} ms | {b:.1}s = {} rows/s ({}) | **{:.2}×** |",
+                    r.rows,
+                    r.change,
+                    r.update_s(),
+                    opt(r.pgbaton_backfill_s(), |s| format!("{s:.1}s ({:.2}×)", r.update_s() / s)),
+                    rate(r.rows, b),
+                    runs(v),
+                    r.update_s() / b
+                );
+            }
         }
     }
     if !results.trigger.is_empty() {

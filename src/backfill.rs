@@ -15,6 +15,23 @@
 //!   The last key is stored as text (`to_jsonb(k) #>> '{}'`, so dates and times are ISO 8601
 //!   whatever the session's `DateStyle`) and written back as an untyped literal, which
 //!   PostgreSQL reads with the key column's own input function.
+//! - A single-column integer key (`smallint`, `integer`, `bigint`, led by a btree index) is
+//!   walked by value ranges instead ([`KeyWalk::Auto`]): the key's `min` and `max` are read once
+//!   (the ends of its index) and stored in the checkpoint, then each batch updates
+//!   `key >= lo AND key <= hi` with constant bounds, so no key is read before the update (the
+//!   keyset walk reads every key, and its heap page when the visibility map is not set, a
+//!   second time). The walk ends at the max read at start: a row with a larger key was
+//!   inserted (or got that key) after the dual-write trigger was installed, which is before
+//!   the backfill starts, so the trigger computed its new columns and set the marker; the same
+//!   holds for a key that appears, later, in a gap or a range already walked. The same
+//!   statement reads the next existing key after `hi` from the index, where the next batch
+//!   starts and the checkpoint's `last_key` points (just before it): gaps cost no empty
+//!   batches. The value width of a batch follows the rows target through the key's density
+//!   (rows per key value, that of the last batch); where it is sparse enough that a
+//!   batch would be more than [`RANGE_SLACK`] times its rows target wide, the batch reads the
+//!   keys of its range to cap its upper bound at that many rows (a keyset walk's cost, only
+//!   there), so a change from sparse to dense keys cannot make a giant batch. Rows counted are
+//!   rows updated, as in a ctid walk; the fraction done is the key position.
 //! - Without such a key, ctid page ranges (`ctid >= '(p,0)' AND ctid < '(q,0)'`, a TID range
 //!   scan, PG14+) up to the page count at backfill start. Rows beyond it, or moved there later,
 //!   need no backfill: a row only moves when it is updated or inserted, and every such write
@@ -27,7 +44,7 @@
 //!   COMMITTED, a row changed by a concurrent write while the batch waits for its row lock is
 //!   re-read and re-checked (EvalPlanQual): its marker is then set, and the batch skips it.
 //! - Each batch runs with `jit = off` and `synchronous_commit = off` (see [`batch_settings`]
-//!   for why both are safe and what they save), and a keyset batch with sequential scans and
+//!   for why both are safe and what they save), and a key batch with sequential scans and
 //!   sorts turned off, so an unanalyzed table or an uncorrelated key cannot turn the key read
 //!   into a full scan per batch.
 //! - The batch does not pay for the dual-write trigger: with `SET LOCAL session_replication_role
@@ -166,6 +183,20 @@ pub struct BackfillOptions {
     /// How often a paused backfill looks at the controls and the lag again.
     pub poll_interval: Duration,
     pub bypass: TriggerBypass,
+    /// How a table with a key is walked.
+    pub key_walk: KeyWalk,
+}
+
+/// How a backfill walks a table that has a key ([`BackfillKey::Columns`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyWalk {
+    /// Value ranges for a single-column integer key with a btree index (no key pre-scan: see
+    /// the module documentation); keyset batches for every other key.
+    #[default]
+    Auto,
+    /// Keyset batches (the next `n` keys read from the index first) for every key.
+    Keyset,
 }
 
 impl Default for BackfillOptions {
@@ -183,6 +214,7 @@ impl Default for BackfillOptions {
             max_lock_retries: None,
             poll_interval: Duration::from_millis(500),
             bypass: TriggerBypass::Auto,
+            key_walk: KeyWalk::Auto,
         }
     }
 }
@@ -243,7 +275,8 @@ pub struct Progress {
     pub table: String,
     #[serde(flatten)]
     pub state: ProgressState,
-    /// Rows walked (keyset) or updated (ctid) so far, over every run of this backfill.
+    /// Rows walked (keyset) or updated (value ranges, ctid) so far, over every run of this
+    /// backfill.
     pub rows_done: u64,
     /// Rows updated (walked rows minus those a live write had already made right).
     pub rows_updated: u64,
@@ -491,6 +524,9 @@ pub fn state_ddl(state_schema: &Ident) -> Vec<String> {
     last_page bigint,
     total_pages bigint,
     relfilenode oid,
+    -- a value-range walk (single-column integer key): the key's min and max when it started
+    key_min bigint,
+    key_max bigint,
     rows_done bigint NOT NULL DEFAULT 0,
     rows_updated bigint NOT NULL DEFAULT 0,
     rows_estimate bigint,
@@ -509,6 +545,12 @@ pub fn state_ddl(state_schema: &Ident) -> Vec<String> {
     finished_at timestamptz,
     PRIMARY KEY (migration, table_schema, table_name)
 )"
+        ),
+        // A state schema made before value-range walks existed gets their columns. (Until it
+        // does, such walks read the key's bounds again on every run: see `Runner::checkpoint`.)
+        format!(
+            "ALTER TABLE {s}.backfills ADD COLUMN IF NOT EXISTS key_min bigint, \
+             ADD COLUMN IF NOT EXISTS key_max bigint"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.controls (
@@ -626,8 +668,10 @@ pub async fn status(
         "SELECT migration, format('%I.%I', table_schema, table_name), status, key_columns,
                 rows_done, rows_updated, rows_estimate, last_page, total_pages, rate, batch_size,
                 batch_p50_ms, batch_p99_ms, paused_seconds, pause_reason, error,
-                started_at::text, updated_at::text, finished_at::text
-           FROM {state_schema}.backfills
+                started_at::text, updated_at::text, finished_at::text,
+                -- through jsonb: a state schema made before these columns existed has none
+                to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1]
+           FROM {state_schema}.backfills AS b
           WHERE $1::text IS NULL OR migration = $1
           ORDER BY started_at, table_schema, table_name"
     );
@@ -648,8 +692,15 @@ pub async fn status(
             let total_pages: Option<i64> = r.get(8);
             let rate: Option<f64> = r.get(9);
             let done = status == "done";
-            let fraction =
-                estimate_fraction(done, rows_done, rows_estimate, last_page, total_pages);
+            let int = |i: usize| -> Option<i64> {
+                r.get::<_, Option<String>>(i).and_then(|v| v.parse().ok())
+            };
+            let walked = match (total_pages, int(19), int(20), int(21)) {
+                (Some(t), ..) => Some((last_page.unwrap_or(0) as f64, t as f64)),
+                (None, Some(min), Some(max), last) => Some(key_position(last, min, max)),
+                _ => None,
+            };
+            let fraction = estimate_fraction(done, rows_done, rows_estimate, walked);
             let eta_seconds = eta(done, fraction, rows_done, rows_estimate, rate);
             BackfillStatus {
                 migration: r.get(0),
@@ -676,21 +727,30 @@ pub async fn status(
         .collect())
 }
 
+/// Fraction done: from `walked` (units done, units in all: pages of a ctid walk, key values of
+/// a value-range walk) when known, else from the rows done and the table's estimate.
 fn estimate_fraction(
     done: bool,
     rows_done: u64,
     rows_estimate: Option<u64>,
-    last_page: Option<i64>,
-    total_pages: Option<i64>,
+    walked: Option<(f64, f64)>,
 ) -> Option<f64> {
     if done {
         return Some(1.0);
     }
-    match (last_page, total_pages) {
-        (Some(p), Some(t)) if t > 0 => Some((p as f64 / t as f64).clamp(0.0, 1.0)),
-        (_, Some(_)) => Some(0.0),
-        _ => rows_estimate.map(|e| (rows_done as f64 / e as f64).clamp(0.0, 0.999)),
+    match walked {
+        Some((p, t)) if t > 0.0 => Some((p / t).clamp(0.0, 1.0)),
+        Some(_) => Some(0.0),
+        None => rows_estimate.map(|e| (rows_done as f64 / e as f64).clamp(0.0, 0.999)),
     }
+}
+
+/// A value-range walk's position as (key values done, key values in all), from the last key
+/// done (`None`: none yet) and the key's bounds at start.
+fn key_position(last: Option<i64>, min: i64, max: i64) -> (f64, f64) {
+    let total = (i128::from(max) - i128::from(min) + 1).max(0);
+    let done = last.map_or(0, |l| (i128::from(l) - i128::from(min) + 1).clamp(0, total));
+    (done as f64, total as f64)
 }
 
 fn eta(
@@ -732,6 +792,8 @@ struct TableInfo {
     target_attnums: Vec<i16>,
     /// A foreign key involves a filled column: its checks must run, so no replica role.
     fk_on_targets: bool,
+    /// The key is a single integer column with a btree index: it can be walked by value ranges.
+    int_key: Option<IntKey>,
 }
 
 /// The `SET` list of the batch update. With an identity scope the expressions run directly;
@@ -764,18 +826,20 @@ fn set_list(spec: &BackfillSpec) -> String {
 fn batch_transaction(
     opts: &BackfillOptions,
     bypass: TriggerBypass,
-    keyset: bool,
+    index_walk: bool,
     statement: &str,
 ) -> String {
     let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
-    s.push_str(&batch_settings(opts, bypass, keyset));
+    s.push_str(&batch_settings(opts, bypass, index_walk));
     let _ = write!(s, "{statement};\nCOMMIT;\n");
     s
 }
 
 /// `SET LOCAL` lines that start every batch transaction.
 ///
-/// A keyset batch also turns off sequential scans and sorts for its statement. Without
+/// A key batch (keyset or value range) also turns off sequential scans and sorts for its
+/// statement; a value range's bounds are constants the planner could otherwise price at a
+/// large share of the table (a wide batch, stale statistics). Without
 /// statistics on the key (a table never analyzed) or with an uncorrelated key (a uuid), the
 /// planner prices an ordered index scan as random I/O and may read the next keys with a full
 /// scan and a sort, per batch, which is quadratic in the table size. Turned off, they are only
@@ -785,7 +849,7 @@ fn batch_transaction(
 /// JIT is off for every batch: a batch is planned and run once, and compiling it costs more
 /// than it saves (hundreds of milliseconds once the disabled paths push the estimated cost over
 /// `jit_above_cost`, measured on PG15).
-fn batch_settings(opts: &BackfillOptions, bypass: TriggerBypass, keyset: bool) -> String {
+fn batch_settings(opts: &BackfillOptions, bypass: TriggerBypass, index_walk: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -806,7 +870,7 @@ fn batch_settings(opts: &BackfillOptions, bypass: TriggerBypass, keyset: bool) -
             let _ = writeln!(s, "SET LOCAL {BACKFILL_SETTING} = 'on';");
         }
     }
-    if keyset {
+    if index_walk {
         s.push_str("SET LOCAL enable_seqscan = off;\nSET LOCAL enable_sort = off;\n");
     }
     s
@@ -987,6 +1051,99 @@ fn ctid_batch_sql(
     )
 }
 
+/// A single-column integer key with a btree index: the walk can go by value ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct IntKey {
+    column: Ident,
+    /// `smallint`, `integer` or `bigint`.
+    type_name: &'static str,
+}
+
+impl IntKey {
+    fn for_type(column: &Ident, regtype: &str) -> Option<IntKey> {
+        let type_name = match regtype {
+            "smallint" => "smallint",
+            "integer" => "integer",
+            "bigint" => "bigint",
+            _ => return None,
+        };
+        Some(IntKey {
+            column: column.clone(),
+            type_name,
+        })
+    }
+}
+
+/// The bounds of one value-range batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyRange {
+    /// First key value of the batch (an existing key, or the first not yet done).
+    lo: i64,
+    /// Last key value of the batch, when it is fixed in advance.
+    hi: i64,
+    /// At most this many rows: the statement itself moves `hi` down to just before the
+    /// `(cap + 1)`-th key at or after `lo`, when there is one in `[lo, hi]`.
+    cap: Option<u64>,
+    /// The key's max at start: the walk ends there.
+    end: i64,
+}
+
+/// A value-range batch on a single-column integer key: one `UPDATE` of the keys in
+/// `[lo, hi]`, the next existing key after `hi` (up to the end) read from the index, and the
+/// checkpoint: `last_key` = just before that next key (or the end), so a gap in the keys is
+/// skipped by the next batch and by a resumed run. Returns a row: (updated, checkpoint rows,
+/// next key or NULL, the batch's `hi`).
+///
+/// Without a `cap` both bounds are constants: no key is read before the update (the keyset
+/// walk's pre-scan, which reads every key, and its heap page when the visibility map is not
+/// set, a second time). With a `cap` (a sparse stretch, where the value width of a batch is
+/// many times the rows it should hold) the `(cap + 1)`-th key of the range is read first, and
+/// both bounds become InitPlan parameters (see [`keyset_batch_sql`] for why that keeps the
+/// index).
+fn range_batch_sql(
+    spec: &BackfillSpec,
+    key: &IntKey,
+    cp: &CheckpointKey<'_>,
+    range: KeyRange,
+    stats: &Stats,
+) -> String {
+    let t = &spec.table;
+    let k = &key.column;
+    let ty = key.type_name;
+    let (lo, hi, end) = (
+        quote_literal(&range.lo.to_string()),
+        quote_literal(&range.hi.to_string()),
+        quote_literal(&range.end.to_string()),
+    );
+    let (bounds_cte, lower, upper) = match range.cap {
+        None => (String::new(), lo, hi.clone()),
+        Some(cap) => (
+            format!(
+                "_pgbaton_range AS (\n  SELECT {lo}::{ty} AS _pgbaton_lo, coalesce((SELECT {t}.{k} FROM {t} \
+                 WHERE {t}.{k} >= {lo} AND {t}.{k} <= {hi} ORDER BY {t}.{k} OFFSET {cap} LIMIT 1) - 1, \
+                 {hi})::{ty} AS _pgbaton_hi\n), "
+            ),
+            "(SELECT _pgbaton_lo FROM _pgbaton_range)".to_string(),
+            "(SELECT _pgbaton_hi FROM _pgbaton_range)".to_string(),
+        ),
+    };
+    format!(
+        "WITH {bounds_cte}_pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.{k} >= {lower} AND {t}.{k} <= {upper} \
+         AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         _pgbaton_next AS (\n  SELECT min({t}.{k}) AS _pgbaton_key FROM {t} WHERE {t}.{k} > {upper} AND {t}.{k} <= {end}\n), \
+         _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = ARRAY[coalesce((SELECT _pgbaton_key - 1 FROM _pgbaton_next), {end})::text], \
+         rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
+         rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
+         SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
+         (SELECT _pgbaton_key FROM _pgbaton_next)::text, ({upper})::text",
+        set = set_list(spec),
+        marker = spec.marker,
+        cp_table = cp.table(),
+        stats = stats.set_sql(),
+        filter = cp.filter(),
+    )
+}
+
 /// The query run after each batch (same round trip) and while paused: the operator controls
 /// and, when a ceiling is set, the replication positions.
 fn controls_sql(state: &Ident, schema: &Ident, lag: bool) -> String {
@@ -1018,6 +1175,112 @@ fn adapt(current: u32, elapsed: Duration, target: Duration, lo: u32, hi: u32) ->
     let ratio = (target.as_secs_f64() / elapsed).clamp(0.5, 1.5);
     let next = (current as f64 * ratio).round();
     (next.max(lo as f64).min(hi as f64)) as u32
+}
+
+/// The next rows target of a value-range walk, whose batches hold `rows` rows where `current`
+/// was aimed at: toward the rows that take `target` at this batch's rate, at most 1.5× up or
+/// 2× down per batch. A batch that held much fewer rows than aimed at (a sparse stretch) says
+/// little about the rate (its fixed costs dominate): it only lowers the target, and only when
+/// it was too slow even so.
+fn adapt_to_rows(
+    current: u32,
+    rows: u64,
+    elapsed: Duration,
+    target: Duration,
+    lo: u32,
+    hi: u32,
+) -> u32 {
+    let representative = rows.saturating_mul(2) >= u64::from(current);
+    if !representative && elapsed <= target {
+        return current.clamp(lo, hi);
+    }
+    let elapsed = elapsed.as_secs_f64().max(1e-4);
+    let ideal = rows as f64 * target.as_secs_f64() / elapsed;
+    let next = ideal
+        .clamp(current as f64 * 0.5, current as f64 * 1.5)
+        .round();
+    (next.max(lo as f64).min(hi as f64)) as u32
+}
+
+/// A value-range batch may hold up to this many times its rows target before its upper bound
+/// is capped by reading the keys (see [`RangeWalk::next_batch`]).
+const RANGE_SLACK: u64 = 4;
+
+/// The least density a value-range walk assumes: a batch is at most 10^12 times its rows
+/// target wide. (Wider gaps cost no empty batches either: each batch starts at the next key.)
+const DENSITY_FLOOR: f64 = 1e-12;
+
+/// Where a value-range walk stands, and what it has learned of the key's density.
+#[derive(Clone, Debug)]
+struct RangeWalk {
+    /// The first key value not done yet; `None` when the walk is over.
+    next: Option<i64>,
+    /// The key's min and max at start (the max is where the walk ends).
+    min: i64,
+    max: i64,
+    /// Rows per key value where the walk is (at most 1 for a unique key): that of the last
+    /// batch. The most recent batch is the best guess for the next one: it comes right before
+    /// it, and a wrong guess costs little either way (too low: a capped batch; too high: a
+    /// small batch, after which the guess is right).
+    density: f64,
+}
+
+impl RangeWalk {
+    fn new(next: Option<i64>, min: i64, max: i64) -> RangeWalk {
+        RangeWalk {
+            next: next.filter(|n| *n <= max),
+            min,
+            max,
+            // The most a unique key can have: the first batch is never wider than its target.
+            density: 1.0,
+        }
+    }
+
+    /// The next batch for a target of `rows` rows, or `None` when the walk is over. Its value
+    /// width is `rows / density`. Where that is more than [`RANGE_SLACK`] × `rows` (a sparse
+    /// stretch, where a change to dense keys would put up to `width` rows in one batch), the
+    /// batch is capped at that many rows by reading the keys of its range first; elsewhere it
+    /// holds at most `width` ≤ `RANGE_SLACK` × `rows` rows (a unique key), and no key is read.
+    fn next_batch(&self, rows: u32) -> Option<KeyRange> {
+        let lo = self.next?;
+        let rows = u64::from(rows.max(1));
+        let width = (rows as f64 / self.density).ceil().max(1.0);
+        let slack = (rows * RANGE_SLACK) as f64;
+        // (A float-to-int cast saturates.)
+        let hi = (i128::from(lo) + width as i128 - 1).min(i128::from(self.max));
+        let width = (hi - i128::from(lo) + 1) as f64;
+        // `hi` is within [lo, max], so within the key type.
+        let hi = i64::try_from(hi).unwrap_or(self.max);
+        Some(KeyRange {
+            lo,
+            hi,
+            cap: (width > slack).then_some(rows * RANGE_SLACK),
+            end: self.max,
+        })
+    }
+
+    /// Takes a batch's result: `updated` rows in `[lo, hi]`, `next_key` the first key after
+    /// `hi` (up to the end) or `None`.
+    fn advance(&mut self, lo: i64, hi: i64, updated: u64, next_key: Option<i64>) {
+        let width = (i128::from(hi) - i128::from(lo) + 1).max(1) as f64;
+        self.density = if updated > 0 {
+            updated as f64 / width
+        } else {
+            // Every row of the range was marked already (or gone): four times wider next.
+            self.density / 4.0
+        }
+        .clamp(DENSITY_FLOOR, 1.0);
+        self.next = next_key.filter(|k| *k > hi && *k <= self.max);
+    }
+
+    /// (key values done, key values in all), for the fraction done.
+    fn position(&self) -> (f64, f64) {
+        let last = match self.next {
+            Some(n) => n.checked_sub(1),
+            None => Some(self.max),
+        };
+        key_position(last, self.min, self.max)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1067,9 +1330,11 @@ pub async fn run(
 }
 
 /// `EXPLAIN` of the batch statement a run would execute next for `spec` (after `after`, the last
-/// key of the previous batch, for a keyset walk; from page 0 for a ctid walk), with `limit` rows.
-/// Nothing is changed. For `pgbaton plan --explain` and the tests that check no batch scans the
-/// whole table. Needs the state schema (the statement updates the checkpoint table).
+/// key of the previous batch, for a key walk; from page 0 for a ctid walk), with `limit` rows,
+/// walking a key as `key_walk` says. A value-range batch is as wide as `limit` rows at the
+/// key's average density (row estimate over the key's span), so a sparse key shows the capped
+/// batch. Nothing is changed. For `pgbaton plan --explain` and the tests that check no batch
+/// scans the whole table. Needs the state schema (the statement updates the checkpoint table).
 pub async fn explain_batch(
     client: &Client,
     state_schema: &Ident,
@@ -1077,6 +1342,7 @@ pub async fn explain_batch(
     spec: &BackfillSpec,
     after: Option<&[String]>,
     limit: u32,
+    key_walk: KeyWalk,
 ) -> Result<String, BackfillError> {
     let table = spec.table.to_string();
     let info = inspect(client, spec).await?;
@@ -1085,11 +1351,43 @@ pub async fn explain_batch(
         migration,
         table: &spec.table,
     };
-    let statement = match &spec.key {
-        BackfillKey::Columns(key) => {
+    let int_key = info.int_key.as_ref().filter(|_| key_walk == KeyWalk::Auto);
+    let statement = match (&spec.key, int_key) {
+        (BackfillKey::Columns(_), Some(key)) => {
+            // The key's bounds now, and its average density from the row estimate: the
+            // batch a run makes once it has measured that density.
+            let k = &key.column;
+            let row = client
+                .query_one(
+                    &format!("SELECT min({k})::int8, max({k})::int8 FROM {}", spec.table),
+                    &[],
+                )
+                .await
+                .map_err(|source| db(&table, "reading the key's bounds", source))?;
+            let (min, max) = (
+                row.get::<_, Option<i64>>(0).unwrap_or(1),
+                row.get::<_, Option<i64>>(1).unwrap_or(1),
+            );
+            let lo = match after {
+                Some([last]) => last
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|l| l.checked_add(1))
+                    .unwrap_or(min),
+                _ => min,
+            };
+            let mut walk = RangeWalk::new(Some(lo), min, max.max(lo));
+            let span = (i128::from(max) - i128::from(min) + 1).max(1) as f64;
+            walk.density = (info.reltuples.max(1.0) / span).clamp(DENSITY_FLOOR, 1.0);
+            let range = walk
+                .next_batch(limit.max(1))
+                .ok_or_else(|| protocol(&table, "no batch to explain"))?;
+            range_batch_sql(spec, key, &cp, range, &Stats::default())
+        }
+        (BackfillKey::Columns(key), None) => {
             keyset_batch_sql(spec, key, &cp, after, limit.max(1), &Stats::default())
         }
-        BackfillKey::Ctid => {
+        (BackfillKey::Ctid, _) => {
             let pages = ((f64::from(limit.max(1)) / info.density).ceil() as i64).max(1);
             ctid_batch_sql(spec, &cp, 0, pages, &Stats::default())
         }
@@ -1253,7 +1551,38 @@ async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, Back
         density,
         target_attnums,
         fk_on_targets: fk.get(0),
+        int_key: int_key(client, spec, oid).await?,
     })
+}
+
+/// The key of `spec` when it is a single `smallint`, `integer` or `bigint` column (not a domain)
+/// that a valid, non-partial btree index leads with.
+async fn int_key(
+    client: &Client,
+    spec: &BackfillSpec,
+    oid: u32,
+) -> Result<Option<IntKey>, BackfillError> {
+    let column = match &spec.key {
+        BackfillKey::Columns(cols) if cols.len() == 1 => &cols[0],
+        _ => return Ok(None),
+    };
+    let row = client
+        .query_opt(
+            "SELECT a.atttypid::regtype::text,
+                    EXISTS (SELECT 1 FROM pg_index i
+                              JOIN pg_class ic ON ic.oid = i.indexrelid
+                              JOIN pg_am am ON am.oid = ic.relam
+                             WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum
+                               AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree')
+               FROM pg_attribute a
+              WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&oid, &column.as_str()],
+        )
+        .await
+        .map_err(|source| db(&spec.table.to_string(), "reading the catalog", source))?;
+    Ok(row
+        .filter(|r| r.get::<_, bool>(1))
+        .and_then(|r| IntKey::for_type(column, &r.get::<_, String>(0))))
 }
 
 /// Where the walk stands (from the checkpoint).
@@ -1267,6 +1596,15 @@ enum Position {
         total_pages: i64,
         relfilenode: u32,
     },
+    Range(RangeWalk),
+}
+
+/// What the batch in flight covers.
+#[derive(Clone, Copy, Debug)]
+enum Batch {
+    Keyset,
+    Ctid { to: i64 },
+    Range(KeyRange),
 }
 
 /// Operator controls and replication positions, read between batches.
@@ -1449,6 +1787,16 @@ impl<'a> Runner<'a> {
         } else {
             "NULL".to_string()
         };
+        let range_key = self.range_key().cloned();
+        let range_columns = range_key.is_some() && self.state_has_range_columns().await?;
+        let (reset_bounds, bounds) = if range_columns {
+            (
+                ", key_min = NULL, key_max = NULL",
+                "key_min::text, key_max::text",
+            )
+        } else {
+            ("", "NULL, NULL")
+        };
         let fingerprint = Literal::new(self.fingerprint());
         let fresh = format!(
             "fingerprint = {fingerprint}, key_columns = {key_columns}, last_key = NULL, \
@@ -1457,7 +1805,7 @@ impl<'a> Runner<'a> {
              rows_updated = 0, rows_estimate = {estimate}, batches = 0, batch_size = NULL, \
              rate = NULL, batch_p50_ms = NULL, batch_p99_ms = NULL, paused_seconds = 0, \
              pause_reason = NULL, status = 'running', error = NULL, started_at = now(), \
-             updated_at = now(), finished_at = NULL"
+             updated_at = now(), finished_at = NULL{reset_bounds}"
         );
         let sql = format!(
             "INSERT INTO {t} (migration, table_schema, table_name, fingerprint, key_columns, \
@@ -1466,7 +1814,8 @@ impl<'a> Runner<'a> {
              {total_pages}, {relfilenode}, {estimate}) ON CONFLICT (migration, table_schema, table_name) DO NOTHING;\n\
              UPDATE {t} SET {fresh} WHERE {filter} AND fingerprint <> {fingerprint};\n\
              SELECT array_to_json(last_key)::text, last_page, total_pages, relfilenode, rows_done, \
-             rows_updated, status, paused_seconds, batches, batch_size FROM {t} WHERE {filter}",
+             rows_updated, status, paused_seconds, batches, batch_size, {bounds} FROM {t} \
+             WHERE {filter}",
             t = cp.table(),
             m = Literal::new(self.migration),
             s = Literal::new(self.spec.table.schema.as_str()),
@@ -1501,15 +1850,100 @@ impl<'a> Runner<'a> {
                 self.batch_size = b as u32;
             }
         }
-        self.position = match &self.spec.key {
-            BackfillKey::Columns(_) => Position::Keyset { last: last_key },
-            BackfillKey::Ctid => Position::Ctid {
+        let stored_bounds = num(10).zip(num(11));
+        // Every key up to `last_key` is done, whichever walk wrote it: a keyset walk stores the
+        // last key it walked, a value-range walk the last key value it covered (or just before
+        // the next key it found). So a checkpoint of either resumes with either; one that is
+        // not a single integer (never written for such a key) goes on as a keyset walk.
+        let range_last = match (&range_key, &last_key) {
+            (None, _) => None,
+            (Some(_), None) => Some(None),
+            (Some(_), Some(values)) => match values.as_slice() {
+                [v] => v.parse::<i64>().ok().map(Some),
+                _ => None,
+            },
+        };
+        self.position = match (&self.spec.key, range_key, range_last) {
+            (BackfillKey::Columns(_), Some(key), Some(last)) => {
+                let (min, max) = match stored_bounds {
+                    Some(bounds) => Some(bounds),
+                    None => self.key_bounds(&key, range_columns).await?,
+                }
+                .unwrap_or((0, -1));
+                let next = match last {
+                    Some(l) => l.checked_add(1),
+                    None => Some(min),
+                };
+                Position::Range(RangeWalk::new(next, min, max))
+            }
+            (BackfillKey::Columns(_), ..) => Position::Keyset { last: last_key },
+            (BackfillKey::Ctid, ..) => Position::Ctid {
                 next_page: num(1).unwrap_or(0),
                 total_pages: num(2).unwrap_or(self.info.pages),
                 relfilenode: num(3).map(|r| r as u32).unwrap_or(self.info.relfilenode),
             },
         };
         Ok((batches_before > 0 || self.rows_done > 0, status == "done"))
+    }
+
+    /// The key a value-range walk goes by, when this run walks by value ranges.
+    fn range_key(&self) -> Option<&IntKey> {
+        match self.opts.key_walk {
+            KeyWalk::Auto => self.info.int_key.as_ref(),
+            KeyWalk::Keyset => None,
+        }
+    }
+
+    /// Whether the state schema's `backfills` has the columns of a value-range walk (a state
+    /// schema made by an older pgbaton, not initialized again since, does not).
+    async fn state_has_range_columns(&self) -> Result<bool, BackfillError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*) = 2 FROM pg_attribute
+                  WHERE attrelid = to_regclass($1) AND attname IN ('key_min', 'key_max')
+                    AND NOT attisdropped",
+                &[&self.cp().table()],
+            )
+            .await
+            .map_err(|source| state_error("reading the catalog", source))?;
+        Ok(row.get(0))
+    }
+
+    /// The key's min and max now (from the ends of its index), or `None` for an empty table;
+    /// stored in the checkpoint when it has the columns, so a resumed run ends where this one
+    /// would have. Where it does not, a resumed run reads them again: as correct (every row
+    /// beyond the first max was written through the dual-write trigger), a little more work.
+    async fn key_bounds(
+        &self,
+        key: &IntKey,
+        store: bool,
+    ) -> Result<Option<(i64, i64)>, BackfillError> {
+        let k = &key.column;
+        let sql = format!(
+            "SELECT min({k})::int8, max({k})::int8 FROM {t}",
+            t = self.spec.table
+        );
+        let row = self
+            .client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|source| db(&self.table, "reading the key's bounds", source))?;
+        let bounds = row
+            .get::<_, Option<i64>>(0)
+            .zip(row.get::<_, Option<i64>>(1));
+        if let (Some((min, max)), true) = (bounds, store) {
+            let sql = format!(
+                "UPDATE {} SET key_min = {min}, key_max = {max} WHERE {}",
+                self.cp().table(),
+                self.cp().filter()
+            );
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|source| state_error("writing the checkpoint", source))?;
+        }
+        Ok(bounds)
     }
 
     fn protocol(&self, detail: &str) -> BackfillError {
@@ -1540,13 +1974,13 @@ impl<'a> Runner<'a> {
             self.refresh_after_rewrite().await?;
             let limit = self.effective_batch_size(&controls);
             let stats = self.stats(limit);
-            let (statement, ctid_range) = self.batch_statement(limit, &stats);
-            let Some(statement) = statement else {
+            let Some((statement, batch)) = self.batch_statement(limit, &stats) else {
                 break;
             };
+            let index_walk = !matches!(batch, Batch::Ctid { .. });
             let sql = format!(
                 "{}{controls_query};",
-                batch_transaction(self.opts, self.bypass, ctid_range.is_none(), &statement)
+                batch_transaction(self.opts, self.bypass, index_walk, &statement)
             );
             let batch_start = Instant::now();
             let messages = match self.client.simple_query(&sql).await {
@@ -1621,13 +2055,18 @@ impl<'a> Runner<'a> {
                 _ => return Err(self.protocol(&format!("{} result rows", result.len()))),
             };
             controls = Controls::parse(controls_row, lag);
-            let walked = self.apply_batch(batch_row, ctid_range)?;
+            let walked = self.apply_batch(batch_row, batch)?;
             self.batches += 1;
             self.rows_this_run += walked;
             let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
             if self.opts.batch_size.is_none() {
                 let (lo, hi) = self.bounds(&controls);
-                self.batch_size = adapt(limit, elapsed, self.opts.target_batch_time, lo, hi);
+                let target = self.opts.target_batch_time;
+                self.batch_size = match batch {
+                    // The rows of a value range are known only afterwards.
+                    Batch::Range(_) => adapt_to_rows(limit, walked, elapsed, target, lo, hi),
+                    Batch::Keyset | Batch::Ctid { .. } => adapt(limit, elapsed, target, lo, hi),
+                };
             }
             let finished = self.is_finished(walked);
             let progress = self.progress(ProgressState::Running, limit);
@@ -1683,21 +2122,23 @@ impl<'a> Runner<'a> {
             .map_err(|source| state_error("writing the checkpoint", source))
     }
 
-    /// The next batch's statement (without its transaction), or `None` when the walk is over.
-    fn batch_statement(&self, limit: u32, stats: &Stats) -> (Option<String>, Option<(i64, i64)>) {
+    /// The next batch's statement (without its transaction) and what it covers, or `None` when
+    /// the walk is over. `limit` is the rows target.
+    fn batch_statement(&self, limit: u32, stats: &Stats) -> Option<(String, Batch)> {
         let cp = self.cp();
         match (&self.position, &self.spec.key) {
-            (Position::Keyset { last }, BackfillKey::Columns(key)) => (
-                Some(keyset_batch_sql(
-                    self.spec,
-                    key,
-                    &cp,
-                    last.as_deref(),
-                    limit,
-                    stats,
-                )),
-                None,
-            ),
+            (Position::Keyset { last }, BackfillKey::Columns(key)) => Some((
+                keyset_batch_sql(self.spec, key, &cp, last.as_deref(), limit, stats),
+                Batch::Keyset,
+            )),
+            (Position::Range(walk), _) => {
+                let key = self.range_key()?;
+                let range = walk.next_batch(limit)?;
+                Some((
+                    range_batch_sql(self.spec, key, &cp, range, stats),
+                    Batch::Range(range),
+                ))
+            }
             (
                 Position::Ctid {
                     next_page,
@@ -1707,28 +2148,47 @@ impl<'a> Runner<'a> {
                 _,
             ) => {
                 if next_page >= total_pages {
-                    return (None, None);
+                    return None;
                 }
                 let pages = ((limit as f64 / self.info.density).ceil() as i64).max(1);
                 let to = (next_page + pages).min(*total_pages);
-                (
-                    Some(ctid_batch_sql(self.spec, &cp, *next_page, to, stats)),
-                    Some((*next_page, to)),
-                )
+                Some((
+                    ctid_batch_sql(self.spec, &cp, *next_page, to, stats),
+                    Batch::Ctid { to },
+                ))
             }
             // A keyset position with a ctid spec cannot happen: the position follows the key.
-            (Position::Keyset { .. }, BackfillKey::Ctid) => (None, None),
+            (Position::Keyset { .. }, BackfillKey::Ctid) => None,
         }
     }
 
     /// Takes a batch's result into the position and counters; returns the rows walked.
-    fn apply_batch(
-        &mut self,
-        row: &SimpleQueryRow,
-        ctid_range: Option<(i64, i64)>,
-    ) -> Result<u64, BackfillError> {
+    fn apply_batch(&mut self, row: &SimpleQueryRow, batch: Batch) -> Result<u64, BackfillError> {
         let num = |i: usize| -> Option<u64> { row.get(i).and_then(|v| v.parse().ok()) };
         match &mut self.position {
+            Position::Range(walk) => {
+                let updated = num(0).ok_or_else(|| protocol(&self.table, "batch row count"))?;
+                if num(1) != Some(1) {
+                    return Err(protocol(&self.table, "the checkpoint row is gone"));
+                }
+                let key = |i: usize| -> Result<Option<i64>, BackfillError> {
+                    row.get(i)
+                        .map(|v| {
+                            v.parse::<i64>()
+                                .map_err(|_| protocol(&self.table, &format!("key value {v:?}")))
+                        })
+                        .transpose()
+                };
+                let next_key = key(2)?;
+                let hi = key(3)?.ok_or_else(|| protocol(&self.table, "no batch bound"))?;
+                let Batch::Range(range) = batch else {
+                    return Err(protocol(&self.table, "a value range without its batch"));
+                };
+                walk.advance(range.lo, hi, updated, next_key);
+                self.rows_done += updated;
+                self.rows_updated += updated;
+                Ok(updated)
+            }
             Position::Keyset { last } => {
                 let walked = num(0).ok_or_else(|| protocol(&self.table, "batch row count"))?;
                 let updated = num(1).unwrap_or(0);
@@ -1767,7 +2227,7 @@ impl<'a> Runner<'a> {
                     .get(2)
                     .and_then(|v| v.parse::<u32>().ok())
                     .unwrap_or(*relfilenode);
-                if let Some((_, to)) = ctid_range {
+                if let Batch::Ctid { to } = batch {
                     *next_page = to;
                 }
                 self.rows_done += updated;
@@ -1787,6 +2247,7 @@ impl<'a> Runner<'a> {
     fn is_finished(&self, walked: u64) -> bool {
         match &self.position {
             Position::Keyset { .. } => walked == 0,
+            Position::Range(walk) => walk.next.is_none(),
             Position::Ctid {
                 next_page,
                 total_pages,
@@ -1933,7 +2394,7 @@ impl<'a> Runner<'a> {
             finite(stats.paused_seconds),
             match &self.position {
                 Position::Ctid { total_pages, .. } => format!(", last_page = {total_pages}"),
-                Position::Keyset { .. } => String::new(),
+                Position::Keyset { .. } | Position::Range(_) => String::new(),
             },
             self.cp().filter()
         );
@@ -1978,22 +2439,16 @@ impl<'a> Runner<'a> {
     fn progress(&self, state: ProgressState, batch_size: u32) -> Progress {
         let done = state == ProgressState::Done;
         let rows_estimate = (self.info.reltuples > 0.0).then(|| self.info.reltuples.round() as u64);
-        let fraction = match &self.position {
+        let walked = match &self.position {
             Position::Ctid {
                 next_page,
                 total_pages,
                 ..
-            } => estimate_fraction(
-                done,
-                self.rows_done,
-                rows_estimate,
-                Some(*next_page),
-                Some(*total_pages),
-            ),
-            Position::Keyset { .. } => {
-                estimate_fraction(done, self.rows_done, rows_estimate, None, None)
-            }
+            } => Some((*next_page as f64, *total_pages as f64)),
+            Position::Range(walk) => Some(walk.position()),
+            Position::Keyset { .. } => None,
         };
+        let fraction = estimate_fraction(done, self.rows_done, rows_estimate, walked);
         let rate = self.rate();
         Progress {
             table: self.table.clone(),
@@ -2153,6 +2608,162 @@ mod tests {
     }
 
     #[test]
+    fn range_sql_has_constant_bounds_and_no_key_read() {
+        let s = spec(BackfillKey::Columns(vec![Ident::new("id")]), vec![]);
+        let state = Ident::new("pgbaton");
+        let cp = CheckpointKey {
+            state: &state,
+            migration: "m1",
+            table: &s.table,
+        };
+        let key = IntKey::for_type(&Ident::new("id"), "bigint").unwrap();
+        let range = KeyRange {
+            lo: -5,
+            hi: 9_994,
+            cap: None,
+            end: 1_000_000,
+        };
+        let sql = range_batch_sql(&s, &key, &cp, range, &Stats::default());
+        let t = "\"public\".\"users\"";
+        assert!(sql.contains(&format!(
+            "WHERE {t}.\"id\" >= '-5' AND {t}.\"id\" <= '9994' AND {t}.\"_pgbaton_touched\" IS NOT TRUE"
+        )));
+        assert!(!sql.contains("ORDER BY") && !sql.contains("LIMIT"), "{sql}");
+        assert!(sql.contains(&format!(
+            "SELECT min({t}.\"id\") AS _pgbaton_key FROM {t} WHERE {t}.\"id\" > '9994' AND {t}.\"id\" <= '1000000'"
+        )));
+        assert!(sql.contains(
+            "last_key = ARRAY[coalesce((SELECT _pgbaton_key - 1 FROM _pgbaton_next), '1000000')::text]"
+        ));
+
+        let capped = KeyRange {
+            cap: Some(400),
+            ..range
+        };
+        let sql = range_batch_sql(&s, &key, &cp, capped, &Stats::default());
+        assert!(sql.starts_with("WITH _pgbaton_range AS ("), "{sql}");
+        assert!(sql.contains("ORDER BY \"public\".\"users\".\"id\" OFFSET 400 LIMIT 1) - 1, '9994')::bigint AS _pgbaton_hi"));
+        assert!(sql.contains(&format!(
+            "{t}.\"id\" >= (SELECT _pgbaton_lo FROM _pgbaton_range) AND {t}.\"id\" <= (SELECT _pgbaton_hi FROM _pgbaton_range)"
+        )));
+        assert!(IntKey::for_type(&Ident::new("id"), "numeric").is_none());
+    }
+
+    #[test]
+    fn range_walk_widens_over_sparse_keys_and_caps_what_it_cannot_see() {
+        let mut w = RangeWalk::new(Some(1), 1, 10_000_000);
+        // Unmeasured: one key value per row, never wider than the target.
+        assert_eq!(
+            w.next_batch(1_000),
+            Some(KeyRange {
+                lo: 1,
+                hi: 1_000,
+                cap: None,
+                end: 10_000_000
+            })
+        );
+        // Dense keys: the width stays the target.
+        w.advance(1, 1_000, 1_000, Some(1_001));
+        assert_eq!(
+            w.next_batch(1_000).map(|r| (r.lo, r.hi)),
+            Some((1_001, 2_000))
+        );
+        // Every 4th key: four times wider, within the slack, no key read.
+        w.advance(1_001, 2_000, 250, Some(2_010));
+        let r = w.next_batch(1_000).unwrap();
+        assert_eq!((r.lo, r.hi, r.cap), (2_010, 6_009, None));
+        // Every 1000th: a thousand times wider, past RANGE_SLACK × the target: capped at that
+        // many rows, by reading the keys.
+        w.advance(2_010, 6_009, 4, Some(7_000));
+        let r = w.next_batch(1_000).unwrap();
+        assert_eq!((r.lo, r.hi, r.cap), (7_000, 1_006_999, Some(4_000)));
+        // Dense again right there: the cap held the batch to 4,000 rows, whose density is
+        // that of the next batch at once.
+        w.advance(7_000, 10_999, 4_000, Some(11_000));
+        let r = w.next_batch(1_000).unwrap();
+        assert_eq!((r.lo, r.hi, r.cap), (11_000, 11_999, None));
+        // A batch with no rows at all (all marked): four times wider next, not the whole
+        // table.
+        let mut e = RangeWalk::new(Some(1), 1, 1_000_000);
+        e.advance(1, 1_000, 1_000, Some(1_001));
+        e.advance(1_001, 2_000, 0, Some(2_001));
+        let r = e.next_batch(1_000).unwrap();
+        assert_eq!((r.lo, r.hi, r.cap), (2_001, 6_000, None));
+        e.advance(2_001, 6_000, 0, Some(6_001));
+        assert_eq!(e.next_batch(1_000).unwrap().cap, Some(4_000));
+        // The next key after a gap is where the next batch starts; none left: over.
+        e.advance(2_001, 3_000, 1_000, Some(900_000));
+        assert_eq!(e.next_batch(1_000).unwrap().lo, 900_000);
+        e.advance(900_000, 901_000, 1_000, None);
+        assert_eq!(e.next_batch(1_000), None);
+        // The walk ends at the max at start, whatever the next key says.
+        let mut m = RangeWalk::new(Some(1), 1, 1_500);
+        assert_eq!(m.next_batch(1_000).map(|r| r.hi), Some(1_000));
+        m.advance(1, 1_000, 1_000, Some(1_001));
+        assert_eq!(m.next_batch(1_000).map(|r| r.hi), Some(1_500));
+        m.advance(1_001, 1_500, 500, Some(1_501));
+        assert_eq!(m.next_batch(1_000), None);
+        assert_eq!(m.position(), (1_500.0, 1_500.0));
+    }
+
+    #[test]
+    fn range_walk_at_the_ends_of_bigint() {
+        let mut w = RangeWalk::new(Some(i64::MIN), i64::MIN, i64::MAX);
+        let r = w.next_batch(200_000).unwrap();
+        assert_eq!((r.lo, r.hi), (i64::MIN, i64::MIN + 199_999));
+        // Two rows in the whole span: the density bottoms out, the width saturates at the end.
+        w.advance(r.lo, r.hi, 1, Some(i64::MAX));
+        w.advance(i64::MAX, i64::MAX, 1, None);
+        assert_eq!(w.next_batch(200_000), None);
+        let mut w = RangeWalk::new(Some(i64::MAX - 10), i64::MIN, i64::MAX);
+        w.density = DENSITY_FLOOR;
+        let r = w.next_batch(200_000).unwrap();
+        assert_eq!((r.lo, r.hi), (i64::MAX - 10, i64::MAX));
+        assert_eq!(r.cap, None, "11 key values cannot hold more than 11 rows");
+        // The density has a floor (1e-12): a batch is at most 10^12 × its rows wide. Gaps
+        // wider than that cost no empty batches either: each batch starts at the next key.
+        let mut r = RangeWalk::new(Some(i64::MIN), i64::MIN, i64::MAX);
+        r.density = DENSITY_FLOOR;
+        let b = r.next_batch(10).unwrap();
+        assert_eq!(
+            (b.lo, b.hi, b.cap),
+            (i64::MIN, i64::MIN + 10_000_000_000_000 - 1, Some(40))
+        );
+        // Resuming past the end, or from a checkpoint at the max: nothing left.
+        assert_eq!(RangeWalk::new(Some(11), 1, 10).next_batch(10), None);
+        assert_eq!(
+            RangeWalk::new(i64::MAX.checked_add(1), 1, i64::MAX).next_batch(10),
+            None
+        );
+    }
+
+    #[test]
+    fn range_rows_target_adapts_to_the_rows_a_batch_held() {
+        let t = Duration::from_millis(100);
+        let ms = Duration::from_millis;
+        // A full batch at half the target time: 1.5× (the step limit).
+        assert_eq!(
+            adapt_to_rows(10_000, 10_000, ms(50), t, 1_000, 200_000),
+            15_000
+        );
+        // 4× the rows in 4× the time: the rate is right, the target stays.
+        assert_eq!(
+            adapt_to_rows(10_000, 40_000, ms(400), t, 1_000, 200_000),
+            10_000
+        );
+        // Too slow: halved at most.
+        assert_eq!(
+            adapt_to_rows(10_000, 10_000, ms(1_000), t, 1_000, 200_000),
+            5_000
+        );
+        // A sparse batch that was fast says nothing about the rate: the target stays.
+        assert_eq!(adapt_to_rows(10_000, 10, ms(2), t, 1_000, 200_000), 10_000);
+        // A sparse batch that was slow anyway lowers it.
+        assert_eq!(adapt_to_rows(10_000, 10, ms(300), t, 1_000, 200_000), 5_000);
+        assert_eq!(adapt_to_rows(1_500, 10, ms(300), t, 1_000, 200_000), 1_000);
+    }
+
+    #[test]
     fn batch_size_adapts_smoothly() {
         let t = Duration::from_millis(100);
         assert_eq!(
@@ -2235,19 +2846,25 @@ mod tests {
 
     #[test]
     fn fraction_and_eta() {
+        assert_eq!(estimate_fraction(false, 50, Some(100), None), Some(0.5));
+        assert_eq!(estimate_fraction(false, 500, Some(100), None), Some(0.999));
         assert_eq!(
-            estimate_fraction(false, 50, Some(100), None, None),
-            Some(0.5)
-        );
-        assert_eq!(
-            estimate_fraction(false, 500, Some(100), None, None),
-            Some(0.999)
-        );
-        assert_eq!(
-            estimate_fraction(false, 0, None, Some(25), Some(100)),
+            estimate_fraction(false, 0, None, Some((25.0, 100.0))),
             Some(0.25)
         );
-        assert_eq!(estimate_fraction(true, 0, None, None, None), Some(1.0));
+        assert_eq!(
+            estimate_fraction(false, 0, None, Some((0.0, -1.0))),
+            Some(0.0)
+        );
+        assert_eq!(estimate_fraction(true, 0, None, None), Some(1.0));
+        // Key values: 1..=100 with 25 done; none done; an empty span.
+        assert_eq!(key_position(Some(25), 1, 100), (25.0, 100.0));
+        assert_eq!(key_position(None, -50, 49), (0.0, 100.0));
+        assert_eq!(
+            key_position(Some(i64::MAX), i64::MIN, i64::MAX).1,
+            2f64.powi(64)
+        );
+        assert_eq!(key_position(Some(5), 10, 9), (0.0, 0.0));
         assert_eq!(eta(false, Some(0.5), 50, Some(100), Some(10.0)), Some(5.0));
         assert_eq!(eta(false, Some(0.5), 50, None, Some(10.0)), Some(5.0));
         assert_eq!(eta(false, None, 50, None, Some(10.0)), None);

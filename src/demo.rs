@@ -312,6 +312,8 @@ pub struct DemoReport {
 pub struct Environment {
     /// `throwaway cluster` or `existing database`.
     pub database: String,
+    /// The throwaway cluster's directory (removed when the demo ends).
+    pub cluster_dir: Option<String>,
     pub server_version: String,
     pub rows: u64,
     pub old_clients: usize,
@@ -1248,6 +1250,10 @@ pub async fn run(
     let target = Target::open(&options, &notes).await?;
     let environment = Environment {
         database: target.label.clone(),
+        cluster_dir: target
+            .cluster
+            .as_ref()
+            .map(|c| c.socket_dir().display().to_string()),
         server_version: target.server_version().await,
         rows: options.rows,
         old_clients: options.old_clients,

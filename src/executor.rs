@@ -460,7 +460,10 @@ impl<'a> Executor<'a> {
         let cap = exp.min(self.opts.retry_cap);
         let ms = cap.as_millis().max(1) as u64;
         let jittered = Duration::from_millis(rand::rng().random_range(ms / 4..=ms));
-        let left = self.opts.lock_retry_deadline.saturating_sub(started.elapsed());
+        let left = self
+            .opts
+            .lock_retry_deadline
+            .saturating_sub(started.elapsed());
         jittered.min(left)
     }
 

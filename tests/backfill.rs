@@ -1,7 +1,8 @@
 //! The backfill engine on a real server: fills, skips rows live writes made right, resumes from
-//! its checkpoint after being interrupted, walks composite keys and tables without a key, waits
-//! while paused or while a standby lags, retries lock timeouts, and never scans the whole table
-//! per batch. `verify` checks the result.
+//! its checkpoint after being interrupted (across keyset and value-range walks too), walks
+//! integer keys by value ranges (sparse, gapped, at the ends of their types), composite keys
+//! and tables without a key, waits while paused or while a standby lags, retries lock
+//! timeouts, and never scans the whole table per batch. `verify` checks the result.
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{exec, fresh_db};
 use pgbaton::backfill::{
-    self, BackfillOptions, BackfillOutcome, LagCeiling, PauseReason, Progress, ProgressState,
-    TriggerBypass,
+    self, BackfillOptions, BackfillOutcome, KeyWalk, LagCeiling, PauseReason, Progress,
+    ProgressState, TriggerBypass,
 };
 use pgbaton::ident::{Ident, QualName, RawSql};
 use pgbaton::step::{Assignment, BackfillKey, BackfillSpec};
@@ -247,6 +248,14 @@ async fn verify_clean(c: &Client, f: &Fixture) -> verify::VerifyReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fills_200k_rows_and_skips_rows_live_writes_made_right() {
+    // The bigint key is walked by value ranges by default, by keyset batches on request: both
+    // must give the same table.
+    for walk in [KeyWalk::Auto, KeyWalk::Keyset] {
+        fills_200k(walk).await;
+    }
+}
+
+async fn fills_200k(walk: KeyWalk) {
     let db = fresh_db().await;
     let c = &db.client;
     init_state(c).await;
@@ -264,9 +273,19 @@ async fn fills_200k_rows_and_skips_rows_live_writes_made_right() {
         ),
     )
     .await;
-    let (result, seen) = run(c, &f.backfill, &BackfillOptions::default()).await;
-    let outcome = result.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(outcome.rows_done, 200_000);
+    let opts = BackfillOptions {
+        key_walk: walk,
+        ..BackfillOptions::default()
+    };
+    let (result, seen) = run(c, &f.backfill, &opts).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{walk:?}: {e}"));
+    // A keyset walk counts the rows it walked; a value-range walk the rows it updated (it
+    // never reads the rows a live write made right).
+    let done = match walk {
+        KeyWalk::Keyset => 200_000,
+        KeyWalk::Auto => 200_000 - 400,
+    };
+    assert_eq!(outcome.rows_done, done);
     assert_eq!(outcome.rows_updated, 200_000 - 400);
     assert!(!outcome.resumed && !outcome.already_done);
     assert_eq!(outcome.bypass, TriggerBypass::ReplicationRole);
@@ -303,9 +322,19 @@ async fn fills_200k_rows_and_skips_rows_live_writes_made_right() {
         400
     );
 
-    // Progress: monotonic rows, a done event last, batch sizes that adapted.
+    // Progress: monotonic rows and fraction, a done event last, batch sizes that adapted.
     assert!(seen.len() >= 3, "{} events", seen.len());
     assert!(seen.windows(2).all(|w| w[0].rows_done <= w[1].rows_done));
+    let fractions: Vec<f64> = seen.iter().filter_map(|p| p.fraction).collect();
+    assert_eq!(fractions.len(), seen.len(), "a fraction in every event");
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    if walk == KeyWalk::Auto {
+        // The key position: exact on a dense key, whatever the row estimate says.
+        let first = &seen[0];
+        let expected = first.rows_done as f64 / 199_600.0;
+        let fraction = first.fraction.unwrap();
+        assert!((fraction - expected).abs() < 0.01, "{first:?}");
+    }
     let last = seen.last().unwrap();
     assert_eq!(last.state, ProgressState::Done);
     assert_eq!(last.fraction, Some(1.0));
@@ -313,31 +342,45 @@ async fn fills_200k_rows_and_skips_rows_live_writes_made_right() {
     assert!(seen.iter().map(|p| p.batch_size).max() > seen.first().map(|p| p.batch_size));
     let json = serde_json::to_value(last).unwrap();
     assert_eq!(json["state"], "done");
-    assert_eq!(json["rows_done"], 200_000);
+    assert_eq!(json["rows_done"], done);
 
     let cp = checkpoint(c, "t").await;
     assert_eq!(
-        (cp.status.as_str(), cp.rows_done, cp.rows_updated),
-        ("done", 200_000, 199_600)
+        (cp.status.as_str(), cp.rows_done as u64, cp.rows_updated),
+        ("done", done, 199_600)
     );
+    let bounds: (Option<i64>, Option<i64>) = {
+        let r = c
+            .query_one("SELECT key_min, key_max FROM pgbaton.backfills", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    match walk {
+        KeyWalk::Auto => assert_eq!(bounds, (Some(1), Some(200_000))),
+        KeyWalk::Keyset => assert_eq!(bounds, (None, None)),
+    }
     let status = backfill::status(c, &state(), Some(MIGRATION))
         .await
         .unwrap();
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].table, "public.t");
     assert_eq!(status[0].eta_seconds, Some(0.0));
+    assert_eq!(status[0].fraction, Some(1.0));
     // Never analyzed: the estimate comes from a sample.
     let estimate = status[0].rows_estimate.expect("an estimate") as f64;
     assert!((estimate - 200_000.0).abs() < 20_000.0, "{estimate}");
     assert!(status[0].batch_p50_ms.is_some() && status[0].rate.is_some());
     assert!(
-        status[0].to_string().starts_with("public.t done: 200000/~"),
+        status[0]
+            .to_string()
+            .starts_with(&format!("public.t done: {done}/~")),
         "{}",
         status[0]
     );
 
     // A second run finds the checkpoint done and does nothing.
-    let (again, _) = run(c, &f.backfill, &BackfillOptions::default()).await;
+    let (again, _) = run(c, &f.backfill, &opts).await;
     let again = again.unwrap();
     assert!(again.already_done && again.batches == 0);
 
@@ -420,8 +463,8 @@ async fn resumes_from_the_checkpoint_after_being_interrupted() {
     assert_eq!(outcome.rows_done, 200_000, "every row counted exactly once");
     assert_eq!(
         outcome.batches,
-        (200_000 - cp2) / 2_000 + 1,
-        "only the rest was walked"
+        (200_000 - cp2) / 2_000,
+        "only the rest was walked (by value ranges: no empty batch at the end)"
     );
     assert_eq!(wrong_rows(c, "t").await, 0);
     verify_clean(c, &f).await;
@@ -537,55 +580,123 @@ async fn batches_use_index_and_tid_range_scans() {
          INSERT INTO public.c SELECT g % 10, 'b' || g, g, 'n', 'e', now() FROM generate_series(1, 100000) g;",
     )
     .await;
+    // A sparse integer key (one row per 1000 key values): value-range batches that read their
+    // range's keys first, to cap the rows.
+    let sparse = fixture("sparse", BackfillKey::Columns(vec![Ident::new("id")]));
+    exec(
+        c,
+        "CREATE TABLE public.sparse (id integer PRIMARY KEY, name text, email text, created_at timestamptz,
+                                     u text, _pgbaton_new_email text, _pgbaton_touched boolean DEFAULT false);
+         INSERT INTO public.sparse SELECT g * 1000, 'n', 'e', now() FROM generate_series(1, 100000) g;",
+    )
+    .await;
     for analyzed in [false, true] {
         if analyzed {
             exec(
                 c,
-                "ANALYZE public.t; ANALYZE public.nokey; ANALYZE public.c",
+                "ANALYZE public.t; ANALYZE public.nokey; ANALYZE public.c; ANALYZE public.sparse",
             )
             .await;
         }
-        for (spec, after) in [
-            (&keyed.backfill, None),
-            (&keyed.backfill, Some(vec!["50000".to_string()])),
+        for (spec, after, walk) in [
+            (&keyed.backfill, None, KeyWalk::Keyset),
+            (
+                &keyed.backfill,
+                Some(vec!["50000".to_string()]),
+                KeyWalk::Keyset,
+            ),
+            (&keyed.backfill, None, KeyWalk::Auto),
+            (
+                &keyed.backfill,
+                Some(vec!["50000".to_string()]),
+                KeyWalk::Auto,
+            ),
+            (
+                &sparse.backfill,
+                Some(vec!["50000000".to_string()]),
+                KeyWalk::Auto,
+            ),
             (
                 &composite.backfill,
                 Some(vec!["5".to_string(), "b50000".to_string()]),
+                KeyWalk::Auto,
             ),
-            (&nokey.backfill, None),
+            (&nokey.backfill, None, KeyWalk::Auto),
         ] {
-            let plan =
-                backfill::explain_batch(c, &state(), MIGRATION, spec, after.as_deref(), 10_000)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+            let plan = backfill::explain_batch(
+                c,
+                &state(),
+                MIGRATION,
+                spec,
+                after.as_deref(),
+                10_000,
+                walk,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
             let name = spec.table.name.as_str();
-            assert!(
-                !plan.contains(&format!("Seq Scan on {name}")),
-                "analyzed={analyzed}\n{plan}"
-            );
-            match spec.key {
-                BackfillKey::Ctid => {
-                    assert!(plan.contains("Tid Range Scan on nokey"), "{plan}");
+            let context = format!("analyzed={analyzed} {name} {walk:?} {after:?}\n{plan}");
+            assert!(!plan.contains(&format!("Seq Scan on {name}")), "{context}");
+            let index = format!("{name}_pkey");
+            let index_lines = || plan.lines().filter(|l| l.contains(&index)).count();
+            let conds = || plan.lines().filter(|l| l.contains("Index Cond"));
+            match (&spec.key, walk, name) {
+                (BackfillKey::Ctid, ..) => {
+                    assert!(plan.contains("Tid Range Scan on nokey"), "{context}");
                     assert!(
                         plan.contains("TID Cond: ((ctid >= '(0,0)'::tid) AND (ctid <"),
-                        "{plan}"
+                        "{context}"
                     );
                 }
-                BackfillKey::Columns(_) => {
-                    let table = &spec.table.name;
-                    // The key read and the update are both bounded index scans.
+                (BackfillKey::Columns(_), KeyWalk::Auto, "t") => {
+                    // The update is the only scan of the table's rows: an index range scan
+                    // between constants (no key read before it), and the next key after the
+                    // batch is one probe of the index.
+                    let lo = match &after {
+                        Some(a) => a[0].parse::<i64>().unwrap() + 1,
+                        None => 1,
+                    };
+                    let update = conds()
+                        .find(|l| l.contains(&format!("(id >= '{lo}'::bigint) AND (id <= '")))
+                        .unwrap_or_else(|| panic!("a constant range: {context}"));
+                    assert!(!update.contains('$'), "{context}");
+                    assert!(
+                        conds().any(
+                            |l| l.contains("(id > '") && l.contains("(id <= '100000'::bigint)")
+                        ),
+                        "the next-key probe, bounded by the max: {context}"
+                    );
+                    assert_eq!(index_lines(), 2, "{context}");
+                    assert!(!plan.contains("Sort"), "{context}");
+                    assert_eq!(
+                        plan.lines().filter(|l| l.contains("Limit")).count(),
+                        1,
+                        "only the min() probe: {context}"
+                    );
+                }
+                (BackfillKey::Columns(_), KeyWalk::Auto, "sparse") => {
+                    // Far wider than 4 × 10,000 key values: the keys of the range are read
+                    // (at most 40,001 of them) to cap the batch, then the update is an index
+                    // range scan between those two InitPlan parameters.
+                    assert!(
+                        conds().any(|l| l.contains("(id >= 50000001) AND (id <= ")),
+                        "the capping key read: {context}"
+                    );
+                    assert!(
+                        conds().any(|l| { l.contains("(id >= $") && l.contains("(id <= $") }),
+                        "the update between parameters: {context}"
+                    );
+                    assert!(index_lines() >= 3, "{context}");
+                }
+                (BackfillKey::Columns(_), ..) => {
                     // The key read and the update both go through the key's index with a
                     // bounded condition (an index scan, or a bitmap scan of the range).
-                    let index = format!("{}_pkey", table.as_str());
-                    let scans = plan.lines().filter(|l| l.contains(&index)).count();
-                    assert!(scans >= 2, "analyzed={analyzed}\n{plan}");
-                    let bounded = plan
-                        .lines()
-                        .filter(|l| {
-                            l.contains("Index Cond") && l.contains(">=") && l.contains("<=")
-                        })
+                    assert!(index_lines() >= 2, "{context}");
+                    let bounded = conds()
+                        .filter(|l| l.contains(">=") && l.contains("<="))
                         .count();
-                    assert!(bounded >= 1, "analyzed={analyzed}\n{plan}");
+                    assert!(bounded >= 1, "{context}");
+                    assert!(plan.contains("Limit"), "the key read: {context}");
                 }
             }
         }
@@ -736,7 +847,10 @@ async fn rows_per_second_ceiling_from_options_and_controls() {
     let outcome = result.unwrap_or_else(|e| panic!("{e}"));
     let elapsed = started.elapsed();
     assert_eq!(outcome.rows_done, 30_000);
-    assert!(elapsed >= Duration::from_millis(1_300), "{elapsed:?}");
+    // 30,000 rows at 20,000 rows/s: the throttle waits after every batch but the last, whose
+    // size depends on how the batches adapted (a keyset walk's last batch is an empty one).
+    // Unthrottled, this takes about 0.2 s.
+    assert!(elapsed >= Duration::from_millis(1_000), "{elapsed:?}");
     assert!(seen.iter().all(|p| p.batch_size <= 20_000));
     backfill::set_rate_limit(c, &state(), &Ident::new("public"), None)
         .await
@@ -902,7 +1016,17 @@ async fn concurrent_writers_of_both_versions_lose_nothing() {
     let (result, _) = run(c, &f.backfill, &opts).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let outcome = result.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(outcome.rows_done, 100_000);
+    // Rows updated: all but those a writer had made right before the backfill reached them.
+    assert_eq!(outcome.rows_done, outcome.rows_updated);
+    let untouched = count(
+        c,
+        "SELECT count(*) FROM t WHERE _pgbaton_touched IS NOT TRUE",
+    )
+    .await;
+    assert!(
+        outcome.rows_updated >= untouched as u64 && outcome.rows_updated <= 100_000,
+        "{outcome:?}, {untouched} rows untouched"
+    );
     let mut last: std::collections::BTreeMap<i64, (bool, String)> = Default::default();
     let mut writes = 0;
     for w in writers {
@@ -1029,4 +1153,295 @@ async fn waits_while_a_paused_replica_lags() {
     assert_eq!(outcome.rows_done, 50_000);
     assert_eq!(wrong_rows(&p, "t2").await, 0);
     drop(replica);
+}
+
+/// Like [`table`], with an `id` of `key_type` (primary key) holding the values `values` (a
+/// query of one column).
+async fn table_with_keys(c: &Client, name: &str, key_type: &str, values: &str) -> Fixture {
+    let f = fixture(name, BackfillKey::Columns(vec![Ident::new("id")]));
+    exec(
+        c,
+        &format!(
+            "CREATE TABLE public.{name} (id {key_type} PRIMARY KEY, name text, email text NOT NULL, created_at timestamptz);
+             INSERT INTO public.{name}
+               SELECT v, 'name ' || v, 'user' || v || '@example.com', '2024-01-01'::timestamptz
+                 FROM ({values}) AS s(v);
+             ALTER TABLE public.{name} ADD COLUMN u text, ADD COLUMN _pgbaton_new_email text;"
+        ),
+    )
+    .await;
+    let install = triggers::install_step(&f.trigger).statements().join(";\n");
+    exec(c, &format!("BEGIN;\n{install};\nCOMMIT")).await;
+    f
+}
+
+/// Waits until the session of an aborted run is gone (the server notices the closed connection
+/// after the batch in flight, which may still commit): its checkpoint is final then, and its
+/// advisory lock released.
+async fn backfill_lock_released(c: &Client) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+            AND classid = {}::oid AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        backfill::BACKFILL_LOCK_CLASS
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count(c, &sql).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the aborted run's session lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn key_bounds(c: &Client, table: &str) -> (Option<i64>, Option<i64>) {
+    let r = c
+        .query_one(
+            "SELECT key_min, key_max FROM pgbaton.backfills WHERE migration = $1 AND table_name = $2",
+            &[&MIGRATION, &table],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// Integer keys of every width with their extreme values, wide gaps, sparse and dense
+/// stretches next to each other: every row is filled, no batch is empty, none is giant, and
+/// the walk ends at the max it read at start although rows are inserted past it (and into a
+/// gap) meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_ranges_over_sparse_and_gapped_keys_of_every_integer_width() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    init_state(c).await;
+    let cases = [
+        (
+            "big",
+            "bigint",
+            // The ends of bigint; 20,000 dense keys; 5,000 keys 10^6 apart; 30,000 dense keys.
+            "SELECT '-9223372036854775808'::int8
+             UNION ALL SELECT g FROM generate_series(-1000000000000000, -1000000000000000 + 19999) g
+             UNION ALL SELECT 1000000000000 + g::int8 * 1000000 FROM generate_series(1, 5000) g
+             UNION ALL SELECT 5000000000000 + g FROM generate_series(1, 30000) g
+             UNION ALL SELECT '9223372036854775807'::int8",
+            55_002i64,
+            (Some(i64::MIN), Some(i64::MAX)),
+        ),
+        (
+            "mid",
+            "integer",
+            // The bottom of integer, then every 7th value around zero.
+            "SELECT -2147483648 UNION ALL SELECT g * 7 FROM generate_series(-20000, 20000) g",
+            40_002,
+            (Some(-2_147_483_648), Some(140_000)),
+        ),
+        (
+            "small",
+            "smallint",
+            // Every 3rd smallint, both ends included.
+            "SELECT g FROM generate_series(-32768, 32767, 3) g",
+            21_846,
+            (Some(-32_768), Some(32_767)),
+        ),
+    ];
+    let opts = BackfillOptions {
+        min_batch_size: 100,
+        max_batch_size: 2_000,
+        initial_batch_size: 1_000,
+        batch_delay: Duration::from_millis(5),
+        ..BackfillOptions::default()
+    };
+    for (name, key_type, values, rows, bounds) in cases {
+        let f = table_with_keys(c, name, key_type, values).await;
+        assert_eq!(
+            count(c, &format!("SELECT count(*) FROM {name}")).await,
+            rows
+        );
+        let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts.clone());
+        let mut seen = Vec::new();
+        while let Some(p) = rx.recv().await {
+            if seen.is_empty() && name == "mid" {
+                // The old version inserts past the max and into a gap, while the walk runs.
+                exec(
+                    c,
+                    "INSERT INTO public.mid (id, name, email)
+                       SELECT g, 'late ' || g, 'late' || g || '@example.com'
+                         FROM generate_series(200000, 200999) g;
+                     INSERT INTO public.mid (id, name, email) VALUES (5, 'gap', 'gap@example.com');",
+                )
+                .await;
+            }
+            seen.push(p);
+        }
+        let outcome = handle
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let context = format!("{name}: {outcome:?}");
+        // The late rows were written through the trigger: marked, right, never walked.
+        assert_eq!(outcome.rows_done, rows as u64, "{context}");
+        assert_eq!(outcome.rows_updated, rows as u64, "{context}");
+        assert_eq!(wrong_rows(c, name).await, 0, "{context}");
+        assert_eq!(key_bounds(c, name).await, bounds, "{context}");
+        let running: Vec<&Progress> = seen
+            .iter()
+            .filter(|p| p.state == ProgressState::Running)
+            .collect();
+        assert_eq!(running.len() as u64, outcome.batches, "{context}");
+        let mut before = 0;
+        let mut oversized = 0;
+        for p in &running {
+            let batch = p.rows_done - before;
+            // Each batch starts at an existing key: never empty. And never more rows than
+            // RANGE_SLACK (4) times the largest target.
+            assert!(
+                (1..=8_000).contains(&batch),
+                "{context}: a batch of {batch} rows"
+            );
+            oversized += u32::from(batch > 4_000);
+            before = p.rows_done;
+        }
+        // Over 2× the largest target only right where the keys turn dense (the first batch
+        // there learns the density).
+        assert!(oversized <= 3, "{context}: {oversized} oversized batches");
+        // At most the batches of the smallest target, plus a few where the density changes.
+        assert!(
+            outcome.batches <= rows as u64 / 100 + 40,
+            "{context}: {} batches",
+            outcome.batches
+        );
+        let fractions: Vec<f64> = seen.iter().filter_map(|p| p.fraction).collect();
+        assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{context}");
+        assert_eq!(fractions.last(), Some(&1.0));
+        let report = verify_clean(c, &f).await;
+        let late = if name == "mid" { 1_001 } else { 0 };
+        assert_eq!(report.rows_checked, rows as u64 + late, "{context}");
+    }
+}
+
+/// A checkpoint is "every key up to `last_key` is done" in both walks: a keyset walk's
+/// checkpoint (as written before value ranges existed) resumes as a value-range walk, and the
+/// other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyset_and_value_range_checkpoints_resume_each_other() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    init_state(c).await;
+    for (name, first, then) in [
+        ("ks", KeyWalk::Keyset, KeyWalk::Auto),
+        ("vr", KeyWalk::Auto, KeyWalk::Keyset),
+    ] {
+        let f = table(c, name, 60_000, true).await;
+        let opts = |walk| BackfillOptions {
+            key_walk: walk,
+            batch_size: Some(2_000),
+            batch_delay: Duration::from_millis(5),
+            ..BackfillOptions::default()
+        };
+        let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts(first));
+        while let Some(p) = rx.recv().await {
+            if p.rows_done >= 10_000 {
+                break;
+            }
+        }
+        handle.abort();
+        assert!(handle.await.is_err(), "aborted");
+        backfill_lock_released(c).await;
+        let cp1 = checkpoint(c, name).await.rows_done;
+        assert!((10_000..60_000).contains(&cp1), "{cp1}");
+        let last: Vec<String> = c
+            .query_one(
+                "SELECT last_key FROM pgbaton.backfills WHERE table_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(last, vec![cp1.to_string()], "{name}: dense keys 1..");
+        if first == KeyWalk::Auto {
+            // `status` from another session: the key position, exact on a dense key.
+            let status = backfill::status(c, &state(), None).await.unwrap();
+            let row = status.iter().find(|s| s.table == format!("public.{name}"));
+            let fraction = row.and_then(|s| s.fraction).expect("a fraction");
+            assert!(
+                (fraction - cp1 as f64 / 60_000.0).abs() < 1e-9,
+                "{fraction} at {cp1}"
+            );
+        }
+
+        let (result, seen) = run(c, &f.backfill, &opts(then)).await;
+        let outcome = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(outcome.resumed);
+        assert_eq!(
+            seen[0].rows_done as i64,
+            cp1 + 2_000,
+            "{name}: from the checkpoint"
+        );
+        assert_eq!(outcome.rows_done, 60_000, "{name}: every row counted once");
+        let empty_last = u64::from(then == KeyWalk::Keyset);
+        assert_eq!(
+            outcome.batches,
+            (60_000 - cp1 as u64) / 2_000 + empty_last,
+            "{name}: only the rest"
+        );
+        assert_eq!(wrong_rows(c, name).await, 0);
+        // A value-range walk that found no bounds in the checkpoint read and stored them
+        // (the keyset walk after one leaves them).
+        assert_eq!(key_bounds(c, name).await, (Some(1), Some(60_000)), "{name}");
+        verify_clean(c, &f).await;
+    }
+}
+
+/// A state schema made before value-range walks (no `key_min` / `key_max`): the walk reads the
+/// key's bounds on every run instead, resumes right, and `status` still works; initializing
+/// again adds the columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_schema_without_the_bounds_columns() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    init_state(c).await;
+    exec(
+        c,
+        "ALTER TABLE pgbaton.backfills DROP COLUMN key_min, DROP COLUMN key_max",
+    )
+    .await;
+    let f = table(c, "t", 40_000, true).await;
+    let opts = BackfillOptions {
+        batch_size: Some(2_000),
+        batch_delay: Duration::from_millis(5),
+        ..BackfillOptions::default()
+    };
+    let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts.clone());
+    while let Some(p) = rx.recv().await {
+        if p.rows_done >= 10_000 {
+            break;
+        }
+    }
+    handle.abort();
+    assert!(handle.await.is_err(), "aborted");
+    backfill_lock_released(c).await;
+    let cp1 = checkpoint(c, "t").await.rows_done;
+    let status = backfill::status(c, &state(), None).await.unwrap();
+    let fraction = status[0]
+        .fraction
+        .expect("a fraction from the row estimate");
+    assert!(fraction > 0.0 && fraction < 1.0, "{}", status[0]);
+
+    let (result, seen) = run(c, &f.backfill, &opts).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{e}"));
+    assert!(outcome.resumed);
+    assert_eq!(seen[0].rows_done as i64, cp1 + 2_000);
+    assert_eq!(outcome.rows_done, 40_000);
+    assert_eq!(wrong_rows(c, "t").await, 0);
+    assert_eq!(
+        backfill::status(c, &state(), None).await.unwrap()[0].fraction,
+        Some(1.0)
+    );
+
+    init_state(c).await;
+    assert_eq!(
+        key_bounds(c, "t").await,
+        (None, None),
+        "the columns are back"
+    );
 }

@@ -119,22 +119,8 @@ fn assert_clean_pgbaton_run(p: &RunReport) {
     assert!(p.steps.iter().any(|s| s.phase == "complete"));
 }
 
-fn leftover_cluster_dirs() -> Vec<String> {
-    let prefix = format!("pgbaton-cluster-{}-", std::process::id());
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_on_a_throwaway_cluster_loses_nothing_and_cleans_up() {
-    let before = leftover_cluster_dirs();
     let report = run_demo(options(
         DemoDatabase::Throwaway(demo::demo_cluster_options()),
         true,
@@ -172,10 +158,14 @@ async fn demo_on_a_throwaway_cluster_loses_nothing_and_cleans_up() {
     assert!(json["naive"]["timeline"].is_array());
 
     // The cluster is gone.
-    let after = leftover_cluster_dirs();
+    let dir = report
+        .environment
+        .cluster_dir
+        .as_deref()
+        .expect("a throwaway cluster has a directory");
     assert!(
-        after.iter().all(|d| before.contains(d)),
-        "cluster directories left behind: {after:?}"
+        !std::path::Path::new(dir).exists(),
+        "the cluster directory {dir} was left behind"
     );
 }
 
