@@ -1641,7 +1641,10 @@ fn render(results: &Results) -> String {
         }
     }
     if !results.complete.is_empty() {
-        let _ = writeln!(w, "\n## (e) `complete` under a closed-loop-client workload\n");
+        let _ = writeln!(
+            w,
+            "\n## (e) `complete` under a closed-loop-client workload\n"
+        );
         let _ = writeln!(
             w,
             "| rows | change | complete (process) | longest ACCESS EXCLUSIVE step (incl. lock wait) | ACCESS EXCLUSIVE held / waited, sampled | workload p99 / max during complete | baseline p99 / max | failed queries |"

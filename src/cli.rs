@@ -172,6 +172,13 @@ pub enum Command {
         sample: usize,
     },
     /// Show zero downtime: a throwaway cluster, a busy table, a live migration, a report
+    ///
+    /// Starts a throwaway cluster from the installed PostgreSQL binaries (removed at the end and
+    /// on Ctrl-C), loads a `users` table, runs clients of the old and the new release against it
+    /// and migrates it with pgbaton: id integer → bigint, name → full_name, a NOT NULL column
+    /// filled by `up`. With --postgres-url (or PGBATON_PG_URL; DATABASE_URL and PG* are not
+    /// used) it runs in that database instead, in schemas of its own (pgbaton_demo*) that it
+    /// drops at the end. --schema and --state-schema do not apply; the lock and backfill flags do.
     Demo(crate::demo::DemoArgs),
 }
 

@@ -1650,7 +1650,7 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  migration: {:.2}s; during it: max latency {}, worst p99 {} (baseline p99 {}), longest stall {}",
+            "  migration: {:.2}s; from its start to the end: max latency {}, worst p99 {} (baseline p99 {}), longest stall {}",
             self.migration_s,
             human_us(self.max_latency_during_migration_us() as f64),
             human_us(self.worst_p99_during_migration_us() as f64),
