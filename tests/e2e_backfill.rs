@@ -178,12 +178,24 @@ async fn kill_9_mid_backfill_under_load_then_resume_verify_complete() {
 
     // The new-version clients switch to the views the moment the version schema appears: a
     // statement parsed just before and bound just after sees its result type change (text →
-    // varchar(200)) and fails with 0A000 — a race of these on-the-fly-switching test clients (a
-    // real release switches on deploy), never of pgbaton's. Nothing else may fail.
-    let resume = report.phase("resume").expect("resume phase");
-    let raced = resume.failures_with("0A000");
-    assert!(raced <= 6, "at most one race per new-version client and statement kind: {report}");
-    assert_eq!(report.total.failures, raced, "no other query failed: {report}");
+    // varchar(200)) and fails with 0A000 (cached plan must not change result type) — a race of
+    // these unprepared test clients' parse/bind round trips, not a lost write. Nothing else may
+    // fail.
+    // The same race happens once more at complete, when the base table's column changes type
+    // under the old-version clients' statements.
+    let raced: u64 = ["resume", "complete"]
+        .iter()
+        .filter_map(|p| report.phase(p))
+        .map(|p| p.failures_with("0A000"))
+        .sum();
+    assert!(
+        raced <= 12,
+        "at most one race per client and statement kind: {report}"
+    );
+    assert_eq!(
+        report.total.failures, raced,
+        "no other query failed: {report}"
+    );
     assert!(report.writes_logged > 1000, "{report}");
     let new_version_writes = report
         .writes
