@@ -197,7 +197,7 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
 
     let mut tables = BTreeMap::new();
     for mut t in by_oid.into_values() {
-        mark_unique_columns(&mut t);
+        t.mark_unique_columns();
         t.grants = grants.remove(t.name.as_str()).unwrap_or_default();
         tables.insert(t.name.as_str().to_string(), t);
     }
@@ -210,25 +210,6 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         usage_grantees,
         dropped_tables: Vec::new(),
     })
-}
-
-/// Sets `Column::unique` for columns covered alone by a valid unique index without predicate.
-fn mark_unique_columns(t: &mut Table) {
-    let unique: Vec<Ident> = t
-        .indexes
-        .iter()
-        .filter(|i| {
-            i.unique
-                && i.valid
-                && i.predicate.is_none()
-                && !i.has_expressions
-                && i.columns.len() == 1
-        })
-        .map(|i| i.columns[0].clone())
-        .collect();
-    for c in &mut t.columns {
-        c.unique = unique.contains(&c.physical);
-    }
 }
 
 /// Whether a schema (namespace) exists.

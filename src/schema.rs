@@ -105,6 +105,26 @@ impl Table {
         }
     }
 
+    /// Sets `Column::unique` for columns covered alone by a valid unique index without
+    /// predicate or expressions (after reading the catalog, or after an index is dropped).
+    pub fn mark_unique_columns(&mut self) {
+        let unique: Vec<Ident> = self
+            .indexes
+            .iter()
+            .filter(|i| {
+                i.unique
+                    && i.valid
+                    && i.predicate.is_none()
+                    && !i.has_expressions
+                    && i.columns.len() == 1
+            })
+            .map(|i| i.columns[0].clone())
+            .collect();
+        for c in &mut self.columns {
+            c.unique = unique.contains(&c.physical);
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name.as_str() == name)
     }

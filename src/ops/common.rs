@@ -629,26 +629,6 @@ pub(crate) fn find_constraint<'t>(
 
 // The schema model after a change of indexes.
 
-/// Sets `unique` on the columns a valid unique index without predicate or expressions covers
-/// alone, and clears it on the others (after an index or a constraint is dropped).
-pub(crate) fn mark_unique_columns(table: &mut Table) {
-    let unique: Vec<crate::ident::Ident> = table
-        .indexes
-        .iter()
-        .filter(|i| {
-            i.unique
-                && i.valid
-                && i.predicate.is_none()
-                && !i.has_expressions
-                && i.columns.len() == 1
-        })
-        .map(|i| i.columns[0].clone())
-        .collect();
-    for c in &mut table.columns {
-        c.unique = unique.contains(&c.physical);
-    }
-}
-
 /// A lexical token of SQL, as far as [`rename_columns_in_sql`], [`parse_sql_name`] and the
 /// definition rewriting of [`crate::ops::duplicate`] need to tell tokens apart (PostgreSQL's
 /// lexical rules: comments, string constants in all their forms, dollar quoting, quoted

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 
 use crate::ident::{Ident, QualName};
-use crate::ops::common::{mark_unique_columns, Names};
+use crate::ops::common::Names;
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Index, Schema, Table};
 use crate::step::{LockLevel, Step};
@@ -114,7 +114,7 @@ impl Operation for OpDropIndex {
         if let Some(table) = schema.table_mut(&key) {
             table.indexes.retain(|i| i.name.as_str() != self.name);
             // A column is unique only through a unique index that is left.
-            mark_unique_columns(table);
+            table.mark_unique_columns();
         }
         Ok(())
     }

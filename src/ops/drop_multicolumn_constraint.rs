@@ -18,9 +18,7 @@
 use serde::Deserialize;
 
 use crate::ident::RawSql;
-use crate::ops::common::{
-    find_constraint, find_table, find_table_mut, mark_unique_columns, MultiColumnSql, Names,
-};
+use crate::ops::common::{find_constraint, find_table, find_table_mut, MultiColumnSql, Names};
 use crate::ops::duplicate;
 use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Schema, Table};
@@ -234,7 +232,7 @@ pub(crate) fn apply_drop(schema: &mut Schema, table: &str, name: &str) -> Result
     t.constraints.retain(|c| c.name.as_str() != name);
     t.indexes
         .retain(|i| i.constraint.as_ref().is_none_or(|c| c.as_str() != name));
-    mark_unique_columns(t);
+    t.mark_unique_columns();
     Ok(())
 }
 
