@@ -21,9 +21,9 @@
 //!   `key >= lo AND key <= hi` with constant bounds, so no key is read before the update (the
 //!   keyset walk reads every key, and its heap page when the visibility map is not set, a
 //!   second time). The walk ends at the max read at start: a row with a larger key was
-//!   inserted (or got that key) after the dual-write trigger was installed, which is before
-//!   the backfill starts, so the trigger computed its new columns and set the marker; the same
-//!   holds for a key that appears, later, in a gap or a range already walked. The same
+//!   inserted (or got that key) after the backfill started, and so was written either through
+//!   the dual-write trigger or during the write window, where the catch-up pass finds it (see
+//!   below); the same holds for a key that appears, later, in a gap or a range already walked. The same
 //!   statement reads the next existing key after `hi` from the index, where the next batch
 //!   starts and the checkpoint's `last_key` points (just before it): gaps cost no empty
 //!   batches. The value width of a batch follows the rows target through the key's density
@@ -34,9 +34,8 @@
 //!   rows updated, as in a ctid walk; the fraction done is the key position.
 //! - Without such a key, ctid page ranges (`ctid >= '(p,0)' AND ctid < '(q,0)'`, a TID range
 //!   scan, PG14+) up to the page count at backfill start. Rows beyond it, or moved there later,
-//!   need no backfill: a row only moves when it is updated or inserted, and every such write
-//!   after the trigger was installed (which is before the backfill starts) went through the
-//!   dual-write trigger, which computed its new columns and set the marker. A table rewrite
+//!   need no fill: a row only moves when it is updated or inserted, and every such write went
+//!   through the dual-write trigger or happened during the write window (catch-up). A table rewrite
 //!   (`VACUUM FULL`, `CLUSTER`) renumbers every row; it is detected by `pg_relation_filenode`
 //!   and the walk starts again from page 0 (a row done twice gets the same value).
 //! - Only rows whose marker is not true are updated: a live write has already made such a row
@@ -47,6 +46,14 @@
 //!   for why both are safe and what they save), and a key batch with sequential scans and
 //!   sorts turned off, so an unanalyzed table or an uncorrelated key cannot turn the key read
 //!   into a full scan per batch.
+//! - The write window ([`crate::step::WriteWindow`]): where the table has a dual-write trigger,
+//!   the planner runs the fill *before* installing it, because a `BEFORE UPDATE` row trigger
+//!   costs every updated row a tuple lock even when it does not fire (≈10% of a fill). Each
+//!   batch stamps its rows with its transaction id; after the trigger is installed, the
+//!   catch-up pass ([`BackfillPass::CatchUp`], a ctid walk over the whole table) updates the
+//!   rows whose stamp is not their `xmin` (written meanwhile by the old version) and whose
+//!   marker is not set — and is skipped outright when the window's statement-level trigger
+//!   counted no write. Both passes have their own checkpoint row (`pass` column).
 //! - The batch does not pay for the dual-write trigger: with `SET LOCAL session_replication_role
 //!   = replica` no ordinary trigger fires at all; where that is not permitted (it needs superuser
 //!   or `GRANT SET ON PARAMETER`), or would skip the foreign-key checks of a column being
@@ -70,7 +77,7 @@ use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::ident::{quote_literal, Ident, Literal, QualName};
 use crate::pg::describe;
-use crate::step::{BackfillKey, BackfillSpec};
+use crate::step::{BackfillKey, BackfillPass, BackfillSpec};
 use crate::triggers::BACKFILL_SETTING;
 
 /// Default target duration of one batch.
@@ -273,6 +280,8 @@ pub enum ProgressState {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Progress {
     pub table: String,
+    /// The fill, or the catch-up pass after it.
+    pub pass: BackfillPass,
     #[serde(flatten)]
     pub state: ProgressState,
     /// Rows walked (keyset) or updated (value ranges, ctid) so far, over every run of this
@@ -297,10 +306,17 @@ pub struct Progress {
     pub lag_unmeasured: u32,
 }
 
+impl Progress {
+    /// The table, and which pass when it is not the fill: `"public"."t" (catch-up)`.
+    pub fn label(&self) -> String {
+        format!("{}{}", self.table, pass_label(self.pass))
+    }
+}
+
 impl fmt::Display for Progress {
     /// One line: `"public"."t": 120000/200000 rows (60.0%), 95000 rows/s, ETA 1 s, ...`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.table)?;
+        write!(f, "{}: ", self.label())?;
         match &self.state {
             ProgressState::Running => {}
             ProgressState::Done => f.write_str("done, ")?,
@@ -387,6 +403,8 @@ pub struct BackfillOutcome {
 pub struct BackfillStatus {
     pub migration: String,
     pub table: String,
+    /// `fill` or `catch_up`.
+    pub pass: String,
     pub status: String,
     pub key_columns: Option<Vec<String>>,
     pub rows_done: u64,
@@ -409,7 +427,12 @@ pub struct BackfillStatus {
 impl fmt::Display for BackfillStatus {
     /// One line for `pgbaton status`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: ", self.table, self.status)?;
+        let pass = if self.pass == BackfillPass::CatchUp.as_str() {
+            pass_label(BackfillPass::CatchUp)
+        } else {
+            ""
+        };
+        write!(f, "{}{pass} {}: ", self.table, self.status)?;
         write_counts(
             f,
             self.rows_done,
@@ -429,6 +452,14 @@ impl fmt::Display for BackfillStatus {
             write!(f, "; error: {error}")?;
         }
         Ok(())
+    }
+}
+
+/// How reports name a pass after the table: nothing for the fill.
+fn pass_label(pass: BackfillPass) -> &'static str {
+    match pass {
+        BackfillPass::Fill => "",
+        BackfillPass::CatchUp => " (catch-up)",
     }
 }
 
@@ -543,8 +574,29 @@ pub fn state_ddl(state_schema: &Ident) -> Vec<String> {
     started_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
-    PRIMARY KEY (migration, table_schema, table_name)
+    -- 'fill', or 'catch_up' (the rows written during a fill that ran without the trigger)
+    pass text NOT NULL DEFAULT 'fill',
+    PRIMARY KEY (migration, table_schema, table_name, pass)
 )"
+        ),
+        // A state schema made before catch-up passes existed: the pass joins the key.
+        format!(
+            "ALTER TABLE {s}.backfills ADD COLUMN IF NOT EXISTS pass text NOT NULL DEFAULT 'fill'"
+        ),
+        format!(
+            "DO $_pgbaton_$
+BEGIN
+  IF NOT EXISTS (
+      SELECT 1 FROM pg_constraint c JOIN pg_attribute a
+          ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+       WHERE c.conrelid = {table}::regclass AND c.contype = 'p' AND a.attname = 'pass') THEN
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I, ADD PRIMARY KEY \
+                    (migration, table_schema, table_name, pass)', {table},
+        (SELECT conname FROM pg_constraint WHERE conrelid = {table}::regclass AND contype = 'p'));
+  END IF;
+END
+$_pgbaton_$",
+            table = Literal::new(format!("{s}.backfills"))
         ),
         // A state schema made before value-range walks existed gets their columns. (Until it
         // does, such walks read the key's bounds again on every run: see `Runner::checkpoint`.)
@@ -670,7 +722,8 @@ pub async fn status(
                 batch_p50_ms, batch_p99_ms, paused_seconds, pause_reason, error,
                 started_at::text, updated_at::text, finished_at::text,
                 -- through jsonb: a state schema made before these columns existed has none
-                to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1]
+                to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1],
+                coalesce(to_jsonb(b) ->> 'pass', 'fill')
            FROM {state_schema}.backfills AS b
           WHERE $1::text IS NULL OR migration = $1
           ORDER BY started_at, table_schema, table_name"
@@ -705,6 +758,7 @@ pub async fn status(
             BackfillStatus {
                 migration: r.get(0),
                 table: r.get(1),
+                pass: r.get(22),
                 status,
                 key_columns: r.get(3),
                 rows_done,
@@ -800,7 +854,8 @@ struct TableInfo {
 /// otherwise each is evaluated over a one-row sub-query exposing the names it uses.
 fn set_list(spec: &BackfillSpec) -> String {
     let identity = spec.scope.iter().all(|(name, physical)| name == physical);
-    spec.assignments
+    let sets = spec
+        .assignments
         .iter()
         .map(|a| {
             if identity {
@@ -818,8 +873,23 @@ fn set_list(spec: &BackfillSpec) -> String {
                 )
             }
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .chain(spec.stamp_assignment());
+    sets.collect::<Vec<_>>().join(", ")
+}
+
+/// The filter a batch adds to its range: rows no live write touched since the dual-write
+/// trigger was installed, and, in a catch-up pass, only those written since the fill.
+fn pending(spec: &BackfillSpec) -> String {
+    let t = &spec.table;
+    let mut filter = format!("{t}.{} IS NOT TRUE", spec.marker);
+    if let (BackfillPass::CatchUp, Some(window)) = (spec.pass, &spec.window) {
+        let _ = write!(
+            filter,
+            " AND {t}.{} IS DISTINCT FROM {t}.xmin",
+            window.stamp
+        );
+    }
+    filter
 }
 
 /// A batch statement in its transaction: `BEGIN`, the `SET LOCAL`s, the statement, `COMMIT`.
@@ -914,6 +984,7 @@ struct CheckpointKey<'a> {
     state: &'a Ident,
     migration: &'a str,
     table: &'a QualName,
+    pass: BackfillPass,
 }
 
 impl CheckpointKey<'_> {
@@ -923,10 +994,11 @@ impl CheckpointKey<'_> {
 
     fn filter(&self) -> String {
         format!(
-            "migration = {} AND table_schema = {} AND table_name = {}",
+            "migration = {} AND table_schema = {} AND table_name = {} AND pass = {}",
             Literal::new(self.migration),
             Literal::new(self.table.schema.as_str()),
-            Literal::new(self.table.name.as_str())
+            Literal::new(self.table.name.as_str()),
+            Literal::new(self.pass.as_str())
         )
     }
 }
@@ -1002,7 +1074,7 @@ fn keyset_batch_sql(
          _pgbaton_start AS (\n  SELECT {plain_cols} FROM _pgbaton_batch ORDER BY {asc} LIMIT 1\n), \
          _pgbaton_end AS (\n  SELECT {plain_cols}, (SELECT count(*) FROM _pgbaton_batch) AS _pgbaton_n \
          FROM _pgbaton_batch ORDER BY {desc} LIMIT 1\n), \
-         _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {range} AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {range} AND {pending}\n  RETURNING 1\n), \
          _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = coalesce((SELECT ARRAY[{end_text}] FROM _pgbaton_end), last_key), \
          rows_done = rows_done + coalesce((SELECT _pgbaton_n FROM _pgbaton_end), 0), \
          rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
@@ -1014,7 +1086,7 @@ fn keyset_batch_sql(
         asc = order("ASC"),
         desc = order("DESC"),
         set = set_list(spec),
-        marker = spec.marker,
+        pending = pending(spec),
         cp_table = cp.table(),
         stats = stats.set_sql(),
         filter = cp.filter(),
@@ -1036,14 +1108,14 @@ fn ctid_batch_sql(
     let t = &spec.table;
     format!(
         "WITH _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
-         AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         AND {pending}\n  RETURNING 1\n), \
          _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_page = {to}, \
          rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
          rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
          SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
          pg_relation_filenode({regclass})",
         set = set_list(spec),
-        marker = spec.marker,
+        pending = pending(spec),
         cp_table = cp.table(),
         stats = stats.set_sql(),
         filter = cp.filter(),
@@ -1129,7 +1201,7 @@ fn range_batch_sql(
     };
     format!(
         "WITH {bounds_cte}_pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.{k} >= {lower} AND {t}.{k} <= {upper} \
-         AND {t}.{marker} IS NOT TRUE\n  RETURNING 1\n), \
+         AND {pending}\n  RETURNING 1\n), \
          _pgbaton_next AS (\n  SELECT min({t}.{k}) AS _pgbaton_key FROM {t} WHERE {t}.{k} > {upper} AND {t}.{k} <= {end}\n), \
          _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = ARRAY[coalesce((SELECT _pgbaton_key - 1 FROM _pgbaton_next), {end})::text], \
          rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
@@ -1137,7 +1209,7 @@ fn range_batch_sql(
          SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
          (SELECT _pgbaton_key FROM _pgbaton_next)::text, ({upper})::text",
         set = set_list(spec),
-        marker = spec.marker,
+        pending = pending(spec),
         cp_table = cp.table(),
         stats = stats.set_sql(),
         filter = cp.filter(),
@@ -1350,6 +1422,7 @@ pub async fn explain_batch(
         state: state_schema,
         migration,
         table: &spec.table,
+        pass: spec.pass,
     };
     let int_key = info.int_key.as_ref().filter(|_| key_walk == KeyWalk::Auto);
     let statement = match (&spec.key, int_key) {
@@ -1500,6 +1573,9 @@ async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, Back
 
     let mut wanted: Vec<&Ident> = spec.assignments.iter().map(|a| &a.target).collect();
     wanted.push(&spec.marker);
+    if let Some(window) = &spec.window {
+        wanted.push(&window.stamp);
+    }
     if let BackfillKey::Columns(cols) = &spec.key {
         wanted.extend(cols.iter());
     }
@@ -1754,6 +1830,7 @@ impl<'a> Runner<'a> {
             state: self.state,
             migration: self.migration,
             table: &self.spec.table,
+            pass: self.spec.pass,
         }
     }
 
@@ -1808,10 +1885,11 @@ impl<'a> Runner<'a> {
              updated_at = now(), finished_at = NULL{reset_bounds}"
         );
         let sql = format!(
-            "INSERT INTO {t} (migration, table_schema, table_name, fingerprint, key_columns, \
-             last_page, total_pages, relfilenode, rows_estimate) VALUES ({m}, {s}, {n}, \
+            "INSERT INTO {t} (migration, table_schema, table_name, pass, fingerprint, key_columns, \
+             last_page, total_pages, relfilenode, rows_estimate) VALUES ({m}, {s}, {n}, {pass}, \
              {fingerprint}, {key_columns}, CASE WHEN {total_pages}::bigint IS NULL THEN NULL ELSE 0 END, \
-             {total_pages}, {relfilenode}, {estimate}) ON CONFLICT (migration, table_schema, table_name) DO NOTHING;\n\
+             {total_pages}, {relfilenode}, {estimate}) \
+             ON CONFLICT (migration, table_schema, table_name, pass) DO NOTHING;\n\
              UPDATE {t} SET {fresh} WHERE {filter} AND fingerprint <> {fingerprint};\n\
              SELECT array_to_json(last_key)::text, last_page, total_pages, relfilenode, rows_done, \
              rows_updated, status, paused_seconds, batches, batch_size, {bounds} FROM {t} \
@@ -1820,6 +1898,7 @@ impl<'a> Runner<'a> {
             m = Literal::new(self.migration),
             s = Literal::new(self.spec.table.schema.as_str()),
             n = Literal::new(self.spec.table.name.as_str()),
+            pass = Literal::new(self.spec.pass.as_str()),
             filter = cp.filter(),
         );
         let messages = self
@@ -1884,6 +1963,27 @@ impl<'a> Runner<'a> {
             },
         };
         Ok((batches_before > 0 || self.rows_done > 0, status == "done"))
+    }
+
+    /// Whether any statement other than a backfill's wrote the table during its write window
+    /// (the window's sequence was bumped). Asked by the catch-up pass, after the dual-write
+    /// trigger is installed: every writer of the window has ended by then (the trigger's lock
+    /// waited for them), and every one bumped the sequence before writing a row. A sequence
+    /// that is gone (dropped by hand) answers yes: the scan is the safe side.
+    async fn written_during_window(&self) -> Result<bool, BackfillError> {
+        let Some(window) = &self.spec.window else {
+            return Ok(true);
+        };
+        // `pg_sequence_last_value` is NULL for a sequence never bumped (and for no sequence).
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass($1) IS NULL OR pg_sequence_last_value(to_regclass($1)) IS NOT NULL",
+                &[&window.writes.to_string()],
+            )
+            .await
+            .map_err(|source| db(&self.table, "reading the write window", source))?;
+        Ok(row.get::<_, bool>(0))
     }
 
     /// The key a value-range walk goes by, when this run walks by value ranges.
@@ -1962,6 +2062,18 @@ impl<'a> Runner<'a> {
             let progress = self.progress(ProgressState::Done, 0);
             on_progress(&progress);
             return Ok(self.outcome(resumed, true));
+        }
+        if self.spec.pass == BackfillPass::CatchUp && !self.written_during_window().await? {
+            // Nobody wrote the table while the fill ran without the trigger: nothing to catch up.
+            self.position = Position::Ctid {
+                next_page: 0,
+                total_pages: 0,
+                relfilenode: self.info.relfilenode,
+            };
+            self.finish().await?;
+            let progress = self.progress(ProgressState::Done, 0);
+            on_progress(&progress);
+            return Ok(self.outcome(resumed, false));
         }
         let lag = self.opts.max_replication_lag.is_some();
         let controls_query = controls_sql(self.state, &self.spec.table.schema, lag);
@@ -2452,6 +2564,7 @@ impl<'a> Runner<'a> {
         let rate = self.rate();
         Progress {
             table: self.table.clone(),
+            pass: self.spec.pass,
             state,
             rows_done: self.rows_done,
             rows_updated: self.rows_updated,
@@ -2522,6 +2635,8 @@ mod tests {
                 expr: RawSql::new("lower(email)"),
             }],
             marker: Ident::new("_pgbaton_touched"),
+            window: None,
+            pass: BackfillPass::Fill,
         }
     }
 
@@ -2551,6 +2666,7 @@ mod tests {
             state: &state,
             migration: "m1",
             table: &s.table,
+            pass: BackfillPass::Fill,
         };
         let last = vec!["1".to_string(), "it's".to_string()];
         let sql = keyset_batch_sql(
@@ -2593,6 +2709,7 @@ mod tests {
             state: &state,
             migration: "m1",
             table: &s.table,
+            pass: BackfillPass::Fill,
         };
         let sql = ctid_batch_sql(&s, &cp, 10, 20, &Stats::default());
         let sql = batch_transaction(
@@ -2615,6 +2732,7 @@ mod tests {
             state: &state,
             migration: "m1",
             table: &s.table,
+            pass: BackfillPass::Fill,
         };
         let key = IntKey::for_type(&Ident::new("id"), "bigint").unwrap();
         let range = KeyRange {

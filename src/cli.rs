@@ -362,7 +362,7 @@ impl Renderer {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            bar.set_message(p.table.clone());
+            bar.set_message(p.label());
             bar
         });
         bar.set_length(total);

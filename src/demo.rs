@@ -689,9 +689,7 @@ impl Observer for DemoObserver {
                 if matches!(p.state, crate::backfill::ProgressState::LockWait { .. }) {
                     self.lock_retries.fetch_add(1, Ordering::Relaxed);
                 }
-                self.record()
-                    .backfills
-                    .insert(p.table.clone(), (*p).clone());
+                self.record().backfills.insert(p.label(), (*p).clone());
             }
             _ => {}
         }
@@ -1436,7 +1434,7 @@ async fn run_pgbaton(
             .backfills
             .values()
             .map(|p| BackfillSummary {
-                table: p.table.clone(),
+                table: p.label(),
                 rows: p.rows_done,
                 rows_updated: p.rows_updated,
                 seconds: p.elapsed_seconds,

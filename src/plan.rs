@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::ident::{Ident, QualName};
 use crate::schema::Schema;
-use crate::step::{Assignment, BackfillKey, BackfillSpec, Plan, Step};
+use crate::step::{Assignment, BackfillKey, BackfillPass, BackfillSpec, Plan, Step};
 use crate::triggers::{DownOnlyRule, DualWriteRule, TriggerSpec};
 
 /// What every operation implements. `validate`, `start`, `complete` and `rollback` see the schema
@@ -158,9 +158,11 @@ pub enum ContractOrder {
 
 /// Collects steps from the operations in stages, then orders them into a [`Plan`]:
 ///
-/// start:    expand (op order) → dual-write triggers (one transaction per table) → guards
-///           (`NOT VALID` constraints that rely on the triggers) → backfills (one pass per table)
-///           → concurrent builds → version schema (added by the planner)
+/// start:    expand (op order) → open the write window of each table with a backfill → the
+///           dual-write triggers of tables without one → per backfilled table: fill (one pass),
+///           then its dual-write trigger (closing the window) → guards (`NOT VALID` constraints
+///           that rely on the triggers) → catch-up passes (rows written during a fill; see
+///           `crate::step::WriteWindow`) → concurrent builds → version schema (planner)
 /// complete: validate (no blocking lock) → drop previous version schema (planner) → contract (one
 ///           short transaction per table: triggers off, old columns out, renames) → after
 /// rollback:  drop this version schema (planner) → triggers off → undo (reverse op order)
@@ -303,6 +305,8 @@ impl PlanBuilder {
                 scope: scope.clone(),
                 assignments: Vec::new(),
                 marker: marker_column(),
+                window: None,
+                pass: BackfillPass::Fill,
             });
         for pair in scope {
             if !spec.scope.iter().any(|(name, _)| name == &pair.0) {
@@ -408,20 +412,66 @@ impl PlanBuilder {
 
         let copies = std::mem::take(&mut self.copies);
         copies.render(&mut self);
+        // A table with a backfill and a trigger gets a write window: its fill runs before its
+        // dual-write trigger exists, then a catch-up pass (see `crate::step::WriteWindow`).
+        let mut backfills = self.backfills;
+        let mut windows = BTreeMap::new();
+        for spec in backfills.values_mut() {
+            if self.triggers.contains_key(&spec.table) {
+                let window = crate::triggers::write_window(&spec.table);
+                windows.insert(spec.table.clone(), window.clone());
+                spec.window = Some(window);
+            }
+        }
         let mut start = self.expand;
+        for spec in backfills.values() {
+            if let Some(window) = &spec.window {
+                start.push(crate::triggers::open_window_step(
+                    &spec.table,
+                    &spec.marker,
+                    window,
+                ));
+            }
+        }
         for spec in self.triggers.values() {
-            start.push(crate::triggers::install_step(spec));
+            if !windows.contains_key(&spec.table) {
+                start.push(crate::triggers::install_step(spec));
+            }
+        }
+        let backfill_step = |title: String, spec: BackfillSpec| Step {
+            title,
+            table: Some(spec.table.clone()),
+            lock: LockLevel::RowExclusive,
+            work: Work::Batched,
+            action: Action::Backfill(spec),
+        };
+        let mut catch_ups = Vec::new();
+        for spec in backfills.into_values() {
+            let table = spec.table.clone();
+            if spec.window.is_some() {
+                let catch_up = BackfillSpec {
+                    key: BackfillKey::Ctid,
+                    pass: BackfillPass::CatchUp,
+                    ..spec.clone()
+                };
+                catch_ups.push(backfill_step(
+                    format!("catch up on writes to {table} during its backfill"),
+                    catch_up,
+                ));
+                start.push(backfill_step(format!("backfill {table}"), spec));
+                if let Some(trigger) = self.triggers.get(&table) {
+                    let mut install = crate::triggers::install_step(trigger);
+                    if let Action::Transaction(sql) = &mut install.action {
+                        sql.extend(crate::triggers::close_window_sql(&table));
+                    }
+                    start.push(install);
+                }
+            } else {
+                start.push(backfill_step(format!("backfill {table}"), spec));
+            }
         }
         start.extend(self.guards);
-        for spec in self.backfills.into_values() {
-            start.push(Step {
-                title: format!("backfill {}", spec.table),
-                table: Some(spec.table.clone()),
-                lock: LockLevel::RowExclusive,
-                work: Work::Batched,
-                action: Action::Backfill(spec),
-            });
-        }
+        start.extend(catch_ups);
         start.extend(self.builds);
         start.extend(version_steps);
 
@@ -441,6 +491,9 @@ impl PlanBuilder {
                 "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
                 spec.table, spec.marker
             ));
+            if let Some(window) = windows.get(&spec.table) {
+                sql.extend(crate::triggers::drop_window_sql(&spec.table, window));
+            }
         }
         let mut contract = self.contract;
         contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
@@ -487,6 +540,9 @@ impl PlanBuilder {
                 "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
                 spec.table, spec.marker
             ));
+            if let Some(window) = windows.get(&spec.table) {
+                sql.extend(crate::triggers::drop_window_sql(&spec.table, window));
+            }
             rollback.push(Step::transaction(
                 format!("remove dual-write trigger from {}", spec.table),
                 Some(spec.table.clone()),

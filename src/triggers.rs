@@ -50,7 +50,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ident::{Ident, Literal, QualName, RawSql};
-use crate::step::{LockLevel, Step, Work};
+use crate::step::{LockLevel, Step, Work, WriteWindow};
 
 /// The name of the dual-write trigger on every table that has one.
 pub const TRIGGER_NAME: &str = "_pgbaton_dual_write";
@@ -150,6 +150,89 @@ pub fn install_step(spec: &TriggerSpec) -> Step {
             trigger_sql(spec),
         ],
     )
+}
+
+/// Name of the statement-level trigger that counts writes during a backfill's write window.
+pub const WINDOW_TRIGGER_NAME: &str = "_pgbaton_write_window";
+/// Prefix of the write window's function and sequence (`_pgbaton_ww_<table>`, table's schema).
+pub const WINDOW_PREFIX: &str = "_pgbaton_ww_";
+/// The `xid` column a windowed backfill stamps every row it writes with.
+pub const STAMP_COLUMN: &str = "_pgbaton_stamp";
+
+/// The write window of `table`'s backfill (see [`crate::step::WriteWindow`]).
+pub fn write_window(table: &QualName) -> WriteWindow {
+    WriteWindow {
+        stamp: Ident::new(STAMP_COLUMN),
+        writes: window_object(table),
+    }
+}
+
+/// The window's sequence and trigger function share this name (different catalogs).
+fn window_object(table: &QualName) -> QualName {
+    QualName::new(
+        table.schema.clone(),
+        Ident::derived(WINDOW_PREFIX, table.name.as_str()),
+    )
+}
+
+/// The step that opens `table`'s write window before its backfill: the marker and stamp
+/// columns (catalog-only), the `writes` sequence, and a `BEFORE INSERT OR UPDATE ... FOR EACH
+/// STATEMENT` trigger that bumps it for every statement but a backfill's. The function is
+/// `SECURITY DEFINER` (the application's roles need no privilege on the sequence) with a fixed
+/// `search_path`. Idempotent.
+pub fn open_window_step(table: &QualName, marker: &Ident, window: &WriteWindow) -> Step {
+    let function = window_object(table);
+    let trigger = Ident::new(WINDOW_TRIGGER_NAME);
+    Step::transaction(
+        format!("open the backfill's write window on {table}"),
+        Some(table.clone()),
+        LockLevel::AccessExclusive,
+        Work::Catalog,
+        vec![
+            format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {marker} boolean DEFAULT false, \
+                 ADD COLUMN IF NOT EXISTS {} xid",
+                window.stamp
+            ),
+            format!("CREATE SEQUENCE IF NOT EXISTS {}", window.writes),
+            format!(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+                 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $_pgbaton_$\n\
+                 BEGIN\n  IF current_setting({setting}, true) IS DISTINCT FROM 'on' THEN\n    \
+                 PERFORM nextval({seq}::regclass);\n  END IF;\n  RETURN NULL;\nEND\n$_pgbaton_$",
+                setting = Literal::new(BACKFILL_SETTING),
+                seq = Literal::new(window.writes.to_string()),
+            ),
+            format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"),
+            format!(
+                "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} FOR EACH STATEMENT \
+                 EXECUTE FUNCTION {function}()"
+            ),
+        ],
+    )
+}
+
+/// Statements that close `table`'s write window (run with the dual-write trigger's install):
+/// the counting trigger and its function go; the sequence stays for the catch-up pass.
+pub fn close_window_sql(table: &QualName) -> Vec<String> {
+    vec![
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {table}",
+            Ident::new(WINDOW_TRIGGER_NAME)
+        ),
+        format!("DROP FUNCTION IF EXISTS {}()", window_object(table)),
+    ]
+}
+
+/// Statements that remove everything of `table`'s write window (complete, rollback).
+pub fn drop_window_sql(table: &QualName, window: &WriteWindow) -> Vec<String> {
+    let mut sql = close_window_sql(table);
+    sql.push(format!("DROP SEQUENCE IF EXISTS {}", window.writes));
+    sql.push(format!(
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+        window.stamp
+    ));
+    sql
 }
 
 /// Statements that remove the table's trigger and trigger function (idempotent).

@@ -14,7 +14,7 @@ use pgbaton::backfill::{
     ProgressState, TriggerBypass,
 };
 use pgbaton::ident::{Ident, QualName, RawSql};
-use pgbaton::step::{Assignment, BackfillKey, BackfillSpec};
+use pgbaton::step::{Assignment, BackfillKey, BackfillPass, BackfillSpec};
 use pgbaton::triggers::{self, DualWriteRule, TriggerSpec};
 use pgbaton::verify::{self, VerifyOptions};
 use tokio::sync::mpsc;
@@ -104,6 +104,8 @@ fn fixture(table: &str, key: BackfillKey) -> Fixture {
                 },
             ],
             marker: Ident::new("_pgbaton_touched"),
+            window: None,
+            pass: BackfillPass::Fill,
         },
     }
 }

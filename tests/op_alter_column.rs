@@ -736,7 +736,7 @@ async fn several_columns_of_one_table_share_one_trigger_and_backfill() {
     let backfills = plan
         .start
         .iter()
-        .filter(|s| matches!(s.action, pgbaton::step::Action::Backfill(_)))
+        .filter(|s| matches!(&s.action, pgbaton::step::Action::Backfill(b) if b.pass.is_fill()))
         .count();
     assert_eq!(backfills, 1, "one backfill pass for the table");
     let triggers = plan
@@ -1177,7 +1177,8 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
          INSERT INTO users (email, bio) SELECT 'u' || g, 'b' FROM generate_series(1, 2000) g;",
     )
     .await;
-    // Copy path: the start steps before the backfill (copies, trigger, NOT VALID constraints).
+    // Copy path: the catalog steps of start on the table (copies, write window, trigger, NOT VALID
+    // constraints), in order, without the fill between them.
     let copy = yaml(
         "02_copy",
         "operations:
@@ -1192,15 +1193,18 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
     );
     let m = env.migrator().await;
     let plan = m.plan(&copy).await.expect("plan");
-    let before_backfill: Vec<_> = plan
+    let catalog: Vec<_> = plan
         .start
         .iter()
-        .take_while(|s| !matches!(s.action, pgbaton::step::Action::Backfill(_)))
+        .filter(|s| {
+            matches!(s.action, pgbaton::step::Action::Transaction(_))
+                && s.table.as_ref().is_some_and(|t| t.name.as_str() == "users")
+        })
         .cloned()
         .collect();
-    assert_eq!(before_backfill.len(), 3, "{before_backfill:#?}");
-    run_traced(&env, &before_backfill).await;
-    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched").await;
+    assert_eq!(catalog.len(), 4, "{catalog:#?}");
+    run_traced(&env, &catalog).await;
+    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched; DROP SEQUENCE _pgbaton_ww_users; ALTER TABLE users DROP COLUMN _pgbaton_stamp").await;
 
     // Catalog path: the widening at complete, views re-created around it, nothing read.
     let widen = yaml(

@@ -262,6 +262,7 @@ async fn add_column_then_drop_it() {
                 "email",
                 "_pgbaton_new_description",
                 "_pgbaton_touched",
+                "_pgbaton_stamp",
             ],
         ),
         Check::Fails(

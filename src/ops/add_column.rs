@@ -837,21 +837,31 @@ mod tests {
             kinds,
             vec![
                 (Work::Catalog, LockLevel::AccessExclusive), // add column
+                (Work::Catalog, LockLevel::AccessExclusive), // open the write window
+                (Work::Batched, LockLevel::RowExclusive),    // backfill (fill)
                 (Work::Catalog, LockLevel::AccessExclusive), // trigger
                 (Work::Catalog, LockLevel::AccessExclusive), // NOT VALID constraints
-                (Work::Batched, LockLevel::RowExclusive),    // backfill
+                (Work::Batched, LockLevel::RowExclusive),    // catch-up
                 (Work::Concurrent, LockLevel::ShareUpdateExclusive), // unique index
             ]
         );
-        // The trigger fills the column for old-version writes before the checks exist.
-        let Action::Backfill(spec) = &plan.start[3].action else {
+        // The fill runs before the trigger; the checks come after it (an old-version insert
+        // during the fill leaves the column empty), then the catch-up.
+        let Action::Backfill(spec) = &plan.start[2].action else {
             panic!("expected the backfill")
         };
         assert_eq!(spec.key, BackfillKey::Columns(vec![Ident::new("id")]));
         assert_eq!(spec.assignments[0].target.as_str(), "_pgbaton_new_code");
         assert_eq!(spec.assignments[0].expr.as_str(), "upper(name)");
+        assert!(spec.pass.is_fill() && spec.window.is_some());
+        let Action::Backfill(catch_up) = &plan.start[5].action else {
+            panic!("expected the catch-up")
+        };
+        assert_eq!(catch_up.key, BackfillKey::Ctid);
+        assert_eq!(catch_up.pass, crate::step::BackfillPass::CatchUp);
+        assert_eq!(catch_up.assignments, spec.assignments);
         // The check names the column by its temporary name, and nothing else changes.
-        let guard = statements(&plan.start[2..3]);
+        let guard = statements(&plan.start[4..5]);
         assert!(guard[1].contains(
             "CHECK (length(\"_pgbaton_new_code\") > 1 AND \"_pgbaton_new_code\" <> name) NOT VALID"
         ));
@@ -1006,7 +1016,7 @@ mod tests {
         let backfills = plan
             .start
             .iter()
-            .filter(|s| matches!(s.action, Action::Backfill(_)))
+            .filter(|s| matches!(&s.action, Action::Backfill(b) if b.pass.is_fill()))
             .count();
         assert_eq!(backfills, 1);
         let renames: Vec<String> = statements(&plan.complete)

@@ -998,7 +998,7 @@ mod tests {
             .start
             .iter()
             .filter_map(|s| match &s.action {
-                Action::Backfill(spec) => Some(spec),
+                Action::Backfill(spec) if spec.pass.is_fill() => Some(spec),
                 _ => None,
             })
             .collect();

@@ -1,0 +1,293 @@
+//! The backfill's write window: the fill runs before the table's dual-write trigger exists (so
+//! its batches do not pay the trigger's tuple lock), then the trigger is installed and a
+//! catch-up pass fixes every row the old version wrote meanwhile. These tests write during the
+//! fill and check that no write is missed, that a table nobody wrote is not scanned again, and
+//! that the window's statement trigger works for a role with no privilege on pgbaton's objects.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgbaton::ident::QualName;
+use pgbaton::triggers::{open_window_step, write_window};
+
+const ROWS: i64 = 60_000;
+
+const MIGRATION: &str = "operations:
+  - alter_column:
+      table: t
+      column: name
+      type: varchar(100)
+      up: upper(name)
+      down: lower(name)
+";
+
+fn pgbaton(url: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgbaton"));
+    c.args(args)
+        .env("PGBATON_PG_URL", url)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run(url: &str, args: &[&str]) -> (i32, String) {
+    let out = pgbaton(url, args).output().expect("run pgbaton");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", common::describe(&e)))
+        .get(0)
+}
+
+async fn setup(db: &common::TestDb, name: &str) -> String {
+    common::exec(
+        &db.client,
+        &format!(
+            "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL, note text);
+             INSERT INTO t (name) SELECT 'name ' || g FROM generate_series(1, {ROWS}) g;
+             ANALYZE t;"
+        ),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("pgbaton-ww-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("02_upper.yaml");
+    std::fs::write(&file, MIGRATION).expect("write");
+    assert_eq!(run(&db.url, &["init"]).0, 0);
+    file.to_str().expect("utf-8").to_string()
+}
+
+/// (status, batches, rows_updated) of the catch-up pass of table `t`.
+async fn catch_up(client: &tokio_postgres::Client) -> (String, i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT status, batches, rows_updated FROM pgbaton.backfills
+              WHERE table_name = 't' AND pass = 'catch_up'",
+            &[],
+        )
+        .await
+        .expect("catch-up checkpoint");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_version_writes_during_the_fill_are_caught_up() {
+    let db = common::fresh_db().await;
+    let file = setup(&db, "writes").await;
+
+    // An old-version writer (the base schema) that updates existing rows, done or not yet, and
+    // inserts new ones, for as long as `start` runs. The fill is throttled so it lasts ~2 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes) = (stop.clone(), writes.clone());
+        let client = db.connect().await;
+        tokio::spawn(async move {
+            let mut n: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = (n * 7_919) % ROWS + 1;
+                client
+                    .execute(
+                        "UPDATE t SET name = 'written ' || $1::text WHERE id = $2",
+                        &[&n.to_string(), &id],
+                    )
+                    .await
+                    .expect("old-version update");
+                client
+                    .execute(
+                        "INSERT INTO t (name) VALUES ('inserted ' || $1::text)",
+                        &[&n.to_string()],
+                    )
+                    .await
+                    .expect("old-version insert");
+                writes.fetch_add(2, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let url = db.url.clone();
+    let start = tokio::task::spawn_blocking(move || {
+        run(
+            &url,
+            &[
+                "start",
+                &file,
+                "--backfill-batch-size",
+                "1000",
+                "--backfill-rows-per-second",
+                "30000",
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    assert_eq!(start.0, 0, "{}", start.1);
+    assert!(writes.load(Ordering::Relaxed) > 100, "the writer ran");
+
+    let c = &db.client;
+    // Every row, whoever wrote it and when, holds up(old) in the new column.
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+    let (status, batches, updated) = catch_up(c).await;
+    assert_eq!(status, "done");
+    assert!(batches > 0, "the catch-up scanned the table");
+    assert!(
+        updated > 0,
+        "writes during the fill were caught up ({updated} rows)"
+    );
+    // The window's trigger is gone; the dual-write trigger is in place.
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal \
+             AND tgname = '_pgbaton_write_window'"
+        )
+        .await,
+        0
+    );
+    let (code, out) = run(&db.url, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&db.url, &["complete"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass \
+             AND attname LIKE '_pgbaton%' AND NOT attisdropped"
+        )
+        .await,
+        0,
+        "the stamp and marker columns are gone"
+    );
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '_pgbaton%'"
+        )
+        .await,
+        0,
+        "the window's sequence is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_nobody_wrote_during_the_fill_is_not_scanned_again() {
+    let db = common::fresh_db().await;
+    let file = setup(&db, "quiet").await;
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    let (status, batches, updated) = catch_up(&db.client).await;
+    assert_eq!((status.as_str(), batches, updated), ("done", 0, 0));
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+    // `status` names the pass.
+    let (code, out) = run(&db.url, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(catch-up)"), "{out}");
+    // Rollback leaves nothing of the window behind.
+    let (code, out) = run(&db.url, &["rollback"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '_pgbaton%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE '_pgbaton%'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_counts_writes_of_a_role_without_privileges_and_skips_backfills() {
+    let db = common::fresh_db().await;
+    let c = &db.client;
+    let role = format!("ww_app_{}", db.name.replace('-', "_"));
+    common::exec(
+        c,
+        &format!(
+            "CREATE TABLE public.w (id int PRIMARY KEY, v text);
+             INSERT INTO public.w VALUES (1, 'a');
+             CREATE ROLE {role} LOGIN;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE ON public.w TO {role};"
+        ),
+    )
+    .await;
+    let table = QualName::new("public", "w");
+    let window = write_window(&table);
+    let step = open_window_step(&table, &pgbaton::plan::marker_column(), &window);
+    for sql in step.statements() {
+        common::exec(c, &sql).await;
+    }
+    let bumped = "SELECT coalesce(pg_sequence_last_value('public._pgbaton_ww_w'::regclass), 0)";
+    assert_eq!(scalar(c, bumped).await, 0);
+
+    // A backfill's statement (pgbaton.backfill = on) is not counted.
+    common::exec(
+        c,
+        "BEGIN; SET LOCAL pgbaton.backfill = 'on'; UPDATE public.w SET v = 'b'; COMMIT;",
+    )
+    .await;
+    assert_eq!(scalar(c, bumped).await, 0);
+
+    // The application's role writes: counted, though it has no privilege on the sequence.
+    let mut config: tokio_postgres::Config = db.url.parse().expect("url");
+    config.user(&role);
+    let (app, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect as the app role");
+    tokio::spawn(connection);
+    app.execute("UPDATE public.w SET v = 'c' WHERE id = 1", &[])
+        .await
+        .expect("app update");
+    assert_eq!(scalar(c, bumped).await, 1);
+    app.execute("INSERT INTO public.w VALUES (2, 'd')", &[])
+        .await
+        .expect("app insert");
+    assert_eq!(scalar(c, bumped).await, 2);
+    drop(app);
+    common::exec(
+        c,
+        &format!("DROP TABLE public.w CASCADE; DROP OWNED BY {role}; DROP ROLE {role};"),
+    )
+    .await;
+}
