@@ -4,10 +4,11 @@
 //!
 //! # How a batch works
 //!
-//! One round trip per batch: a simple-query string
+//! One transaction per batch, in one or two round trips of simple-query strings:
 //! `BEGIN; SET LOCAL ...; WITH <batch keys>, <update>, <checkpoint> SELECT ...; COMMIT; SELECT
-//! <controls and replication lag>`, so the checkpoint commits with the rows it describes and a
-//! killed run resumes from the last committed batch, never from zero.
+//! <controls and replication lag>` (or `BEGIN; SET LOCAL ...; UPDATE ...` then `<checkpoint>;
+//! COMMIT; <controls>`), so the checkpoint commits with the rows it describes and a killed run
+//! resumes from the last committed batch, never from zero.
 //!
 //! - Keyset batches on [`BackfillKey::Columns`] (composite keys compare as rows): the first `n`
 //!   keys after the checkpoint are read from the key's index, then one `UPDATE` covers the key
@@ -49,11 +50,15 @@
 //! - The write window ([`crate::step::WriteWindow`]): where the table has a dual-write trigger,
 //!   the planner runs the fill *before* installing it, because a `BEFORE UPDATE` row trigger
 //!   costs every updated row a tuple lock even when it does not fire (≈10% of a fill). Each
-//!   batch stamps its rows with its transaction id; after the trigger is installed, the
+//!   batch records its transaction id (`backfill_xids`); after the trigger is installed, the
 //!   catch-up pass ([`BackfillPass::CatchUp`], a ctid walk over the whole table) updates the
-//!   rows whose stamp is not their `xmin` (written meanwhile by the old version) and whose
-//!   marker is not set — and is skipped outright when the window's statement-level trigger
-//!   counted no write. Both passes have their own checkpoint row (`pass` column).
+//!   rows whose `xmin` is no batch's (written meanwhile by the old version) and whose marker is
+//!   not set — and is skipped outright when the window's statement-level trigger counted no
+//!   write. The fill writes no marker: the column is added, catalog-only, with the trigger.
+//!   Both passes have their own checkpoint row (`pass` column).
+//! - A value-range or ctid batch runs its `UPDATE` as a plain statement and writes the
+//!   checkpoint in a second round trip of the same transaction, with the row count from the
+//!   command tag: counting in SQL (`WITH ... RETURNING`) costs ≈5% of the update.
 //! - The batch does not pay for the dual-write trigger: with `SET LOCAL session_replication_role
 //!   = replica` no ordinary trigger fires at all; where that is not permitted (it needs superuser
 //!   or `GRANT SET ON PARAMETER`), or would skip the foreign-key checks of a column being
@@ -604,6 +609,16 @@ $_pgbaton_$",
             "ALTER TABLE {s}.backfills ADD COLUMN IF NOT EXISTS key_min bigint, \
              ADD COLUMN IF NOT EXISTS key_max bigint"
         ),
+        // The transaction id of every batch of a backfill with a write window (no key: `xid`
+        // has no btree order; the catch-up hashes them).
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.backfill_xids (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    xid xid NOT NULL
+)"
+        ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.controls (
     schema_name text PRIMARY KEY,
@@ -703,6 +718,11 @@ pub async fn clear(
     state_schema: &Ident,
     migration: &str,
 ) -> Result<u64, BackfillError> {
+    let sql = format!("DELETE FROM {state_schema}.backfill_xids WHERE migration = $1");
+    client
+        .execute(&sql, &[&migration])
+        .await
+        .map_err(|source| state_error("clearing checkpoints", source))?;
     let sql = format!("DELETE FROM {state_schema}.backfills WHERE migration = $1");
     client
         .execute(&sql, &[&migration])
@@ -854,53 +874,117 @@ struct TableInfo {
 /// otherwise each is evaluated over a one-row sub-query exposing the names it uses.
 fn set_list(spec: &BackfillSpec) -> String {
     let identity = spec.scope.iter().all(|(name, physical)| name == physical);
-    let sets = spec
-        .assignments
-        .iter()
-        .map(|a| {
-            if identity {
-                format!("{} = ({})", a.target, a.expr)
-            } else {
-                let row = spec
-                    .scope
-                    .iter()
-                    .map(|(name, physical)| format!("{}.{physical} AS {name}", spec.table))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!(
-                    "{} = (SELECT ({}) FROM (SELECT {row}) AS _pgbaton_scope)",
-                    a.target, a.expr
-                )
-            }
-        })
-        .chain(spec.stamp_assignment());
+    let sets = spec.assignments.iter().map(|a| {
+        if identity {
+            format!("{} = ({})", a.target, a.expr)
+        } else {
+            let row = spec
+                .scope
+                .iter()
+                .map(|(name, physical)| format!("{}.{physical} AS {name}", spec.table))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{} = (SELECT ({}) FROM (SELECT {row}) AS _pgbaton_scope)",
+                a.target, a.expr
+            )
+        }
+    });
     sets.collect::<Vec<_>>().join(", ")
 }
 
-/// The filter a batch adds to its range: rows no live write touched since the dual-write
-/// trigger was installed, and, in a catch-up pass, only those written since the fill.
-fn pending(spec: &BackfillSpec) -> String {
+/// The filter a batch adds to its range. Without a write window: the rows no live write touched
+/// (marker not set). A fill with a write window: every row (no trigger can have touched one, and
+/// the marker column does not exist yet). A catch-up pass: the rows no live write touched since
+/// the trigger was installed and that no batch of this backfill wrote last (their `xmin` is not
+/// one of the batches' transaction ids): the old version wrote them during the fill.
+fn pending(spec: &BackfillSpec, cp: &CheckpointKey<'_>) -> String {
     let t = &spec.table;
-    let mut filter = format!("{t}.{} IS NOT TRUE", spec.marker);
-    if let (BackfillPass::CatchUp, Some(window)) = (spec.pass, &spec.window) {
-        let _ = write!(
-            filter,
-            " AND {t}.{} IS DISTINCT FROM {t}.xmin",
-            window.stamp
-        );
+    match (spec.pass, &spec.window) {
+        (_, None) => format!("{t}.{} IS NOT TRUE", spec.marker),
+        (BackfillPass::Fill, Some(_)) => "true".to_string(),
+        (BackfillPass::CatchUp, Some(_)) => format!(
+            "{t}.{} IS NOT TRUE AND NOT EXISTS (SELECT 1 FROM {} AS _pgbaton_x WHERE {} \
+             AND _pgbaton_x.xid = {t}.xmin)",
+            spec.marker,
+            cp.xids_table(),
+            cp.table_filter("_pgbaton_x"),
+        ),
     }
-    filter
+}
+
+/// The statement a batch of a backfill with a write window runs in its transaction: its
+/// transaction id goes into `backfill_xids` (see [`pending`]).
+fn record_xid_sql(spec: &BackfillSpec, cp: &CheckpointKey<'_>) -> Option<String> {
+    spec.window.as_ref().map(|_| {
+        format!(
+            "INSERT INTO {} (migration, table_schema, table_name, xid) VALUES ({}, {}, {}, \
+             pg_current_xact_id()::xid)",
+            cp.xids_table(),
+            Literal::new(cp.migration),
+            Literal::new(cp.table.schema.as_str()),
+            Literal::new(cp.table.name.as_str()),
+        )
+    })
+}
+
+/// A batch's SQL, without its transaction control.
+enum BatchSql {
+    /// One statement: the update and the checkpoint together, in a `WITH` (keyset walks, capped
+    /// value ranges). Returns the batch's result row.
+    Single(String),
+    /// The update alone, then — a second round trip in the same transaction — the statements
+    /// that write the checkpoint, given the rows the update changed (from its command tag), and
+    /// return the batch's result row. A plain `UPDATE` costs ≈5% less than the same update
+    /// inside `WITH ... RETURNING` (measured on PG15), which counting its rows in SQL needs.
+    Split {
+        update: String,
+        /// Runs first in the second round trip (recording the batch's transaction id).
+        prelude: Option<String>,
+        checkpoint: Box<dyn Fn(u64) -> String + Send + Sync>,
+    },
+}
+
+impl BatchSql {
+    /// The statements that read the table, for `EXPLAIN`.
+    fn explained(&self) -> Vec<String> {
+        match self {
+            BatchSql::Single(sql) => vec![sql.clone()],
+            BatchSql::Split {
+                update, checkpoint, ..
+            } => vec![update.clone(), checkpoint(0)],
+        }
+    }
+
+    /// The second round trip's statements, given the rows updated.
+    fn finish(
+        prelude: &Option<String>,
+        checkpoint: &(dyn Fn(u64) -> String + Send + Sync),
+        n: u64,
+    ) -> String {
+        match prelude {
+            Some(sql) => format!("{sql};\n{}", checkpoint(n)),
+            None => checkpoint(n),
+        }
+    }
+}
+
+/// `BEGIN` and the `SET LOCAL`s of a batch transaction.
+fn batch_begin(opts: &BackfillOptions, bypass: TriggerBypass, index_walk: bool) -> String {
+    let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
+    s.push_str(&batch_settings(opts, bypass, index_walk));
+    s
 }
 
 /// A batch statement in its transaction: `BEGIN`, the `SET LOCAL`s, the statement, `COMMIT`.
+#[cfg(test)]
 fn batch_transaction(
     opts: &BackfillOptions,
     bypass: TriggerBypass,
     index_walk: bool,
     statement: &str,
 ) -> String {
-    let mut s = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;\n");
-    s.push_str(&batch_settings(opts, bypass, index_walk));
+    let mut s = batch_begin(opts, bypass, index_walk);
     let _ = write!(s, "{statement};\nCOMMIT;\n");
     s
 }
@@ -992,6 +1076,21 @@ impl CheckpointKey<'_> {
         format!("{}.backfills", self.state)
     }
 
+    /// The transaction ids of the batches of the backfills (see [`pending`]).
+    fn xids_table(&self) -> String {
+        format!("{}.backfill_xids", self.state)
+    }
+
+    /// Rows of `alias` (a `backfills` or `backfill_xids` row) that belong to this table.
+    fn table_filter(&self, alias: &str) -> String {
+        format!(
+            "{alias}.migration = {} AND {alias}.table_schema = {} AND {alias}.table_name = {}",
+            Literal::new(self.migration),
+            Literal::new(self.table.schema.as_str()),
+            Literal::new(self.table.name.as_str()),
+        )
+    }
+
     fn filter(&self) -> String {
         format!(
             "migration = {} AND table_schema = {} AND table_name = {} AND pass = {}",
@@ -1069,8 +1168,11 @@ fn keyset_batch_sql(
         .map(|k| format!("to_jsonb({k}) #>> '{{}}'"))
         .collect::<Vec<_>>()
         .join(", ");
+    let xid_cte = record_xid_sql(spec, cp)
+        .map(|sql| format!("_pgbaton_xid AS (\n  {sql}\n), "))
+        .unwrap_or_default();
     format!(
-        "WITH _pgbaton_batch AS (\n  SELECT {cols} FROM {t}{where_lower} ORDER BY {cols} LIMIT {limit}\n), \
+        "WITH {xid_cte}_pgbaton_batch AS (\n  SELECT {cols} FROM {t}{where_lower} ORDER BY {cols} LIMIT {limit}\n), \
          _pgbaton_start AS (\n  SELECT {plain_cols} FROM _pgbaton_batch ORDER BY {asc} LIMIT 1\n), \
          _pgbaton_end AS (\n  SELECT {plain_cols}, (SELECT count(*) FROM _pgbaton_batch) AS _pgbaton_n \
          FROM _pgbaton_batch ORDER BY {desc} LIMIT 1\n), \
@@ -1086,7 +1188,7 @@ fn keyset_batch_sql(
         asc = order("ASC"),
         desc = order("DESC"),
         set = set_list(spec),
-        pending = pending(spec),
+        pending = pending(spec, cp),
         cp_table = cp.table(),
         stats = stats.set_sql(),
         filter = cp.filter(),
@@ -1097,30 +1199,35 @@ fn keyset_batch_sql(
     )
 }
 
-/// A ctid batch: pages `[from, to)`. Returns a row: (updated, checkpoint rows, relfilenode).
+/// A ctid batch: pages `[from, to)`. Its result row: (updated, checkpoint rows, relfilenode).
 fn ctid_batch_sql(
     spec: &BackfillSpec,
     cp: &CheckpointKey<'_>,
     from: i64,
     to: i64,
     stats: &Stats,
-) -> String {
+) -> BatchSql {
     let t = &spec.table;
-    format!(
-        "WITH _pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
-         AND {pending}\n  RETURNING 1\n), \
-         _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_page = {to}, \
-         rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
-         rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
-         SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
-         pg_relation_filenode({regclass})",
+    let update = format!(
+        "UPDATE {t} SET {set}\nWHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
+         AND {pending}",
         set = set_list(spec),
-        pending = pending(spec),
-        cp_table = cp.table(),
-        stats = stats.set_sql(),
-        filter = cp.filter(),
-        regclass = t.regclass(),
-    )
+        pending = pending(spec, cp),
+    );
+    let (cp_table, stats, filter, regclass) =
+        (cp.table(), stats.set_sql(), cp.filter(), t.regclass());
+    BatchSql::Split {
+        update,
+        prelude: record_xid_sql(spec, cp),
+        checkpoint: Box::new(move |n| {
+            format!(
+                "WITH _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_page = {to}, \
+                 rows_done = rows_done + {n}, rows_updated = rows_updated + {n}, {stats}\n  \
+                 WHERE {filter}\n  RETURNING 1\n)\n\
+                 SELECT {n}, (SELECT count(*) FROM _pgbaton_cp), pg_relation_filenode({regclass})"
+            )
+        }),
+    }
 }
 
 /// A single-column integer key with a btree index: the walk can go by value ranges.
@@ -1178,7 +1285,7 @@ fn range_batch_sql(
     cp: &CheckpointKey<'_>,
     range: KeyRange,
     stats: &Stats,
-) -> String {
+) -> BatchSql {
     let t = &spec.table;
     let k = &key.column;
     let ty = key.type_name;
@@ -1199,21 +1306,52 @@ fn range_batch_sql(
             "(SELECT _pgbaton_hi FROM _pgbaton_range)".to_string(),
         ),
     };
-    format!(
-        "WITH {bounds_cte}_pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.{k} >= {lower} AND {t}.{k} <= {upper} \
-         AND {pending}\n  RETURNING 1\n), \
-         _pgbaton_next AS (\n  SELECT min({t}.{k}) AS _pgbaton_key FROM {t} WHERE {t}.{k} > {upper} AND {t}.{k} <= {end}\n), \
-         _pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = ARRAY[coalesce((SELECT _pgbaton_key - 1 FROM _pgbaton_next), {end})::text], \
-         rows_done = rows_done + (SELECT count(*) FROM _pgbaton_done), \
-         rows_updated = rows_updated + (SELECT count(*) FROM _pgbaton_done), {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
-         SELECT (SELECT count(*) FROM _pgbaton_done), (SELECT count(*) FROM _pgbaton_cp), \
-         (SELECT _pgbaton_key FROM _pgbaton_next)::text, ({upper})::text",
-        set = set_list(spec),
-        pending = pending(spec),
-        cp_table = cp.table(),
-        stats = stats.set_sql(),
-        filter = cp.filter(),
-    )
+    let set = set_list(spec);
+    let pending = pending(spec, cp);
+    let xid = record_xid_sql(spec, cp);
+    let (cp_table, stats, filter) = (cp.table(), stats.set_sql(), cp.filter());
+    let next_end = end.clone();
+    let next = move |upper: &str| {
+        let end = &next_end;
+        format!(
+            "_pgbaton_next AS (\n  SELECT min({t}.{k}) AS _pgbaton_key FROM {t} WHERE {t}.{k} > {upper} \
+             AND {t}.{k} <= {end}\n)"
+        )
+    };
+    // The checkpoint: the key before the next existing one (or the walk's end), then the
+    // result row (updated, checkpoint rows, next key, upper bound).
+    let checkpoint = move |upper: &str, n: &str| {
+        format!(
+            "_pgbaton_cp AS (\n  UPDATE {cp_table} SET last_key = ARRAY[coalesce((SELECT _pgbaton_key - 1 \
+             FROM _pgbaton_next), {end})::text], rows_done = rows_done + {n}, \
+             rows_updated = rows_updated + {n}, {stats}\n  WHERE {filter}\n  RETURNING 1\n)\n\
+             SELECT {n}, (SELECT count(*) FROM _pgbaton_cp), \
+             (SELECT _pgbaton_key FROM _pgbaton_next)::text, ({upper})::text"
+        )
+    };
+    if range.cap.is_some() {
+        // The capped bound is computed in the statement: one statement, counted in SQL.
+        let xid_cte = xid
+            .map(|sql| format!("_pgbaton_xid AS (\n  {sql}\n), "))
+            .unwrap_or_default();
+        return BatchSql::Single(format!(
+            "WITH {xid_cte}{bounds_cte}_pgbaton_done AS (\n  UPDATE {t} SET {set}\n  WHERE {t}.{k} >= {lower} \
+             AND {t}.{k} <= {upper} AND {pending}\n  RETURNING 1\n), {next}, {cp}",
+            next = next(&upper),
+            cp = checkpoint(&upper, "(SELECT count(*) FROM _pgbaton_done)"),
+        ));
+    }
+    let update = format!(
+        "UPDATE {t} SET {set}\nWHERE {t}.{k} >= {lower} AND {t}.{k} <= {upper} AND {pending}"
+    );
+    let next = next(&upper);
+    BatchSql::Split {
+        update,
+        prelude: xid,
+        checkpoint: Box::new(move |n| {
+            format!("WITH {next}, {}", checkpoint(&upper, &n.to_string()))
+        }),
+    }
 }
 
 /// The query run after each batch (same round trip) and while paused: the operator controls
@@ -1457,9 +1595,14 @@ pub async fn explain_batch(
                 .ok_or_else(|| protocol(&table, "no batch to explain"))?;
             range_batch_sql(spec, key, &cp, range, &Stats::default())
         }
-        (BackfillKey::Columns(key), None) => {
-            keyset_batch_sql(spec, key, &cp, after, limit.max(1), &Stats::default())
-        }
+        (BackfillKey::Columns(key), None) => BatchSql::Single(keyset_batch_sql(
+            spec,
+            key,
+            &cp,
+            after,
+            limit.max(1),
+            &Stats::default(),
+        )),
         (BackfillKey::Ctid, _) => {
             let pages = ((f64::from(limit.max(1)) / info.density).ceil() as i64).max(1);
             ctid_batch_sql(spec, &cp, 0, pages, &Stats::default())
@@ -1471,7 +1614,12 @@ pub async fn explain_batch(
         TriggerBypass::Setting,
         matches!(spec.key, BackfillKey::Columns(_)),
     );
-    let sql = format!("BEGIN;\n{settings}EXPLAIN (COSTS OFF) {statement};\nROLLBACK");
+    let explains = statement
+        .explained()
+        .iter()
+        .map(|sql| format!("EXPLAIN (COSTS OFF) {sql};\n"))
+        .collect::<String>();
+    let sql = format!("BEGIN;\n{settings}{explains}ROLLBACK");
     match client.simple_query(&sql).await {
         Ok(messages) => Ok(rows(&messages)
             .iter()
@@ -1573,8 +1721,9 @@ async fn inspect(client: &Client, spec: &BackfillSpec) -> Result<TableInfo, Back
 
     let mut wanted: Vec<&Ident> = spec.assignments.iter().map(|a| &a.target).collect();
     wanted.push(&spec.marker);
-    if let Some(window) = &spec.window {
-        wanted.push(&window.stamp);
+    if spec.window.is_some() && spec.pass == BackfillPass::Fill {
+        // A fill with a write window runs before the marker column exists.
+        wanted.retain(|c| *c != &spec.marker);
     }
     if let BackfillKey::Columns(cols) = &spec.key {
         wanted.extend(cols.iter());
@@ -2090,12 +2239,9 @@ impl<'a> Runner<'a> {
                 break;
             };
             let index_walk = !matches!(batch, Batch::Ctid { .. });
-            let sql = format!(
-                "{}{controls_query};",
-                batch_transaction(self.opts, self.bypass, index_walk, &statement)
-            );
+            let begin = batch_begin(self.opts, self.bypass, index_walk);
             let batch_start = Instant::now();
-            let messages = match self.client.simple_query(&sql).await {
+            let messages = match self.execute(&begin, &statement, &controls_query).await {
                 Ok(messages) => messages,
                 Err(e) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;
@@ -2236,11 +2382,18 @@ impl<'a> Runner<'a> {
 
     /// The next batch's statement (without its transaction) and what it covers, or `None` when
     /// the walk is over. `limit` is the rows target.
-    fn batch_statement(&self, limit: u32, stats: &Stats) -> Option<(String, Batch)> {
+    fn batch_statement(&self, limit: u32, stats: &Stats) -> Option<(BatchSql, Batch)> {
         let cp = self.cp();
         match (&self.position, &self.spec.key) {
             (Position::Keyset { last }, BackfillKey::Columns(key)) => Some((
-                keyset_batch_sql(self.spec, key, &cp, last.as_deref(), limit, stats),
+                BatchSql::Single(keyset_batch_sql(
+                    self.spec,
+                    key,
+                    &cp,
+                    last.as_deref(),
+                    limit,
+                    stats,
+                )),
                 Batch::Keyset,
             )),
             (Position::Range(walk), _) => {
@@ -2271,6 +2424,48 @@ impl<'a> Runner<'a> {
             }
             // A keyset position with a ctid spec cannot happen: the position follows the key.
             (Position::Keyset { .. }, BackfillKey::Ctid) => None,
+        }
+    }
+
+    /// Runs one batch transaction (`begin` holds `BEGIN` and its settings) and the controls
+    /// query after it; returns the messages of the round trip that ends with the batch's result
+    /// row and the controls. An error leaves the transaction to the caller's `ROLLBACK`.
+    async fn execute(
+        &self,
+        begin: &str,
+        statement: &BatchSql,
+        controls: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+        match statement {
+            BatchSql::Single(sql) => {
+                self.client
+                    .simple_query(&format!("{begin}{sql};\nCOMMIT;\n{controls};"))
+                    .await
+            }
+            BatchSql::Split {
+                update,
+                prelude,
+                checkpoint,
+            } => {
+                let first = self
+                    .client
+                    .simple_query(&format!("{begin}{update};"))
+                    .await?;
+                let updated = first
+                    .iter()
+                    .rev()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                self.client
+                    .simple_query(&format!(
+                        "{};\nCOMMIT;\n{controls};",
+                        BatchSql::finish(prelude, checkpoint.as_ref(), updated)
+                    ))
+                    .await
+            }
         }
     }
 
@@ -2701,6 +2896,61 @@ mod tests {
         assert!(sql.trim_end().ends_with("COMMIT;"));
     }
 
+    /// The SQL of a batch as it runs: the update, then the checkpoint given `n` rows updated.
+    fn whole(sql: &BatchSql, n: u64) -> String {
+        match sql {
+            BatchSql::Single(sql) => sql.clone(),
+            BatchSql::Split {
+                update,
+                prelude,
+                checkpoint,
+            } => format!(
+                "{update};\n{}",
+                BatchSql::finish(prelude, checkpoint.as_ref(), n)
+            ),
+        }
+    }
+
+    #[test]
+    fn a_write_window_changes_what_each_pass_updates() {
+        let mut s = spec(BackfillKey::Ctid, vec![]);
+        s.window = Some(crate::triggers::write_window(&s.table));
+        let state = Ident::new("pgbaton");
+        let cp = CheckpointKey {
+            state: &state,
+            migration: "m1",
+            table: &s.table,
+            pass: BackfillPass::Fill,
+        };
+        // The fill: every row, no marker (it does not exist yet), its xid recorded.
+        let fill = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
+        assert!(!fill.contains("_pgbaton_touched"), "{fill}");
+        assert!(fill.contains(
+            "INSERT INTO \"pgbaton\".backfill_xids (migration, table_schema, table_name, xid) \
+             VALUES ('m1', 'public', 'users', pg_current_xact_id()::xid);"
+        ));
+        // The catch-up: rows no batch wrote last and no live write marked.
+        s.pass = BackfillPass::CatchUp;
+        let cp = CheckpointKey {
+            pass: BackfillPass::CatchUp,
+            ..cp
+        };
+        let catch_up = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
+        assert!(catch_up.contains(
+            "\"public\".\"users\".\"_pgbaton_touched\" IS NOT TRUE AND NOT EXISTS (SELECT 1 FROM \
+             \"pgbaton\".backfill_xids AS _pgbaton_x WHERE _pgbaton_x.migration = 'm1' AND \
+             _pgbaton_x.table_schema = 'public' AND _pgbaton_x.table_name = 'users' AND \
+             _pgbaton_x.xid = \"public\".\"users\".xmin)"
+        ), "{catch_up}");
+        assert!(catch_up.contains("pass = 'catch_up'"));
+        // A keyset batch records its xid in a CTE of its one statement.
+        let keyset = keyset_batch_sql(&s, &[Ident::new("id")], &cp, None, 10, &Stats::default());
+        assert!(
+            keyset.starts_with("WITH _pgbaton_xid AS (\n  INSERT INTO"),
+            "{keyset}"
+        );
+    }
+
     #[test]
     fn ctid_sql_is_a_tid_range() {
         let s = spec(BackfillKey::Ctid, vec![]);
@@ -2711,7 +2961,12 @@ mod tests {
             table: &s.table,
             pass: BackfillPass::Fill,
         };
-        let sql = ctid_batch_sql(&s, &cp, 10, 20, &Stats::default());
+        let sql = whole(&ctid_batch_sql(&s, &cp, 10, 20, &Stats::default()), 7);
+        assert!(
+            !sql.contains("RETURNING 1\n), _pgbaton_cp"),
+            "a plain update: {sql}"
+        );
+        assert!(sql.contains("rows_done = rows_done + 7, rows_updated = rows_updated + 7"));
         let sql = batch_transaction(
             &BackfillOptions::default(),
             TriggerBypass::Auto,
@@ -2741,7 +2996,12 @@ mod tests {
             cap: None,
             end: 1_000_000,
         };
-        let sql = range_batch_sql(&s, &key, &cp, range, &Stats::default());
+        let sql = whole(
+            &range_batch_sql(&s, &key, &cp, range, &Stats::default()),
+            42,
+        );
+        assert!(sql.starts_with("UPDATE "), "a plain update: {sql}");
+        assert!(sql.contains("SELECT 42, (SELECT count(*) FROM _pgbaton_cp)"));
         let t = "\"public\".\"users\"";
         assert!(sql.contains(&format!(
             "WHERE {t}.\"id\" >= '-5' AND {t}.\"id\" <= '9994' AND {t}.\"_pgbaton_touched\" IS NOT TRUE"
@@ -2758,7 +3018,10 @@ mod tests {
             cap: Some(400),
             ..range
         };
-        let sql = range_batch_sql(&s, &key, &cp, capped, &Stats::default());
+        let sql = whole(
+            &range_batch_sql(&s, &key, &cp, capped, &Stats::default()),
+            0,
+        );
         assert!(sql.starts_with("WITH _pgbaton_range AS ("), "{sql}");
         assert!(sql.contains("ORDER BY \"public\".\"users\".\"id\" OFFSET 400 LIMIT 1) - 1, '9994')::bigint AS _pgbaton_hi"));
         assert!(sql.contains(&format!(

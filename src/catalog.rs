@@ -25,7 +25,8 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
                     coalesce((SELECT array_agg(DISTINCT CASE WHEN x.grantee = 0 THEN 'PUBLIC'
                                   ELSE quote_ident(pg_get_userbyid(x.grantee)) END || ' ' || x.privilege_type)
                               FROM aclexplode(c.relacl) x
-                              WHERE x.grantee <> c.relowner), '{}')
+                              WHERE x.grantee <> c.relowner), '{}'),
+                    c.relkind = 'p', c.relispartition
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
               ORDER BY c.relname",
@@ -44,6 +45,8 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         t.row_estimate = row.get(3);
         t.comment = row.get(4);
         t.replica_identity_index = row.get::<_, Option<String>>(5).map(Ident::new);
+        t.partitioned = row.get(7);
+        t.is_partition = row.get(8);
         grants.insert(name, row.get(6));
         by_oid.insert(oid, t);
     }

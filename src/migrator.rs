@@ -276,6 +276,7 @@ impl Migrator {
     pub async fn start(&self, migration: &Migration, complete: bool) -> Result<StartOutcome> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
             let schema = self.schema();
             let mut resumed = false;
             let record = match state::active(&self.client, &self.state, schema).await? {
@@ -447,6 +448,7 @@ impl Migrator {
     pub async fn complete(&self) -> Result<String> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
             let record = self.require_active().await?;
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
@@ -478,6 +480,7 @@ impl Migrator {
     pub async fn rollback(&self, force: bool) -> Result<RollbackOutcome> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
             let record = self.require_active().await?;
             if record.status == state::COMPLETING {
                 return Err(Error::Other(format!(

@@ -185,6 +185,8 @@ pub struct PlanBuilder {
     expand_mark: usize,
     /// Column copies (`crate::ops::duplicate`), rendered into the stages by `finish`.
     copies: crate::ops::duplicate::Copies,
+    /// Partitioned tables: their backfills get no write window.
+    partitioned: std::collections::BTreeSet<QualName>,
 }
 
 impl PlanBuilder {
@@ -391,6 +393,12 @@ impl PlanBuilder {
         self.expand_mark = self.expand.len();
     }
 
+    /// Declares which tables are partitioned (by physical name): their backfills run with the
+    /// dual-write trigger already installed, without a write window.
+    pub fn set_partitioned(&mut self, tables: impl IntoIterator<Item = QualName>) {
+        self.partitioned = tables.into_iter().collect();
+    }
+
     /// The column copies of this migration (see [`crate::ops::duplicate`]).
     pub fn copies(&mut self) -> &mut crate::ops::duplicate::Copies {
         &mut self.copies
@@ -417,7 +425,7 @@ impl PlanBuilder {
         let mut backfills = self.backfills;
         let mut windows = BTreeMap::new();
         for spec in backfills.values_mut() {
-            if self.triggers.contains_key(&spec.table) {
+            if self.triggers.contains_key(&spec.table) && !self.partitioned.contains(&spec.table) {
                 let window = crate::triggers::write_window(&spec.table);
                 windows.insert(spec.table.clone(), window.clone());
                 spec.window = Some(window);
@@ -426,11 +434,7 @@ impl PlanBuilder {
         let mut start = self.expand;
         for spec in backfills.values() {
             if let Some(window) = &spec.window {
-                start.push(crate::triggers::open_window_step(
-                    &spec.table,
-                    &spec.marker,
-                    window,
-                ));
+                start.push(crate::triggers::open_window_step(&spec.table, window));
             }
         }
         for spec in self.triggers.values() {
@@ -608,6 +612,13 @@ pub fn plan_migration(
         operation.apply(&mut schema, ctx).map_err(located)?;
     }
     let version_steps = crate::views::create_version_steps(&schema, ctx);
+    builder.set_partitioned(
+        schema
+            .tables
+            .values()
+            .filter(|t| t.partitioned)
+            .map(|t| schema.qualify(t)),
+    );
     let drop_previous = ctx
         .previous_version_schema
         .as_ref()

@@ -84,6 +84,16 @@ pub struct Table {
     /// until complete, and `up` expressions of later operations may still read them.
     #[serde(default)]
     pub dropped_columns: Vec<Column>,
+    /// A partitioned table (`relkind = 'p'`): its backfill runs with the dual-write trigger in
+    /// place (a statement trigger on the parent does not see writes to a partition, so the
+    /// write window cannot count them).
+    #[serde(default)]
+    pub partitioned: bool,
+    /// A partition of a partitioned table (`relispartition`): it gets no view in version
+    /// schemas (its columns are its parent's, which the parent's view maps; a view of its own
+    /// would pin the columns a parent's change drops at complete).
+    #[serde(default)]
+    pub is_partition: bool,
 }
 
 impl Table {
@@ -102,6 +112,8 @@ impl Table {
             created_here: false,
             grants: Vec::new(),
             dropped_columns: Vec::new(),
+            partitioned: false,
+            is_partition: false,
         }
     }
 

@@ -72,6 +72,27 @@ pub async fn init(client: &Client, state: &Ident) -> Result<()> {
     Ok(())
 }
 
+/// Brings a state schema made by an earlier pgbaton up to date (the DDL is idempotent). Does
+/// nothing, and takes no lock, when it is current.
+pub async fn upgrade(client: &Client, state: &Ident) -> Result<()> {
+    let current: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pass'
+                    AND NOT attisdropped)",
+            &[
+                &format!("{state}.backfill_xids"),
+                &format!("{state}.backfills"),
+            ],
+        )
+        .await?
+        .get(0);
+    if !current {
+        init(client, state).await?;
+    }
+    Ok(())
+}
+
 /// Whether the state schema exists (with its migrations table).
 pub async fn is_initialized(client: &Client, state: &Ident) -> Result<bool> {
     let name = format!("{state}.migrations");

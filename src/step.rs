@@ -321,13 +321,14 @@ pub struct BackfillSpec {
 /// A `BEFORE UPDATE` row trigger costs every updated row a tuple lock (and its WAL record)
 /// before PostgreSQL even looks at whether the trigger is enabled, so a backfill that runs with
 /// the dual-write trigger installed pays for it even though the trigger never fires for it
-/// (≈10% of its time, measured). So the fill runs first, without the dual-write trigger; then
-/// the trigger is installed (its lock waits for every writer in flight, so every write after it
-/// goes through it), and a catch-up pass fixes the rows the old version wrote meanwhile:
+/// (≈10% of its time, measured). So the fill runs first, without the dual-write trigger (and
+/// without the marker column, which it would otherwise write into every row); then the trigger
+/// is installed (its lock waits for every writer in flight, so every later write goes through
+/// it), and a catch-up pass fixes the rows the old version wrote meanwhile:
 ///
-/// - the fill stamps every row it writes with its own transaction id (`stamp` column, type
-///   `xid`): a row whose stamp is not its `xmin`, and whose marker is not set, was written
-///   since by someone else without the trigger (or inserted, stamp `NULL`);
+/// - every batch records its transaction id in the state schema (`backfill_xids`): a row whose
+///   `xmin` is none of them, and whose marker is not set, was written since by someone else
+///   without the trigger (an update, or an insert);
 /// - a `BEFORE INSERT OR UPDATE ... FOR EACH STATEMENT` trigger on the table (no per-row
 ///   cost) bumps the `writes` sequence for every statement that is not a backfill's, so a
 ///   table nobody wrote during the fill needs no catch-up scan at all.
@@ -337,8 +338,6 @@ pub struct BackfillSpec {
 /// the trigger too: an old-version insert during the window leaves the new columns empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteWindow {
-    /// `xid` column: the transaction id of the backfill batch that last wrote the row.
-    pub stamp: Ident,
     /// Sequence bumped by every statement that wrote the table during the window.
     pub writes: QualName,
 }
@@ -370,33 +369,26 @@ impl BackfillPass {
 }
 
 impl BackfillSpec {
-    /// `stamp = <this transaction's id>`, set by every batch of a backfill with a write window.
-    pub fn stamp_assignment(&self) -> Option<String> {
-        self.window
-            .as_ref()
-            .map(|w| format!("{} = pg_current_xact_id()::xid", w.stamp))
-    }
-
     pub fn describe(&self) -> String {
         let sets = self
             .assignments
             .iter()
             .map(|a| format!("{} = {}", a.target, a.expr))
-            .chain(self.stamp_assignment())
             .collect::<Vec<_>>()
             .join(", ");
         if self.pass == BackfillPass::CatchUp {
-            let stamp = self
-                .window
-                .as_ref()
-                .map(|w| format!(" AND {} IS DISTINCT FROM xmin", w.stamp))
-                .unwrap_or_default();
             return format!(
-                "UPDATE {} SET {sets} WHERE NOT {}{stamp} -- ctid page-range batches over the \
-                 rows written during the fill, only if the table was written meanwhile",
+                "UPDATE {} SET {sets} WHERE NOT {} AND xmin is no backfill batch's -- ctid \
+                 page-range batches over the rows written during the fill, only if the table was \
+                 written meanwhile",
                 self.table, self.marker
             );
         }
+        let filter = if self.window.is_some() {
+            String::new()
+        } else {
+            format!(" WHERE NOT {}", self.marker)
+        };
         let key = match &self.key {
             BackfillKey::Columns(cols) => format!(
                 "keyset batches on ({})",
@@ -408,8 +400,8 @@ impl BackfillSpec {
             BackfillKey::Ctid => "ctid page-range batches".to_string(),
         };
         format!(
-            "UPDATE {} SET {sets} WHERE NOT {} -- {key}, adaptive batch size, checkpointed",
-            self.table, self.marker
+            "UPDATE {} SET {sets}{filter} -- {key}, adaptive batch size, checkpointed",
+            self.table
         )
     }
 }

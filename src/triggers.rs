@@ -156,13 +156,9 @@ pub fn install_step(spec: &TriggerSpec) -> Step {
 pub const WINDOW_TRIGGER_NAME: &str = "_pgbaton_write_window";
 /// Prefix of the write window's function and sequence (`_pgbaton_ww_<table>`, table's schema).
 pub const WINDOW_PREFIX: &str = "_pgbaton_ww_";
-/// The `xid` column a windowed backfill stamps every row it writes with.
-pub const STAMP_COLUMN: &str = "_pgbaton_stamp";
-
 /// The write window of `table`'s backfill (see [`crate::step::WriteWindow`]).
 pub fn write_window(table: &QualName) -> WriteWindow {
     WriteWindow {
-        stamp: Ident::new(STAMP_COLUMN),
         writes: window_object(table),
     }
 }
@@ -175,25 +171,20 @@ fn window_object(table: &QualName) -> QualName {
     )
 }
 
-/// The step that opens `table`'s write window before its backfill: the marker and stamp
-/// columns (catalog-only), the `writes` sequence, and a `BEFORE INSERT OR UPDATE ... FOR EACH
-/// STATEMENT` trigger that bumps it for every statement but a backfill's. The function is
-/// `SECURITY DEFINER` (the application's roles need no privilege on the sequence) with a fixed
-/// `search_path`. Idempotent.
-pub fn open_window_step(table: &QualName, marker: &Ident, window: &WriteWindow) -> Step {
+/// The step that opens `table`'s write window before its backfill: the `writes` sequence, and
+/// a `BEFORE INSERT OR UPDATE ... FOR EACH STATEMENT` trigger that bumps it for every statement
+/// but a backfill's. The function is `SECURITY DEFINER` (the application's roles need no
+/// privilege on the sequence) with a fixed `search_path`. Idempotent.
+pub fn open_window_step(table: &QualName, window: &WriteWindow) -> Step {
     let function = window_object(table);
     let trigger = Ident::new(WINDOW_TRIGGER_NAME);
     Step::transaction(
         format!("open the backfill's write window on {table}"),
         Some(table.clone()),
-        LockLevel::AccessExclusive,
+        // CREATE TRIGGER (and DROP TRIGGER IF EXISTS of none): reads go on meanwhile.
+        LockLevel::ShareRowExclusive,
         Work::Catalog,
         vec![
-            format!(
-                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {marker} boolean DEFAULT false, \
-                 ADD COLUMN IF NOT EXISTS {} xid",
-                window.stamp
-            ),
             format!("CREATE SEQUENCE IF NOT EXISTS {}", window.writes),
             format!(
                 "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
@@ -228,10 +219,6 @@ pub fn close_window_sql(table: &QualName) -> Vec<String> {
 pub fn drop_window_sql(table: &QualName, window: &WriteWindow) -> Vec<String> {
     let mut sql = close_window_sql(table);
     sql.push(format!("DROP SEQUENCE IF EXISTS {}", window.writes));
-    sql.push(format!(
-        "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
-        window.stamp
-    ));
     sql
 }
 

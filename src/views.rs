@@ -71,7 +71,8 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
     for role in &schema.usage_grantees {
         sql.push(format!("GRANT USAGE ON SCHEMA {vs} TO {role}"));
     }
-    for table in schema.tables.values() {
+    let tables: Vec<&Table> = schema.tables.values().filter(|t| !t.is_partition).collect();
+    for table in &tables {
         sql.extend(create_view_sql(schema, vs, table));
     }
     if schema.opaque {
@@ -80,8 +81,8 @@ pub fn create_version_steps(schema: &Schema, ctx: &PlanContext) -> Vec<Step> {
     vec![Step::transaction(
         format!(
             "create version schema {vs} with {} view{}",
-            schema.tables.len(),
-            if schema.tables.len() == 1 { "" } else { "s" }
+            tables.len(),
+            if tables.len() == 1 { "" } else { "s" }
         ),
         None,
         LockLevel::AccessShare,
@@ -125,7 +126,7 @@ DECLARE
     cols text;
 BEGIN
     FOR t IN SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = {base} AND c.relkind IN ('r', 'p') AND c.relname::text <> ALL ({known})
+              WHERE n.nspname = {base} AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname::text <> ALL ({known})
     LOOP
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
           FROM pg_attribute WHERE attrelid = t.oid AND attnum > 0 AND NOT attisdropped;

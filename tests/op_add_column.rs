@@ -98,7 +98,6 @@ async fn not_null_with_up_on_a_table_with_rows() {
                 "name|f",
                 "_pgbaton_new_code|f",
                 "_pgbaton_touched|f",
-                "_pgbaton_stamp|f",
             ],
         ),
         Check::Rows(

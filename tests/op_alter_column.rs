@@ -1204,7 +1204,7 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
         .collect();
     assert_eq!(catalog.len(), 4, "{catalog:#?}");
     run_traced(&env, &catalog).await;
-    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched; DROP SEQUENCE _pgbaton_ww_users; ALTER TABLE users DROP COLUMN _pgbaton_stamp").await;
+    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched; DROP SEQUENCE _pgbaton_ww_users").await;
 
     // Catalog path: the widening at complete, views re-created around it, nothing read.
     let widen = yaml(

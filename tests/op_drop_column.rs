@@ -262,7 +262,6 @@ async fn add_column_then_drop_it() {
                 "email",
                 "_pgbaton_new_description",
                 "_pgbaton_touched",
-                "_pgbaton_stamp",
             ],
         ),
         Check::Fails(

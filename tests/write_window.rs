@@ -55,19 +55,21 @@ async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {
 }
 
 async fn setup(db: &common::TestDb, name: &str) -> String {
-    common::exec(
-        &db.client,
-        &format!(
-            "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL, note text);
-             INSERT INTO t (name) SELECT 'name ' || g FROM generate_series(1, {ROWS}) g;
-             ANALYZE t;"
-        ),
-    )
-    .await;
+    let seed = format!(
+        "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL, note text);
+         INSERT INTO t (name) SELECT 'name ' || g FROM generate_series(1, {ROWS}) g;
+         ANALYZE t;"
+    );
+    setup_with(db, name, &seed, MIGRATION).await
+}
+
+/// Seeds the database, writes `migration` to a file of its own, runs `init`; returns the file.
+async fn setup_with(db: &common::TestDb, name: &str, seed: &str, migration: &str) -> String {
+    common::exec(&db.client, seed).await;
     let dir = std::env::temp_dir().join(format!("pgbaton-ww-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("02_upper.yaml");
-    std::fs::write(&file, MIGRATION).expect("write");
+    let file = dir.join("02_change.yaml");
+    std::fs::write(&file, migration).expect("write");
     assert_eq!(run(&db.url, &["init"]).0, 0);
     file.to_str().expect("utf-8").to_string()
 }
@@ -181,7 +183,7 @@ async fn old_version_writes_during_the_fill_are_caught_up() {
         )
         .await,
         0,
-        "the stamp and marker columns are gone"
+        "the marker column is gone"
     );
     assert_eq!(
         scalar(
@@ -253,7 +255,7 @@ async fn the_window_counts_writes_of_a_role_without_privileges_and_skips_backfil
     .await;
     let table = QualName::new("public", "w");
     let window = write_window(&table);
-    let step = open_window_step(&table, &pgbaton::plan::marker_column(), &window);
+    let step = open_window_step(&table, &window);
     for sql in step.statements() {
         common::exec(c, &sql).await;
     }
@@ -290,4 +292,162 @@ async fn the_window_counts_writes_of_a_role_without_privileges_and_skips_backfil
         &format!("DROP TABLE public.w CASCADE; DROP OWNED BY {role}; DROP ROLE {role};"),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_up_breaks_a_constraint_fails_complete_and_can_be_fixed_in_place() {
+    let db = common::fresh_db().await;
+    let file = setup_with(
+        &db,
+        "violation",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, note text);
+         INSERT INTO t (note) SELECT CASE WHEN g = 777 THEN NULL ELSE 'n' || g END
+           FROM generate_series(1, 5000) g;",
+        "operations:
+  - add_column:
+      table: t
+      up: upper(note)
+      column:
+        name: code
+        type: text
+        nullable: false
+",
+    )
+    .await;
+    // The constraint comes after the fill (an old-version insert during the fill leaves the
+    // column empty), so the row whose up() is NULL does not stop start...
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    // ...but complete validates before it changes anything, and names the constraint.
+    let (code, out) = run(&db.url, &["complete"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("_pgbaton_nn_code"), "{out}");
+    let status: String = db
+        .client
+        .query_one("SELECT status FROM pgbaton.migrations", &[])
+        .await
+        .expect("migration row")
+        .get(0);
+    assert_ne!(status, "completed");
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass \
+             AND attname = '_pgbaton_new_code' AND NOT attisdropped"
+        )
+        .await,
+        1,
+        "nothing was contracted"
+    );
+    // The old version fixes the row; the trigger recomputes the new column; complete goes on.
+    common::exec(&db.client, "UPDATE t SET note = 'fixed' WHERE id = 777").await;
+    let (code, out) = run(&db.url, &["complete"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM t WHERE code IS DISTINCT FROM upper(note)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'code' \
+             AND attnotnull"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_table_is_backfilled_with_the_trigger_already_in_place() {
+    let db = common::fresh_db().await;
+    let file = setup_with(
+        &db,
+        "partitioned",
+        "CREATE TABLE t (id bigint NOT NULL, name text NOT NULL, PRIMARY KEY (id))
+           PARTITION BY RANGE (id);
+         CREATE TABLE t_1 PARTITION OF t FOR VALUES FROM (1) TO (10001);
+         CREATE TABLE t_2 PARTITION OF t FOR VALUES FROM (10001) TO (20001);
+         INSERT INTO t SELECT g, 'name ' || g FROM generate_series(1, 20000) g;",
+        MIGRATION,
+    )
+    .await;
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    let c = &db.client;
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+    // No write window: no sequence, no catch-up pass.
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '_pgbaton_ww_%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pgbaton.backfills WHERE pass = 'catch_up'"
+        )
+        .await,
+        0
+    );
+    // A write to a partition goes through the dual-write trigger.
+    common::exec(c, "UPDATE t_2 SET name = 'late' WHERE id = 15000").await;
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM t WHERE id = 15000 AND _pgbaton_new_name = 'LATE'"
+        )
+        .await,
+        1
+    );
+    let (code, out) = run(&db.url, &["complete"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_schema_of_an_earlier_pgbaton_is_brought_up_to_date() {
+    let db = common::fresh_db().await;
+    let file = setup(&db, "upgrade").await;
+    // The state schema as pgbaton made it before catch-up passes existed.
+    common::exec(
+        &db.client,
+        "DROP TABLE pgbaton.backfill_xids;
+         ALTER TABLE pgbaton.backfills DROP CONSTRAINT backfills_pkey, DROP COLUMN pass,
+           ADD PRIMARY KEY (migration, table_schema, table_name);",
+    )
+    .await;
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT count(*) FROM pgbaton.backfills WHERE table_name = 't'"
+        )
+        .await,
+        2,
+        "a fill and a catch-up row"
+    );
+    assert_eq!(
+        scalar(
+            &db.client,
+            "SELECT array_length(conkey, 1)::int8 FROM pg_constraint \
+             WHERE conrelid = 'pgbaton.backfills'::regclass AND contype = 'p'"
+        )
+        .await,
+        4
+    );
 }

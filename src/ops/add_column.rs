@@ -837,7 +837,7 @@ mod tests {
             kinds,
             vec![
                 (Work::Catalog, LockLevel::AccessExclusive), // add column
-                (Work::Catalog, LockLevel::AccessExclusive), // open the write window
+                (Work::Catalog, LockLevel::ShareRowExclusive), // open the write window
                 (Work::Batched, LockLevel::RowExclusive),    // backfill (fill)
                 (Work::Catalog, LockLevel::AccessExclusive), // trigger
                 (Work::Catalog, LockLevel::AccessExclusive), // NOT VALID constraints
