@@ -149,6 +149,8 @@ struct Change {
     update_sql: &'static str,
     /// The plain ALTER TABLE.
     naive: &'static str,
+    /// After pgbaton's start: how many rows do not hold `up(old)` in the new column.
+    check_sql: &'static str,
 }
 
 const CHANGES: &[Change] = &[
@@ -161,6 +163,7 @@ const CHANGES: &[Change] = &[
         update_prep: "ALTER TABLE users ADD COLUMN name_new varchar(200)",
         update_sql: "UPDATE users SET name_new = left(name, 200)",
         naive: "ALTER TABLE users ALTER COLUMN name TYPE varchar(200)",
+        check_sql: "SELECT count(*) FROM users WHERE _pgbaton_new_name IS DISTINCT FROM left(name, 200)",
     },
     Change {
         key: "add",
@@ -171,6 +174,7 @@ const CHANGES: &[Change] = &[
         update_prep: "ALTER TABLE users ADD COLUMN email_domain text",
         update_sql: "UPDATE users SET email_domain = split_part(email, '@', 2)",
         naive: "ALTER TABLE users ADD COLUMN email_domain text; UPDATE users SET email_domain = split_part(email, '@', 2)",
+        check_sql: "SELECT count(*) FROM users WHERE _pgbaton_new_email_domain IS DISTINCT FROM split_part(email, '@', 2)",
     },
     Change {
         key: "pk",
@@ -181,6 +185,7 @@ const CHANGES: &[Change] = &[
         update_prep: "ALTER TABLE users ADD COLUMN id_new bigint",
         update_sql: "UPDATE users SET id_new = id",
         naive: "ALTER TABLE users ALTER COLUMN id TYPE bigint",
+        check_sql: "SELECT count(*) FROM users WHERE _pgbaton_new_id IS DISTINCT FROM id",
     },
 ];
 
@@ -231,7 +236,23 @@ struct BackfillResult {
     reshape_complete_s: Option<f64>,
     reshape_rss_mb: Option<f64>,
     reshape_error: Option<String>,
+    /// One more `pgbaton start` while the application writes (the catch-up pass has work).
+    with_writes: Option<WithWrites>,
     load: String,
+}
+
+/// `pgbaton start` while an old-version client updates random rows at a steady pace: the fill
+/// runs without the dual-write trigger, so the catch-up pass has the rows it wrote to fix.
+#[derive(Serialize, Clone)]
+struct WithWrites {
+    /// Updates the client committed while `start` ran.
+    writes: u64,
+    fill_s: f64,
+    catch_up_s: f64,
+    /// Rows the catch-up pass updated.
+    catch_up_rows: u64,
+    /// Rows whose new column is not `up(old)` after start (must be 0).
+    wrong_rows: i64,
 }
 
 #[derive(Serialize, Clone)]
@@ -896,6 +917,7 @@ impl Bench {
             reshape_complete_s: None,
             reshape_rss_mb: None,
             reshape_error: None,
+            with_writes: None,
             load: String::new(),
         };
         // Each contender runs `repeat` times on fresh copies, alternating which goes first, so
@@ -918,6 +940,10 @@ impl Bench {
                     }
                 }
             }
+        }
+
+        if result.pgbaton_error.is_none() {
+            result.with_writes = self.pgbaton_with_writes(&template, rows, c).await?;
         }
 
         // Reshape.
@@ -1027,6 +1053,100 @@ impl Bench {
             result.pgbaton_error = Some(why);
         }
         self.drop_db(&db).await
+    }
+
+    /// `pgbaton start` on a fresh copy while one old-version client updates a random row every
+    /// millisecond (about 1,000 writes/s on the base table): the fill's and the catch-up's
+    /// seconds, and a check that every row holds `up(old)` afterwards.
+    async fn pgbaton_with_writes(
+        &mut self,
+        template: &str,
+        rows: u64,
+        c: &Change,
+    ) -> Result<Option<WithWrites>> {
+        let db = self.clone_db(template, "writes").await?;
+        let file = self.write_file(
+            &format!("pgbaton_{}", c.key),
+            &format!("01_{}.yaml", c.key),
+            c.yaml,
+        )?;
+        let file = file.to_string_lossy().into_owned();
+        let (init, _) = self.pgbaton(&db, &["init"]).await?;
+        if !init.ok() {
+            bail!("pgbaton init failed: {}", init.failure());
+        }
+        self.exec(&db, "CHECKPOINT").await?;
+        self.say(format!(
+            "{rows} rows, {}: pgbaton start with an old-version writer",
+            c.key
+        ));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let client = connect(&self.url(&db)).await?;
+            let stop = stop.clone();
+            let max = rows as i64;
+            tokio::spawn(async move {
+                let mut writes = 0u64;
+                let mut n: i64 = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    // A fixed stride over the ids: rows already filled and rows not yet.
+                    let id = (n * 7_919) % max + 1;
+                    if client
+                        .execute(
+                            "UPDATE users SET name = name || '.', email = email || '.' WHERE id = $1::int8",
+                            &[&id],
+                        )
+                        .await
+                        .is_ok()
+                    {
+                        writes += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                writes
+            })
+        };
+        let started = self.pgbaton(&db, &["start", &file]).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writes = writer.await?;
+        let (start, parsed) = started?;
+        if !start.ok() {
+            self.say(format!("FAILED: {}", start.failure()));
+            self.drop_db(&db).await?;
+            return Ok(None);
+        }
+        let seconds = |prefix: &str| {
+            parsed
+                .steps
+                .iter()
+                .filter(|s| s.1.starts_with(prefix))
+                .map(|s| s.4 / 1e3)
+                .sum::<f64>()
+        };
+        let (fill_s, catch_up_s) = (seconds("backfill "), seconds("catch up on "));
+        let client = connect(&self.url(&db)).await?;
+        let catch_up_rows: i64 = client
+            .query_one(
+                "SELECT coalesce(sum(rows_updated), 0)::int8 FROM pgbaton.backfills WHERE pass = 'catch_up'",
+                &[],
+            )
+            .await?
+            .get(0);
+        let wrong_rows: i64 = client.query_one(c.check_sql, &[]).await?.get(0);
+        drop(client);
+        self.drop_db(&db).await?;
+        self.say(format!(
+            "{writes} writes during start; fill {fill_s:.2}s, catch-up {catch_up_s:.2}s \
+             ({catch_up_rows} rows), wrong rows {wrong_rows}"
+        ));
+        Ok(Some(WithWrites {
+            writes,
+            fill_s,
+            catch_up_s,
+            catch_up_rows: catch_up_rows.max(0) as u64,
+            wrong_rows,
+        }))
     }
 
     /// `pgbaton --backfill-batch-time <ms> start` on a fresh copy: the backfill's seconds.
@@ -1550,6 +1670,35 @@ fn render(results: &Results) -> String {
                 },
                 opt(r.reshape_start_s, |s| format!("{:.2}×", update_s / s)),
                 r.load
+            );
+        }
+    }
+    if results.backfill.iter().any(|r| r.with_writes.is_some()) {
+        let _ = writeln!(
+            w,
+            "\n## (a) The backfill while the application writes (catch-up pass)\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | single UPDATE, best | updates during start | fill | catch-up (rows fixed) | fill + catch-up | ratio | wrong rows after |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &results.backfill {
+            let Some(x) = &r.with_writes else { continue };
+            let total = x.fill_s + x.catch_up_s;
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.1}s | {} | {:.1}s | {:.2}s ({}) | {:.1}s | **{:.2}×** | {} |",
+                r.rows,
+                r.change,
+                r.update_s(),
+                x.writes,
+                x.fill_s,
+                x.catch_up_s,
+                x.catch_up_rows,
+                total,
+                r.update_s() / total,
+                x.wrong_rows
             );
         }
     }
