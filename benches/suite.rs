@@ -1002,17 +1002,15 @@ impl Bench {
         Ok(update_s)
     }
 
-    /// `pgbaton start` on a fresh copy; on the `last` round also the trigger overhead and
-    /// `complete` under load.
-    async fn pgbaton_backfill(
+    /// A fresh copy of `template` with pgbaton initialized and a `CHECKPOINT` taken, and the
+    /// change's migration file: (database, file).
+    async fn pgbaton_copy(
         &mut self,
         template: &str,
-        rows: u64,
         c: &Change,
-        last: bool,
-        result: &mut BackfillResult,
-    ) -> Result<()> {
-        let db = self.clone_db(template, "pgbaton").await?;
+        label: &str,
+    ) -> Result<(String, String)> {
+        let db = self.clone_db(template, label).await?;
         let file = self.write_file(
             &format!("pgbaton_{}", c.key),
             &format!("01_{}.yaml", c.key),
@@ -1024,6 +1022,20 @@ impl Bench {
             bail!("pgbaton init failed: {}", init.failure());
         }
         self.exec(&db, "CHECKPOINT").await?;
+        Ok((db, file))
+    }
+
+    /// `pgbaton start` on a fresh copy; on the `last` round also the trigger overhead and
+    /// `complete` under load.
+    async fn pgbaton_backfill(
+        &mut self,
+        template: &str,
+        rows: u64,
+        c: &Change,
+        last: bool,
+        result: &mut BackfillResult,
+    ) -> Result<()> {
+        let (db, file) = self.pgbaton_copy(template, c, "pgbaton").await?;
         self.say(format!("{rows} rows, {}: pgbaton start", c.key));
         let (start, parsed) = self.pgbaton(&db, &["start", &file]).await?;
         if start.ok() {
@@ -1064,18 +1076,7 @@ impl Bench {
         rows: u64,
         c: &Change,
     ) -> Result<Option<WithWrites>> {
-        let db = self.clone_db(template, "writes").await?;
-        let file = self.write_file(
-            &format!("pgbaton_{}", c.key),
-            &format!("01_{}.yaml", c.key),
-            c.yaml,
-        )?;
-        let file = file.to_string_lossy().into_owned();
-        let (init, _) = self.pgbaton(&db, &["init"]).await?;
-        if !init.ok() {
-            bail!("pgbaton init failed: {}", init.failure());
-        }
-        self.exec(&db, "CHECKPOINT").await?;
+        let (db, file) = self.pgbaton_copy(template, c, "writes").await?;
         self.say(format!(
             "{rows} rows, {}: pgbaton start with an old-version writer",
             c.key
@@ -1157,18 +1158,7 @@ impl Bench {
         c: &Change,
         batch_time_ms: u64,
     ) -> Result<Option<f64>> {
-        let db = self.clone_db(template, "variant").await?;
-        let file = self.write_file(
-            &format!("pgbaton_{}", c.key),
-            &format!("01_{}.yaml", c.key),
-            c.yaml,
-        )?;
-        let file = file.to_string_lossy().into_owned();
-        let (init, _) = self.pgbaton(&db, &["init"]).await?;
-        if !init.ok() {
-            bail!("pgbaton init failed: {}", init.failure());
-        }
-        self.exec(&db, "CHECKPOINT").await?;
+        let (db, file) = self.pgbaton_copy(template, c, "variant").await?;
         let ms = batch_time_ms.to_string();
         self.say(format!(
             "{rows} rows, {}: pgbaton start --backfill-batch-time {ms}",

@@ -2857,12 +2857,7 @@ mod tests {
             vec![],
         );
         let state = Ident::new("pgbaton");
-        let cp = CheckpointKey {
-            state: &state,
-            migration: "m1",
-            table: &s.table,
-            pass: BackfillPass::Fill,
-        };
+        let cp = checkpoint_key(&state, &s);
         let last = vec!["1".to_string(), "it's".to_string()];
         let sql = keyset_batch_sql(
             &s,
@@ -2896,6 +2891,16 @@ mod tests {
         assert!(sql.trim_end().ends_with("COMMIT;"));
     }
 
+    /// The checkpoint of migration `m1`'s fill of `s`'s table.
+    fn checkpoint_key<'a>(state: &'a Ident, s: &'a BackfillSpec) -> CheckpointKey<'a> {
+        CheckpointKey {
+            state,
+            migration: "m1",
+            table: &s.table,
+            pass: BackfillPass::Fill,
+        }
+    }
+
     /// The SQL of a batch as it runs: the update, then the checkpoint given `n` rows updated.
     fn whole(sql: &BatchSql, n: u64) -> String {
         match sql {
@@ -2916,12 +2921,7 @@ mod tests {
         let mut s = spec(BackfillKey::Ctid, vec![]);
         s.window = Some(crate::triggers::write_window(&s.table));
         let state = Ident::new("pgbaton");
-        let cp = CheckpointKey {
-            state: &state,
-            migration: "m1",
-            table: &s.table,
-            pass: BackfillPass::Fill,
-        };
+        let cp = checkpoint_key(&state, &s);
         // The fill: every row, no marker (it does not exist yet), its xid recorded.
         let fill = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
         assert!(!fill.contains("_pgbaton_touched"), "{fill}");
@@ -2930,10 +2930,13 @@ mod tests {
              VALUES ('m1', 'public', 'users', pg_current_xact_id()::xid);"
         ));
         // The catch-up: rows no batch wrote last and no live write marked.
-        s.pass = BackfillPass::CatchUp;
+        let s = BackfillSpec {
+            pass: BackfillPass::CatchUp,
+            ..s.clone()
+        };
         let cp = CheckpointKey {
             pass: BackfillPass::CatchUp,
-            ..cp
+            ..checkpoint_key(&state, &s)
         };
         let catch_up = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
         assert!(catch_up.contains(
@@ -2955,12 +2958,7 @@ mod tests {
     fn ctid_sql_is_a_tid_range() {
         let s = spec(BackfillKey::Ctid, vec![]);
         let state = Ident::new("pgbaton");
-        let cp = CheckpointKey {
-            state: &state,
-            migration: "m1",
-            table: &s.table,
-            pass: BackfillPass::Fill,
-        };
+        let cp = checkpoint_key(&state, &s);
         let sql = whole(&ctid_batch_sql(&s, &cp, 10, 20, &Stats::default()), 7);
         assert!(
             !sql.contains("RETURNING 1\n), _pgbaton_cp"),
@@ -2983,12 +2981,7 @@ mod tests {
     fn range_sql_has_constant_bounds_and_no_key_read() {
         let s = spec(BackfillKey::Columns(vec![Ident::new("id")]), vec![]);
         let state = Ident::new("pgbaton");
-        let cp = CheckpointKey {
-            state: &state,
-            migration: "m1",
-            table: &s.table,
-            pass: BackfillPass::Fill,
-        };
+        let cp = checkpoint_key(&state, &s);
         let key = IntKey::for_type(&Ident::new("id"), "bigint").unwrap();
         let range = KeyRange {
             lo: -5,

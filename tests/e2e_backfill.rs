@@ -22,22 +22,11 @@ const MIGRATION: &str = "operations:
 ";
 
 fn pgbaton(url: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgbaton"));
-    c.args(args)
-        .env("PGBATON_PG_URL", url)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null());
-    c
+    common::pgbaton_command(url, args)
 }
 
 fn run(url: &str, args: &[&str]) -> (i32, String) {
-    let out = pgbaton(url, args).output().expect("run pgbaton");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::pgbaton_run(url, args)
 }
 
 async fn scalar_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {

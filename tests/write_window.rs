@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,25 +24,8 @@ const MIGRATION: &str = "operations:
       down: lower(name)
 ";
 
-fn pgbaton(url: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgbaton"));
-    c.args(args)
-        .env("PGBATON_PG_URL", url)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
 fn run(url: &str, args: &[&str]) -> (i32, String) {
-    let out = pgbaton(url, args).output().expect("run pgbaton");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::pgbaton_run(url, args)
 }
 
 async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {

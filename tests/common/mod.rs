@@ -278,3 +278,24 @@ pub fn schema_dump(url: &str, schema: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The `pgbaton` binary of this build, pointed at `url` (`PGBATON_PG_URL`), with `args`.
+pub fn pgbaton_command(url: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgbaton"));
+    c.args(args)
+        .env("PGBATON_PG_URL", url)
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// Runs [`pgbaton_command`] to the end: (exit code, stdout and stderr).
+pub fn pgbaton_run(url: &str, args: &[&str]) -> (i32, String) {
+    let out = pgbaton_command(url, args).output().expect("run pgbaton");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
