@@ -145,10 +145,7 @@ async fn table(c: &Client, name: &str, rows: i64, primary_key: bool) -> Fixture 
 }
 
 async fn count(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", common::describe(&e)))
-        .get(0)
+    common::scalar_i64(c, sql).await
 }
 
 /// Rows whose new columns are not what `up` gives.

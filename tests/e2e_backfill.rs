@@ -8,6 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::scalar_i64;
 use pgbaton::workload::{OpMix, UsersTable, VersionPin, Workload, WorkloadConfig};
 
 const ROWS: i64 = 200_000;
@@ -27,14 +28,6 @@ fn pgbaton(url: &str, args: &[&str]) -> Command {
 
 fn run(url: &str, args: &[&str]) -> (i32, String) {
     common::pgbaton_run(url, args)
-}
-
-async fn scalar_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

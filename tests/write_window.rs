@@ -29,11 +29,7 @@ fn run(url: &str, args: &[&str]) -> (i32, String) {
 }
 
 async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", common::describe(&e)))
-        .get(0)
+    common::scalar_i64(client, sql).await
 }
 
 async fn setup(db: &common::TestDb, name: &str) -> String {

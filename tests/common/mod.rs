@@ -299,3 +299,12 @@ pub fn pgbaton_run(url: &str, args: &[&str]) -> (i32, String) {
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// The single `bigint` value `sql` returns (a count, mostly); panics naming the statement.
+pub async fn scalar_i64(client: &Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
+        .get(0)
+}
