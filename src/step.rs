@@ -390,6 +390,11 @@ impl BackfillSpec {
             format!(" WHERE NOT {}", self.marker)
         };
         let key = match &self.key {
+            // Which walk a single column gets depends on its type and index (run time).
+            BackfillKey::Columns(cols) if cols.len() == 1 => format!(
+                "batches on ({}): value ranges for an integer key, else keyset",
+                cols[0]
+            ),
             BackfillKey::Columns(cols) => format!(
                 "keyset batches on ({})",
                 cols.iter()
