@@ -39,10 +39,14 @@
 //!   through the dual-write trigger or happened during the write window (catch-up). A table rewrite
 //!   (`VACUUM FULL`, `CLUSTER`) renumbers every row; it is detected by `pg_relation_filenode`
 //!   and the walk starts again from page 0 (a row done twice gets the same value).
-//! - Only rows whose marker is not true are updated: a live write has already made such a row
-//!   right, and may have set a new column to something `up(old)` would not give. Under READ
-//!   COMMITTED, a row changed by a concurrent write while the batch waits for its row lock is
-//!   re-read and re-checked (EvalPlanQual): its marker is then set, and the batch skips it.
+//! - Where the dual-write trigger is installed (a catch-up pass, or a backfill without a write
+//!   window), only rows whose marker is not true are updated: a live write has already made such
+//!   a row right, and may have set a new column to something `up(old)` would not give. Under
+//!   READ COMMITTED, a row changed by a concurrent write while the batch waits for its row lock
+//!   is re-read and re-checked (EvalPlanQual): its marker is then set, and the batch skips it. A
+//!   fill with a write window updates every row in its range: only the old version can write
+//!   meanwhile, and a row it changes gets `up` of its new value (EvalPlanQual again), or, when
+//!   the write comes after the batch, is found by the catch-up.
 //! - Each batch runs with `jit = off` and `synchronous_commit = off` (see [`batch_settings`]
 //!   for why both are safe and what they save), and a key batch with sequential scans and
 //!   sorts turned off, so an unanalyzed table or an uncorrelated key cannot turn the key read
