@@ -1067,9 +1067,9 @@ impl Bench {
         self.drop_db(&db).await
     }
 
-    /// `pgbaton start` on a fresh copy while one old-version client updates a random row every
-    /// millisecond (about 1,000 writes/s on the base table): the fill's and the catch-up's
-    /// seconds, and a check that every row holds `up(old)` afterwards.
+    /// `pgbaton start` on a fresh copy while one old-version client updates rows one statement
+    /// at a time with a 1 ms pause (a few hundred writes/s on the base table): the fill's and the
+    /// catch-up's seconds, and a check that every row holds `up(old)` afterwards.
     async fn pgbaton_with_writes(
         &mut self,
         template: &str,
