@@ -429,3 +429,129 @@ async fn a_state_schema_of_an_earlier_pgbaton_is_brought_up_to_date() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_the_catch_up_then_the_same_start_finishes_it() {
+    let db = common::fresh_db().await;
+    let file = setup_with(
+        &db,
+        "killed",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL, note text);
+         INSERT INTO t (name) SELECT 'name ' || g FROM generate_series(1, 20000) g;
+         ANALYZE t;",
+        MIGRATION,
+    )
+    .await;
+    // An old-version writer for the whole test: during the fill (so the catch-up has work), and
+    // through the trigger afterwards.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let client = db.connect().await;
+        tokio::spawn(async move {
+            let mut n: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = (n * 7_919) % 20_000 + 1;
+                client
+                    .execute(
+                        "UPDATE t SET name = 'w' || $1::text WHERE id = $2",
+                        &[&n.to_string(), &id],
+                    )
+                    .await
+                    .expect("old-version update");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Small, slow batches: the catch-up is still running when it is killed.
+    let mut child = common::pgbaton_command(
+        &db.url,
+        &[
+            "start",
+            &file,
+            "--backfill-batch-size",
+            "500",
+            "--backfill-batch-delay",
+            "40",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn start");
+    let c = &db.client;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let batches = scalar(
+            c,
+            "SELECT coalesce(max(batches), 0) FROM pgbaton.backfills \
+             WHERE pass = 'catch_up' AND status = 'running'",
+        )
+        .await;
+        if batches >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the catch-up never got going"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "start ended before it was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    // The server ends the dead migrator's session within a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while scalar(
+        c,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbaton' \
+         AND datname = current_database()",
+    )
+    .await
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the session lingers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fill_batches = "SELECT batches FROM pgbaton.backfills WHERE pass = 'fill'";
+    let catch_up_batches = "SELECT batches FROM pgbaton.backfills WHERE pass = 'catch_up'";
+    let (fill_at_kill, catch_up_at_kill) = (
+        scalar(c, fill_batches).await,
+        scalar(c, catch_up_batches).await,
+    );
+    assert!(catch_up_at_kill >= 3);
+
+    // The same start goes on from the catch-up's checkpoint; the fill is not run again.
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        scalar(c, fill_batches).await,
+        fill_at_kill,
+        "the fill ran again"
+    );
+    assert!(scalar(c, catch_up_batches).await > catch_up_at_kill);
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM pgbaton.backfills WHERE status <> 'done'"
+        )
+        .await,
+        0
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+    let (code, out) = run(&db.url, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+}
