@@ -902,18 +902,25 @@ fn set_list(spec: &BackfillSpec) -> String {
 /// the marker column does not exist yet). A catch-up pass: the rows no live write touched since
 /// the trigger was installed and that no batch of this backfill wrote last (their `xmin` is not
 /// one of the batches' transaction ids): the old version wrote them during the fill.
+///
+/// A ctid fill with a write window also skips the rows its own earlier batches wrote: an update
+/// that does not fit in its page moves the row, possibly to a page the walk has not reached yet.
 fn pending(spec: &BackfillSpec, cp: &CheckpointKey<'_>) -> String {
     let t = &spec.table;
-    match (spec.pass, &spec.window) {
-        (_, None) => format!("{t}.{} IS NOT TRUE", spec.marker),
-        (BackfillPass::Fill, Some(_)) => "true".to_string(),
-        (BackfillPass::CatchUp, Some(_)) => format!(
-            "{t}.{} IS NOT TRUE AND NOT EXISTS (SELECT 1 FROM {} AS _pgbaton_x WHERE {} \
-             AND _pgbaton_x.xid = {t}.xmin)",
-            spec.marker,
+    let not_ours = || {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS _pgbaton_x WHERE {} AND _pgbaton_x.xid = {t}.xmin)",
             cp.xids_table(),
             cp.table_filter("_pgbaton_x"),
-        ),
+        )
+    };
+    match (spec.pass, &spec.window, &spec.key) {
+        (_, None, _) => format!("{t}.{} IS NOT TRUE", spec.marker),
+        (BackfillPass::Fill, Some(_), BackfillKey::Ctid) => not_ours(),
+        (BackfillPass::Fill, Some(_), BackfillKey::Columns(_)) => "true".to_string(),
+        (BackfillPass::CatchUp, Some(_), _) => {
+            format!("{t}.{} IS NOT TRUE AND {}", spec.marker, not_ours())
+        }
     }
 }
 
@@ -2926,9 +2933,11 @@ mod tests {
         s.window = Some(crate::triggers::write_window(&s.table));
         let state = Ident::new("pgbaton");
         let cp = checkpoint_key(&state, &s);
-        // The fill: every row, no marker (it does not exist yet), its xid recorded.
+        // The fill: every row but those its own batches moved ahead of it, no marker (it does
+        // not exist yet), its xid recorded.
         let fill = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
         assert!(!fill.contains("_pgbaton_touched"), "{fill}");
+        assert!(fill.contains("AND NOT EXISTS (SELECT 1 FROM \"pgbaton\".backfill_xids"));
         assert!(fill.contains(
             "INSERT INTO \"pgbaton\".backfill_xids (migration, table_schema, table_name, xid) \
              VALUES ('m1', 'public', 'users', pg_current_xact_id()::xid);"

@@ -555,3 +555,41 @@ async fn kill_9_during_the_catch_up_then_the_same_start_finishes_it() {
     let (code, out) = run(&db.url, &["verify"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ctid_fill_does_not_update_a_row_it_moved_forward() {
+    let db = common::fresh_db().await;
+    // A keyless table whose full first pages have free pages after them: an updated row that
+    // does not fit in its page moves there, ahead of the walk.
+    let file = setup_with(
+        &db,
+        "ctid",
+        "CREATE TABLE t (n int NOT NULL, name text NOT NULL, note text);
+         INSERT INTO t SELECT g, 'name ' || g FROM generate_series(1, 20000) g;
+         DELETE FROM t WHERE n BETWEEN 5001 AND 19000;",
+        MIGRATION,
+    )
+    .await;
+    db.client.batch_execute("VACUUM t").await.expect("vacuum");
+    // Batches of a few pages: the rows of the first ones land in pages later batches walk.
+    let (code, out) = run(&db.url, &["start", &file, "--backfill-batch-size", "500"]);
+    assert_eq!(code, 0, "{out}");
+    let c = &db.client;
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT rows_updated FROM pgbaton.backfills WHERE pass = 'fill'"
+        )
+        .await,
+        6_000,
+        "every row once"
+    );
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+}
