@@ -303,20 +303,7 @@ const SLOW: &str = "operations:
 ";
 
 async fn wait_for_sessions_gone(db: &Db) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let n = db
-            .scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbaton' AND datname = current_database()")
-            .await;
-        if n == "0" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the killed migrator's sessions are still there after 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_killed_pgbaton(&db.db.client).await;
 }
 
 async fn wait_for_step(db: &Db, ordinal: i32, status: &str) {

@@ -105,18 +105,7 @@ async fn kill_9_mid_backfill_under_load_then_resume_verify_complete() {
     child.kill().expect("kill -9");
     let _ = child.wait();
     load.mark_phase("killed");
-    // The server ends the dead migrator's session within a second (client_connection_check_interval).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while scalar_i64(
-        &db.client,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbaton' AND datname = current_database()",
-    )
-    .await
-        > 0
-    {
-        assert!(Instant::now() < deadline, "the killed migrator's session lingers");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_killed_pgbaton(&db.client).await;
     let checkpoint = scalar_i64(
         &db.client,
         "SELECT max(rows_done)::bigint FROM pgbaton.backfills",

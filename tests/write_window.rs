@@ -32,6 +32,15 @@ async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {
     common::scalar_i64(client, sql).await
 }
 
+/// Rows of `t` whose new column is not `up(old)` (`MIGRATION`'s `upper(name)`).
+async fn wrong_rows(client: &tokio_postgres::Client) -> i64 {
+    scalar(
+        client,
+        "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)",
+    )
+    .await
+}
+
 async fn setup(db: &common::TestDb, name: &str) -> String {
     let seed = format!(
         "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL, note text);
@@ -124,14 +133,7 @@ async fn old_version_writes_during_the_fill_are_caught_up() {
 
     let c = &db.client;
     // Every row, whoever wrote it and when, holds up(old) in the new column.
-    assert_eq!(
-        scalar(
-            c,
-            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(wrong_rows(c).await, 0);
     let (status, batches, updated) = catch_up(c).await;
     assert_eq!(status, "done");
     assert!(batches > 0, "the catch-up scanned the table");
@@ -182,14 +184,7 @@ async fn a_table_nobody_wrote_during_the_fill_is_not_scanned_again() {
     assert_eq!(code, 0, "{out}");
     let (status, batches, updated) = catch_up(&db.client).await;
     assert_eq!((status.as_str(), batches, updated), ("done", 0, 0));
-    assert_eq!(
-        scalar(
-            &db.client,
-            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(wrong_rows(&db.client).await, 0);
     // `status` names the pass.
     let (code, out) = run(&db.url, &["status"]);
     assert_eq!(code, 0, "{out}");
@@ -357,14 +352,7 @@ async fn a_partitioned_table_is_backfilled_with_the_trigger_already_in_place() {
     let (code, out) = run(&db.url, &["start", &file]);
     assert_eq!(code, 0, "{out}");
     let c = &db.client;
-    assert_eq!(
-        scalar(
-            c,
-            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(wrong_rows(c).await, 0);
     // No write window: no sequence, no catch-up pass.
     assert_eq!(
         scalar(
@@ -504,19 +492,7 @@ async fn kill_9_during_the_catch_up_then_the_same_start_finishes_it() {
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
-    // The server ends the dead migrator's session within a second.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while scalar(
-        c,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbaton' \
-         AND datname = current_database()",
-    )
-    .await
-        > 0
-    {
-        assert!(std::time::Instant::now() < deadline, "the session lingers");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_killed_pgbaton(c).await;
     let fill_batches = "SELECT batches FROM pgbaton.backfills WHERE pass = 'fill'";
     let catch_up_batches = "SELECT batches FROM pgbaton.backfills WHERE pass = 'catch_up'";
     let (fill_at_kill, catch_up_at_kill) = (
@@ -544,14 +520,7 @@ async fn kill_9_during_the_catch_up_then_the_same_start_finishes_it() {
     );
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
-    assert_eq!(
-        scalar(
-            c,
-            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(wrong_rows(c).await, 0);
     let (code, out) = run(&db.url, &["verify"]);
     assert_eq!(code, 0, "{out}");
 }
@@ -584,12 +553,5 @@ async fn a_ctid_fill_does_not_update_a_row_it_moved_forward() {
         6_000,
         "every row once"
     );
-    assert_eq!(
-        scalar(
-            c,
-            "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(wrong_rows(c).await, 0);
 }

@@ -308,3 +308,23 @@ pub async fn scalar_i64(client: &Client, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
         .get(0)
 }
+
+/// Waits until no `pgbaton` session is left in the current database: the server ends a killed
+/// migrator's session within a second (`client_connection_check_interval`). Panics after 15 s.
+pub async fn wait_for_killed_pgbaton(client: &Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while scalar_i64(
+        client,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbaton' \
+         AND datname = current_database()",
+    )
+    .await
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed migrator's session lingers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
