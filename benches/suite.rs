@@ -843,7 +843,6 @@ impl Bench {
             .collect();
         config.max_id = rows as i64;
         config.log_writes = false;
-        config.initial_phase = "baseline".into();
         Ok(config)
     }
 
@@ -862,7 +861,6 @@ impl Bench {
         );
         config.max_id = rows as i64;
         config.log_writes = false;
-        config.initial_phase = "baseline".into();
         Ok(config)
     }
 }
@@ -2010,7 +2008,7 @@ async fn run(args: Args) -> Result<()> {
     let version: String = admin.query_one("SELECT version()", &[]).await?.get(0);
     let mut env = BTreeMap::new();
     env.insert("server".into(), version);
-    for setting in [
+    let settings = [
         "shared_buffers",
         "fsync",
         "synchronous_commit",
@@ -2020,11 +2018,15 @@ async fn run(args: Args) -> Result<()> {
         "maintenance_work_mem",
         "work_mem",
         "autovacuum",
-    ] {
-        let v: String = admin
-            .query_one(&format!("SELECT current_setting('{setting}')"), &[])
-            .await?
-            .get(0);
+    ];
+    for row in admin
+        .query(
+            "SELECT name, current_setting(name) FROM unnest($1::text[]) AS name",
+            &[&&settings[..]],
+        )
+        .await?
+    {
+        let (setting, v): (String, String) = (row.get(0), row.get(1));
         env.insert(format!("setting {setting}"), v);
     }
     drop(admin);

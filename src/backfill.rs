@@ -79,7 +79,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
@@ -877,24 +876,17 @@ struct TableInfo {
 /// The `SET` list of the batch update. With an identity scope the expressions run directly;
 /// otherwise each is evaluated over a one-row sub-query exposing the names it uses.
 fn set_list(spec: &BackfillSpec) -> String {
-    let identity = spec.scope.iter().all(|(name, physical)| name == physical);
-    let sets = spec.assignments.iter().map(|a| {
-        if identity {
-            format!("{} = ({})", a.target, a.expr)
-        } else {
-            let row = spec
-                .scope
-                .iter()
-                .map(|(name, physical)| format!("{}.{physical} AS {name}", spec.table))
-                .collect::<Vec<_>>()
-                .join(", ");
+    spec.assignments
+        .iter()
+        .map(|a| {
             format!(
-                "{} = (SELECT ({}) FROM (SELECT {row}) AS _pgbaton_scope)",
-                a.target, a.expr
+                "{} = {}",
+                a.target,
+                crate::verify::scoped(&spec.table, &spec.scope, &a.expr)
             )
-        }
-    });
-    sets.collect::<Vec<_>>().join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The filter a batch adds to its range. Without a write window: the rows no live write touched
@@ -2266,12 +2258,9 @@ impl<'a> Runner<'a> {
                         self.bypass = TriggerBypass::Setting;
                         continue;
                     }
-                    if matches!(
-                        code,
-                        Some(SqlState::LOCK_NOT_AVAILABLE)
-                            | Some(SqlState::T_R_DEADLOCK_DETECTED)
-                            | Some(SqlState::T_R_SERIALIZATION_FAILURE)
-                    ) {
+                    if crate::pg::is_retryable_lock_error(&e)
+                        || crate::pg::is_serialization_failure(&e)
+                    {
                         consecutive_lock_failures += 1;
                         self.lock_retries += 1;
                         let message = describe(&e);
@@ -2807,8 +2796,7 @@ impl<'a> Runner<'a> {
 
 /// Exponential backoff with full jitter: up to 50 ms × 2^attempt, at most 5 s.
 fn backoff(attempt: u32) -> Duration {
-    let cap = (50u64 << attempt.min(10)).min(5_000);
-    Duration::from_millis(rand::rng().random_range(cap / 4..=cap))
+    crate::pg::jittered_backoff(Duration::from_millis(50), Duration::from_secs(5), attempt)
 }
 
 /// The data rows of a simple-query reply, in order.

@@ -35,11 +35,10 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         .await?;
 
     let mut by_oid: BTreeMap<u32, Table> = BTreeMap::new();
-    let mut grants: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in &rows {
         let oid: u32 = row.get(0);
         let name: String = row.get(1);
-        let mut t = Table::new(Ident::new(name.clone()));
+        let mut t = Table::new(Ident::new(name));
         let ri: String = row.get(2);
         t.replica_identity = ri.chars().next().unwrap_or('d');
         t.row_estimate = row.get(3);
@@ -47,7 +46,7 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         t.replica_identity_index = row.get::<_, Option<String>>(5).map(Ident::new);
         t.partitioned = row.get(7);
         t.is_partition = row.get(8);
-        grants.insert(name, row.get(6));
+        t.grants = row.get(6);
         by_oid.insert(oid, t);
     }
     let oids: Vec<u32> = by_oid.keys().copied().collect();
@@ -201,7 +200,6 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
     let mut tables = BTreeMap::new();
     for mut t in by_oid.into_values() {
         t.mark_unique_columns();
-        t.grants = grants.remove(t.name.as_str()).unwrap_or_default();
         tables.insert(t.name.as_str().to_string(), t);
     }
     let usage_grantees = schema_usage_grantees(client, schema).await?;

@@ -480,7 +480,8 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             file,
             dry_run: true,
             ..
-        } => {
+        }
+        | Command::Plan { file } => {
             let m = load(&file)?;
             let plan = migrator.plan(&m).await?;
             if g.json {
@@ -606,15 +607,6 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                     file.display(),
                     m.operations.len()
                 );
-            }
-        }
-        Command::Plan { file } => {
-            let m = load(&file)?;
-            let plan = migrator.plan(&m).await?;
-            if g.json {
-                print_json(&plan)?;
-            } else {
-                print!("{}", render_plan(&m.name, &plan));
             }
         }
         Command::Pause => {

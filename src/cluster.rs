@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::config::encode_path_segment;
 use crate::ident::quote_ident;
 
 /// Environment variable naming the directory of the PostgreSQL server binaries.
@@ -242,7 +243,7 @@ impl Cluster {
         format!(
             "postgresql://{SUPERUSER}@127.0.0.1:{}/{}",
             self.port,
-            percent_encode(db)
+            encode_path_segment(db)
         )
     }
 
@@ -951,19 +952,6 @@ fn read_tail(path: &Path, from: u64, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (for a URL path segment).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// A libpq conninfo value: single-quoted, with `\` and `'` escaped.
 fn conninfo_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -975,8 +963,8 @@ mod tests {
 
     #[test]
     fn url_encodes_database_names() {
-        assert_eq!(percent_encode("app_db-1.x~"), "app_db-1.x~");
-        assert_eq!(percent_encode("a b/c?é"), "a%20b%2Fc%3F%C3%A9");
+        assert_eq!(encode_path_segment("app_db-1.x~"), "app_db-1.x~");
+        assert_eq!(encode_path_segment("a b/c?é"), "a%20b%2Fc%3F%C3%A9");
     }
 
     #[test]

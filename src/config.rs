@@ -179,17 +179,6 @@ impl Environment {
         self
     }
 
-    pub fn with_home(mut self, home: impl Into<PathBuf>) -> Environment {
-        self.home = Some(home.into());
-        self
-    }
-
-    /// Probe the real file system for Unix sockets (the default for [`Environment::from_process`]).
-    pub fn with_filesystem_sockets(mut self) -> Environment {
-        self.sockets = SocketProbe::Filesystem;
-        self
-    }
-
     /// The variable's value, `None` when unset or empty.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars
@@ -362,7 +351,7 @@ impl TlsSettings {
     /// The rustls client configuration for these settings (reads certificate files).
     pub fn rustls_config(&self) -> Result<rustls::ClientConfig, ConfigError> {
         use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use rustls::pki_types::PrivateKeyDer;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
@@ -401,13 +390,7 @@ impl TlsSettings {
         let mut config = match &self.client_cert {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| ConfigError::File {
-                        what: "client certificate (sslcert)",
-                        path: cert.clone(),
-                        message: e.to_string(),
-                    })?;
+                let certs = read_pem_certs(cert, "client certificate (sslcert)")?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ConfigError::File {
                     what: "client key (sslkey)",
                     path: key.clone(),
@@ -427,19 +410,10 @@ impl TlsSettings {
     }
 
     fn root_store(&self) -> Result<rustls::RootCertStore, ConfigError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-
         let mut store = rustls::RootCertStore::empty();
         match &self.root_certs {
             Some(RootCerts::File(path)) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| ConfigError::File {
-                        what: "root certificate (sslrootcert)",
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
+                let certs = read_pem_certs(path, "root certificate (sslrootcert)")?;
                 let (added, _ignored) = store.add_parsable_certificates(certs);
                 if added == 0 {
                     return Err(ConfigError::File {
@@ -471,6 +445,23 @@ impl TlsSettings {
         }
         Ok(store)
     }
+}
+
+/// Every PEM certificate in the file at `path`; `what` names the setting in the error.
+fn read_pem_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ConfigError::File {
+            what,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 mod verifier {
@@ -775,15 +766,6 @@ impl ConnConfig {
         self
     }
 
-    /// The same server, another database (used by tests and tools that create databases).
-    pub fn with_dbname(mut self, dbname: impl Into<String>) -> ConnConfig {
-        let dbname = dbname.into();
-        self.given
-            .insert("dbname", (dbname.clone(), Origin::ConnString));
-        self.dbname = dbname;
-        self
-    }
-
     pub fn source(&self) -> ConfigSource {
         self.source
     }
@@ -1071,6 +1053,11 @@ const QUERY_VALUE: &AsciiSet = &UNRESERVED.remove(b'/').remove(b',');
 
 fn encode(s: &str, set: &'static AsciiSet) -> String {
     utf8_percent_encode(s, set).to_string()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (for a URL path segment).
+pub(crate) fn encode_path_segment(s: &str) -> String {
+    encode(s, PATH)
 }
 
 /// `options` with every `search_path` setting removed and `-c search_path=<schema>` appended.

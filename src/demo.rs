@@ -456,13 +456,6 @@ impl RunReport {
         codes
     }
 
-    /// Failed queries after the baseline.
-    pub fn failures_during_migration(&self) -> u64 {
-        self.migration_phase_reports()
-            .map(|(_, p)| p.failures)
-            .sum()
-    }
-
     /// Every phase from the migration's start to the end of the run, per release. Latency counts
     /// in the phase in which a query *completed*: a query held up by the migration may complete
     /// just after it, so "during" never stops at the migration's last phase.
@@ -1414,18 +1407,18 @@ async fn run_pgbaton(
         .filter(|p| run.timeline.iter().any(|t| t.name == **p))
         .map(|p| (*p).to_owned())
         .collect();
-    // The migration's own time: start and complete (not the overlap between them).
-    run.migration_s = run
-        .timeline
-        .iter()
-        .filter(|t| run.migration_phases.contains(&t.name))
-        .map(|t| t.seconds)
-        .sum();
-    if migration_ended.is_none() {
-        run.migration_s = end
-            .saturating_duration_since(migration_started)
-            .as_secs_f64();
-    }
+    // The migration's own time: start and complete (not the overlap between them); when it never
+    // ended, everything from its start to the end of the run.
+    run.migration_s = if migration_ended.is_none() {
+        end.saturating_duration_since(migration_started)
+            .as_secs_f64()
+    } else {
+        run.timeline
+            .iter()
+            .filter(|t| run.migration_phases.contains(&t.name))
+            .map(|t| t.seconds)
+            .sum()
+    };
     run.lock_retries = observer.lock_retries.load(Ordering::Relaxed);
     {
         let record = observer.record();
@@ -1566,16 +1559,8 @@ async fn run_naive(
 // Rendering
 // ---------------------------------------------------------------------------------------------
 
-/// `812µs`, `12.3ms`, `1.02s`.
-pub fn human_us(us: f64) -> String {
-    if us < 1_000.0 {
-        format!("{us:.0}µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.1}ms", us / 1e3)
-    } else {
-        format!("{:.2}s", us / 1e6)
-    }
-}
+/// `812µs`, `12.3ms`, `1.02s` (shared with the workload report).
+pub use crate::workload::human_us;
 
 fn codes(codes: &BTreeMap<String, u64>) -> String {
     if codes.is_empty() {

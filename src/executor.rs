@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio_postgres::Client;
 
 use crate::backfill::{BackfillOptions, Progress};
@@ -283,67 +282,75 @@ impl<'a> Executor<'a> {
                 self.run_transaction(phase, ordinal, step, &sql).await
             }
             Action::NonTransactional(sql) => {
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "running"))
-                    .await?;
-                let attempts = self.run_outside_transaction(step, sql).await?;
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "done"))
-                    .await?;
-                Ok(attempts)
+                self.journaled(phase, ordinal, self.run_outside_transaction(step, sql))
+                    .await
             }
             Action::CreateIndexConcurrently { index, sql } => {
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "running"))
-                    .await?;
-                let row = self
-                    .client
-                    .query_opt(
-                        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
-                        &[&index.to_string()],
-                    )
-                    .await?;
-                let mut attempts = 0;
-                match row.map(|r| r.get::<_, bool>(0)) {
-                    Some(true) => {}
-                    Some(false) => {
-                        // An INVALID index left by a failed or interrupted build: drop, rebuild.
-                        attempts += self
-                            .run_outside_transaction(
-                                step,
-                                &format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
-                            )
-                            .await?;
-                        attempts += self.build_index(step, index, sql).await?;
-                    }
-                    None => attempts += self.build_index(step, index, sql).await?,
-                }
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "done"))
-                    .await?;
-                Ok(attempts)
+                self.journaled(phase, ordinal, self.create_index(step, index, sql))
+                    .await
             }
-            Action::Backfill(spec) => {
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "running"))
-                    .await?;
-                let observer = self.observer;
-                let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
-                crate::backfill::run(
-                    self.client,
-                    &self.journal.state,
-                    &self.journal.migration,
-                    spec,
-                    &self.opts.backfill,
-                    &mut on_progress,
-                )
-                .await?;
-                self.client
-                    .batch_execute(&self.mark(phase, ordinal, "done"))
-                    .await?;
-                Ok(1)
-            }
+            Action::Backfill(spec) => self.journaled(phase, ordinal, self.backfill(spec)).await,
         }
+    }
+
+    /// Runs `work` (a step outside a transaction), journaled as running before and done after.
+    async fn journaled(
+        &self,
+        phase: Phase,
+        ordinal: usize,
+        work: impl std::future::Future<Output = Result<u32>>,
+    ) -> Result<u32> {
+        self.client
+            .batch_execute(&self.mark(phase, ordinal, "running"))
+            .await?;
+        let attempts = work.await?;
+        self.client
+            .batch_execute(&self.mark(phase, ordinal, "done"))
+            .await?;
+        Ok(attempts)
+    }
+
+    /// `CREATE INDEX CONCURRENTLY`, unless a valid index of that name exists (a re-run); an
+    /// INVALID one left by a failed or interrupted build is dropped and built again.
+    async fn create_index(
+        &self,
+        step: &Step,
+        index: &crate::ident::QualName,
+        sql: &str,
+    ) -> Result<u32> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+                &[&index.to_string()],
+            )
+            .await?;
+        match row.map(|r| r.get::<_, bool>(0)) {
+            Some(true) => Ok(0),
+            Some(false) => {
+                let dropped = self
+                    .run_outside_transaction(step, &drop_index_sql(index))
+                    .await?;
+                Ok(dropped + self.build_index(step, index, sql).await?)
+            }
+            None => self.build_index(step, index, sql).await,
+        }
+    }
+
+    /// A backfill step: one run of the engine (it retries its own batches).
+    async fn backfill(&self, spec: &crate::step::BackfillSpec) -> Result<u32> {
+        let observer = self.observer;
+        let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
+        crate::backfill::run(
+            self.client,
+            &self.journal.state,
+            &self.journal.migration,
+            spec,
+            &self.opts.backfill,
+            &mut on_progress,
+        )
+        .await?;
+        Ok(1)
     }
 
     /// `CREATE INDEX CONCURRENTLY`; a failed build leaves an INVALID index, dropped before the
@@ -357,10 +364,7 @@ impl<'a> Executor<'a> {
         match self.run_outside_transaction(step, sql).await {
             Ok(n) => Ok(n),
             Err(e) => {
-                let _ = self
-                    .client
-                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-                    .await;
+                let _ = self.client.batch_execute(&drop_index_sql(index)).await;
                 Err(e)
             }
         }
@@ -456,10 +460,8 @@ impl<'a> Executor<'a> {
     /// Full-jitter exponential backoff, never sleeping past the retry deadline (the last
     /// attempt then runs right at it).
     fn backoff(&self, attempt: u32, started: Instant) -> Duration {
-        let exp = self.opts.retry_base.saturating_mul(1u32 << attempt.min(16));
-        let cap = exp.min(self.opts.retry_cap);
-        let ms = cap.as_millis().max(1) as u64;
-        let jittered = Duration::from_millis(rand::rng().random_range(ms / 4..=ms));
+        let jittered =
+            crate::pg::jittered_backoff(self.opts.retry_base, self.opts.retry_cap, attempt);
         let left = self
             .opts
             .lock_retry_deadline
@@ -501,20 +503,26 @@ impl<'a> Executor<'a> {
                 r = &mut fut => return (r, seen),
                 _ = tokio::time::sleep(wait) => {
                     wait = WATCH_INTERVAL;
-                    if let Ok(blockers) = pg::blockers_of(watcher, pid).await {
-                        if !blockers.is_empty() {
-                            seen = blockers;
-                        }
-                    }
-                    if self.opts.cancel_autovacuum && seen.iter().any(|b| b.autovacuum.is_some()) {
-                        if let Ok(pids) = pg::cancel_autovacuum_blockers(watcher, pid).await {
+                    let Ok(blockers) = pg::blockers_of(watcher, pid).await else {
+                        continue;
+                    };
+                    if self.opts.cancel_autovacuum && blockers.iter().any(|b| b.autovacuum.is_some()) {
+                        if let Ok(pids) = pg::cancel_autovacuum_workers(watcher, pid, &blockers).await {
                             if !pids.is_empty() {
                                 self.observer.event(&Event::AutovacuumCancelled { step, pids: &pids });
                             }
                         }
                     }
+                    if !blockers.is_empty() {
+                        seen = blockers;
+                    }
                 }
             }
         }
     }
+}
+
+/// Drops an index (an INVALID one left by a failed concurrent build) without blocking writes.
+fn drop_index_sql(index: &crate::ident::QualName) -> String {
+    format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
 }

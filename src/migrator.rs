@@ -542,31 +542,37 @@ impl Migrator {
             status.latest = Some(last.name.clone());
             status.latest_version_schema = Some(last.version_schema.clone());
         }
-        if let Some(active) = state::active(&self.client, &self.state, schema).await? {
+        if let Some(active) = history.iter().find(|m| m.is_active()) {
+            // The whole journal in one query, then per phase (in ordinal order).
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT phase, status, error, title FROM {}.steps \
+                         WHERE schema = $1 AND migration = $2 ORDER BY ordinal",
+                        self.state
+                    ),
+                    &[&schema, &active.name],
+                )
+                .await?;
             let mut phases = Vec::new();
             for phase in [Phase::Start, Phase::Complete, Phase::Rollback] {
-                let rows = self
-                    .client
-                    .query(
-                        &format!(
-                            "SELECT status, error, title FROM {}.steps WHERE schema = $1 AND migration = $2 AND phase = $3 ORDER BY ordinal",
-                            self.state
-                        ),
-                        &[&schema, &active.name, &phase.as_str()],
-                    )
-                    .await?;
+                let rows: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(0) == phase.as_str())
+                    .collect();
                 let done = rows
                     .iter()
-                    .filter(|r| r.get::<_, String>(0) == "done")
+                    .filter(|r| r.get::<_, String>(1) == "done")
                     .count();
                 let failed = rows
                     .iter()
-                    .find(|r| r.get::<_, String>(0) == "failed")
+                    .find(|r| r.get::<_, String>(1) == "failed")
                     .map(|r| {
                         format!(
                             "{}: {}",
-                            r.get::<_, String>(2),
-                            r.get::<_, Option<String>>(1).unwrap_or_default()
+                            r.get::<_, String>(3),
+                            r.get::<_, Option<String>>(2).unwrap_or_default()
                         )
                     });
                 phases.push(PhaseStatus {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use rand::Rng;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
@@ -247,6 +248,14 @@ pub fn is_deadlock(e: &tokio_postgres::Error) -> bool {
     has_code(e, &SqlState::T_R_DEADLOCK_DETECTED)
 }
 
+/// The wait before retry `attempt` (0-based): `base` doubled per attempt up to `cap`, then a
+/// uniformly random point in its upper three quarters (so retrying sessions spread out).
+pub fn jittered_backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16));
+    let ms = exp.min(cap).as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 4..=ms))
+}
+
 /// A lock timeout or a deadlock: the transaction can be retried from the start.
 pub fn is_retryable_lock_error(e: &tokio_postgres::Error) -> bool {
     is_lock_timeout(e) || is_deadlock(e)
@@ -485,12 +494,21 @@ pub async fn blockers_of(client: &Client, pid: i32) -> crate::Result<Vec<Blocker
 /// by another process is not touched. Returns the pids cancelled. A worker we lack the privilege
 /// to signal (before PostgreSQL 18 only superusers may) is skipped with a warning.
 pub async fn cancel_autovacuum_blockers(client: &Client, pid: i32) -> crate::Result<Vec<i32>> {
-    let candidates: Vec<i32> = blockers_of(client, pid)
-        .await?
-        .into_iter()
+    let blockers = blockers_of(client, pid).await?;
+    cancel_autovacuum_workers(client, pid, &blockers).await
+}
+
+/// [`cancel_autovacuum_blockers`] over `blockers`, the blockers of `pid` just read by the caller
+/// (each candidate is re-checked as it is cancelled).
+pub async fn cancel_autovacuum_workers(
+    client: &Client,
+    pid: i32,
+    blockers: &[Blocker],
+) -> crate::Result<Vec<i32>> {
+    let candidates = blockers
+        .iter()
         .filter(|b| b.autovacuum == Some(AutovacuumKind::Regular))
-        .map(|b| b.pid)
-        .collect();
+        .map(|b| b.pid);
     let mut cancelled = Vec::new();
     for worker in candidates {
         let result = client

@@ -404,10 +404,6 @@ impl PlanBuilder {
         &mut self.copies
     }
 
-    pub fn triggers(&self) -> impl Iterator<Item = &TriggerSpec> {
-        self.triggers.values()
-    }
-
     /// Orders the collected steps; `version_steps` create this version's schema,
     /// `drop_previous` drops the previous version's, `drop_version` drops this one's.
     pub fn finish(
@@ -439,7 +435,7 @@ impl PlanBuilder {
         }
         for spec in self.triggers.values() {
             if !windows.contains_key(&spec.table) {
-                start.push(crate::triggers::install_step(spec));
+                start.push(crate::triggers::install_step(spec, false));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -463,12 +459,9 @@ impl PlanBuilder {
                     catch_up,
                 ));
                 start.push(backfill_step(format!("backfill {table}"), spec));
+                // A window is only opened on a table with a trigger.
                 if let Some(trigger) = self.triggers.get(&table) {
-                    let mut install = crate::triggers::install_step(trigger);
-                    if let Action::Transaction(sql) = &mut install.action {
-                        sql.extend(crate::triggers::close_window_sql(&table));
-                    }
-                    start.push(install);
+                    start.push(crate::triggers::install_step(trigger, true));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));
@@ -489,15 +482,13 @@ impl PlanBuilder {
         let mut per_table: BTreeMap<QualName, Vec<String>> = BTreeMap::new();
         for spec in self.triggers.values() {
             order.push(spec.table.clone());
-            let sql = per_table.entry(spec.table.clone()).or_default();
-            sql.extend(crate::triggers::drop_sql(spec));
-            sql.push(format!(
-                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                spec.table, spec.marker
-            ));
-            if let Some(window) = windows.get(&spec.table) {
-                sql.extend(crate::triggers::drop_window_sql(&spec.table, window));
-            }
+            per_table
+                .entry(spec.table.clone())
+                .or_default()
+                .extend(crate::triggers::teardown_sql(
+                    spec,
+                    windows.get(&spec.table),
+                ));
         }
         let mut contract = self.contract;
         contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
@@ -539,14 +530,7 @@ impl PlanBuilder {
 
         let mut rollback = drop_version;
         for spec in self.triggers.values() {
-            let mut sql = crate::triggers::drop_sql(spec);
-            sql.push(format!(
-                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                spec.table, spec.marker
-            ));
-            if let Some(window) = windows.get(&spec.table) {
-                sql.extend(crate::triggers::drop_window_sql(&spec.table, window));
-            }
+            let sql = crate::triggers::teardown_sql(spec, windows.get(&spec.table));
             rollback.push(Step::transaction(
                 format!("remove dual-write trigger from {}", spec.table),
                 Some(spec.table.clone()),

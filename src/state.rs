@@ -378,23 +378,3 @@ pub async fn fail_step(
         .await?;
     Ok(())
 }
-
-/// Resets a phase's journal to planned (a retried rollback after `--force`, or a restarted start).
-pub async fn reset_phase(
-    client: &impl GenericClient,
-    state: &Ident,
-    schema: &str,
-    name: &str,
-    phase: Phase,
-) -> Result<()> {
-    client
-        .execute(
-            &format!(
-                "UPDATE {state}.steps SET status = 'planned', error = NULL
-                  WHERE schema = $1 AND migration = $2 AND phase = $3 AND status <> 'done'"
-            ),
-            &[&schema, &name, &phase.as_str()],
-        )
-        .await?;
-    Ok(())
-}

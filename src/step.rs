@@ -54,11 +54,6 @@ impl LockLevel {
         )
     }
 
-    /// True when an application's SELECT would wait on this lock.
-    pub fn blocks_reads(self) -> bool {
-        matches!(self, LockLevel::AccessExclusive | LockLevel::Unknown)
-    }
-
     /// The `pg_locks.mode` value, for tests that trace what a step really takes.
     pub fn pg_locks_mode(self) -> Option<&'static str> {
         Some(match self {
@@ -222,6 +217,22 @@ impl Step {
         }
     }
 
+    /// A `CREATE [UNIQUE] INDEX CONCURRENTLY` of `index` on `table`, outside any transaction.
+    pub fn create_index_concurrently(
+        title: String,
+        table: QualName,
+        index: QualName,
+        sql: String,
+    ) -> Step {
+        Step {
+            title,
+            table: Some(table),
+            lock: LockLevel::ShareUpdateExclusive,
+            work: Work::Concurrent,
+            action: Action::CreateIndexConcurrently { index, sql },
+        }
+    }
+
     /// The SQL the step runs, for display (a backfill renders a description of its batches).
     pub fn statements(&self) -> Vec<String> {
         match &self.action {
@@ -284,6 +295,17 @@ pub enum BackfillKey {
     Columns(Vec<Ident>),
     /// ctid page ranges (TID range scans), for tables without such a key.
     Ctid,
+}
+
+impl BackfillKey {
+    /// The key a backfill of `table` walks: its [`crate::schema::Table::backfill_key`], else
+    /// ctid ranges.
+    pub fn for_table(table: &crate::schema::Table) -> BackfillKey {
+        match table.backfill_key() {
+            Some(columns) => BackfillKey::Columns(columns),
+            None => BackfillKey::Ctid,
+        }
+    }
 }
 
 /// One column the backfill fills: `target := expr`, where `expr` is the user's `up` expression

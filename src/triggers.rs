@@ -111,7 +111,7 @@ pub struct DualWriteRule {
 
 impl DualWriteRule {
     /// The old column and `down`, when the rule writes the old column for new-version writers.
-    fn down_pair(&self) -> Option<(&Ident, &RawSql)> {
+    pub(crate) fn down_pair(&self) -> Option<(&Ident, &RawSql)> {
         match (&self.old_column, &self.down) {
             (Some(column), Some(down)) if !down.is_empty() => Some((column, down)),
             _ => None,
@@ -121,34 +121,52 @@ impl DualWriteRule {
 
 /// The trigger function of `spec`'s table: `"<schema>"."_pgbaton_dw_<table>"`.
 pub fn function_name(spec: &TriggerSpec) -> QualName {
+    table_object(&spec.table, FUNCTION_PREFIX)
+}
+
+/// `"<schema>"."<prefix><table>"`: an object pgbaton keeps beside `table`.
+fn table_object(table: &QualName, prefix: &str) -> QualName {
     QualName::new(
-        spec.table.schema.clone(),
-        Ident::derived(FUNCTION_PREFIX, spec.table.name.as_str()),
+        table.schema.clone(),
+        Ident::derived(prefix, table.name.as_str()),
     )
 }
 
+/// `DROP TRIGGER IF EXISTS` and `DROP FUNCTION IF EXISTS` of a trigger and its function.
+fn drop_trigger_sql(trigger: &str, table: &QualName, function: &QualName) -> Vec<String> {
+    vec![
+        format!("DROP TRIGGER IF EXISTS {} ON {table}", Ident::new(trigger)),
+        format!("DROP FUNCTION IF EXISTS {function}()"),
+    ]
+}
+
 /// The step that installs the table's marker column, trigger function and trigger, in one
-/// transaction. Idempotent: running it twice leaves one trigger.
-pub fn install_step(spec: &TriggerSpec) -> Step {
+/// transaction. Idempotent: running it twice leaves one trigger. With a write window, the same
+/// transaction closes it (the window's trigger and function go).
+pub fn install_step(spec: &TriggerSpec, closes_window: bool) -> Step {
     let table = &spec.table;
+    let mut sql = vec![
+        // A constant default is catalog-only (PG11+): no rewrite, existing rows read false.
+        format!(
+            "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} boolean DEFAULT false",
+            spec.marker
+        ),
+        function_sql(spec),
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {table}",
+            Ident::new(TRIGGER_NAME)
+        ),
+        trigger_sql(spec),
+    ];
+    if closes_window {
+        sql.extend(close_window_sql(table));
+    }
     Step::transaction(
         format!("install dual-write trigger on {table}"),
         Some(table.clone()),
         LockLevel::AccessExclusive,
         Work::Catalog,
-        vec![
-            // A constant default is catalog-only (PG11+): no rewrite, existing rows read false.
-            format!(
-                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} boolean DEFAULT false",
-                spec.marker
-            ),
-            function_sql(spec),
-            format!(
-                "DROP TRIGGER IF EXISTS {} ON {table}",
-                Ident::new(TRIGGER_NAME)
-            ),
-            trigger_sql(spec),
-        ],
+        sql,
     )
 }
 
@@ -165,10 +183,7 @@ pub fn write_window(table: &QualName) -> WriteWindow {
 
 /// The window's sequence and trigger function share this name (different catalogs).
 fn window_object(table: &QualName) -> QualName {
-    QualName::new(
-        table.schema.clone(),
-        Ident::derived(WINDOW_PREFIX, table.name.as_str()),
-    )
+    table_object(table, WINDOW_PREFIX)
 }
 
 /// The step that opens `table`'s write window before its backfill: the `writes` sequence, and
@@ -205,18 +220,12 @@ pub fn open_window_step(table: &QualName, window: &WriteWindow) -> Step {
 
 /// Statements that close `table`'s write window (run with the dual-write trigger's install):
 /// the counting trigger and its function go; the sequence stays for the catch-up pass.
-pub fn close_window_sql(table: &QualName) -> Vec<String> {
-    vec![
-        format!(
-            "DROP TRIGGER IF EXISTS {} ON {table}",
-            Ident::new(WINDOW_TRIGGER_NAME)
-        ),
-        format!("DROP FUNCTION IF EXISTS {}()", window_object(table)),
-    ]
+fn close_window_sql(table: &QualName) -> Vec<String> {
+    drop_trigger_sql(WINDOW_TRIGGER_NAME, table, &window_object(table))
 }
 
 /// Statements that remove everything of `table`'s write window (complete, rollback).
-pub fn drop_window_sql(table: &QualName, window: &WriteWindow) -> Vec<String> {
+fn drop_window_sql(table: &QualName, window: &WriteWindow) -> Vec<String> {
     let mut sql = close_window_sql(table);
     sql.push(format!("DROP SEQUENCE IF EXISTS {}", window.writes));
     sql
@@ -224,14 +233,21 @@ pub fn drop_window_sql(table: &QualName, window: &WriteWindow) -> Vec<String> {
 
 /// Statements that remove the table's trigger and trigger function (idempotent).
 pub fn drop_sql(spec: &TriggerSpec) -> Vec<String> {
-    vec![
-        format!(
-            "DROP TRIGGER IF EXISTS {} ON {}",
-            Ident::new(TRIGGER_NAME),
-            spec.table
-        ),
-        format!("DROP FUNCTION IF EXISTS {}()", function_name(spec)),
-    ]
+    drop_trigger_sql(TRIGGER_NAME, &spec.table, &function_name(spec))
+}
+
+/// Everything pgbaton added to `spec`'s table for the migration's dual writes, removed
+/// (idempotent; complete and rollback): the trigger, the marker column, the write window.
+pub fn teardown_sql(spec: &TriggerSpec, window: Option<&WriteWindow>) -> Vec<String> {
+    let mut sql = drop_sql(spec);
+    sql.push(format!(
+        "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+        spec.table, spec.marker
+    ));
+    if let Some(window) = window {
+        sql.extend(drop_window_sql(&spec.table, window));
+    }
+    sql
 }
 
 /// `CREATE TRIGGER ...` for the table (after `DROP TRIGGER IF EXISTS`).
@@ -653,7 +669,7 @@ mod tests {
 
     #[test]
     fn install_is_one_catalog_transaction() {
-        let step = install_step(&spec());
+        let step = install_step(&spec(), false);
         assert_eq!(step.lock, LockLevel::AccessExclusive);
         assert_eq!(step.work, Work::Catalog);
         let sql = step.statements();

@@ -202,9 +202,9 @@ async fn column_types(client: &Client, spec: &TriggerSpec) -> Result<RuleTypes, 
     let mut old = Vec::new();
     for rule in &spec.rules {
         new.push(column_type(client, &spec.table, &rule.new_column).await?);
-        old.push(match (&rule.old_column, &rule.down) {
-            (Some(c), Some(d)) if !d.is_empty() => Some(column_type(client, &spec.table, c).await?),
-            _ => None,
+        old.push(match rule.down_pair() {
+            Some((c, _)) => Some(column_type(client, &spec.table, c).await?),
+            None => None,
         });
     }
     Ok(RuleTypes { new, old })
@@ -241,8 +241,8 @@ async fn column_type(
 }
 
 /// `(expr)` over `scope`: direct when the scope is the identity, else over a one-row sub-query
-/// exposing the scope's names.
-fn scoped(table: &QualName, scope: &[(Ident, Ident)], expr: &RawSql) -> String {
+/// exposing the scope's names. Also the backfill's `SET` expressions.
+pub(crate) fn scoped(table: &QualName, scope: &[(Ident, Ident)], expr: &RawSql) -> String {
     if scope.iter().all(|(name, physical)| name == physical) {
         format!("({expr})")
     } else {
@@ -275,8 +275,8 @@ fn row_checks(spec: &TriggerSpec, types: &RuleTypes, as_text: bool) -> String {
             types.new[i]
         );
         let up_ok = same(&format!("{t}.{}", rule.new_column), &expected_new, as_text);
-        let (bad, unverifiable) = match (&rule.old_column, &rule.down, &types.old[i]) {
-            (Some(old), Some(down), Some(old_type)) if !down.is_empty() => {
+        let (bad, unverifiable) = match (rule.down_pair(), &types.old[i]) {
+            (Some((old, down)), Some(old_type)) => {
                 let expected_old =
                     format!("CAST({} AS {old_type})", scoped(t, &spec.new_scope, down));
                 let down_ok = same(&format!("{t}.{old}"), &expected_old, as_text);
@@ -309,15 +309,12 @@ fn batch_sql(
     tail: &str,
     sample_limit: usize,
 ) -> String {
+    // `verify` returns before this for a table without rules.
     let n = spec.rules.len();
-    let any_bad = if n == 0 {
-        "false".to_string()
-    } else {
-        (0..n)
-            .map(|i| format!("_pgbaton_bad_{i}"))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    };
+    let any_bad = (0..n)
+        .map(|i| format!("_pgbaton_bad_{i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
     let key_json = format!(
         "jsonb_build_array({})",
         (0..key_exprs.len())

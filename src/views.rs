@@ -107,11 +107,7 @@ fn unknown_tables_views_sql(schema: &Schema, vs: &Ident) -> String {
                 .map(|t| t.literal().to_string()),
         )
         .collect::<Vec<_>>();
-    let known = if known.is_empty() {
-        "ARRAY[]::text[]".to_string()
-    } else {
-        format!("ARRAY[{}]::text[]", known.join(", "))
-    };
+    let known = format!("ARRAY[{}]::text[]", known.join(", "));
     let invoker = if supports_security_invoker(schema.server_version_num) {
         " WITH (security_invoker = true)"
     } else {

@@ -43,6 +43,7 @@ use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{CancelToken, Client, NoTls, Statement};
 
 use crate::ident::{quote_ident, quote_literal, Ident, RawSql};
+use crate::triggers::VERSION_SETTING;
 
 /// The highest latency the histograms resolve (one hour); longer values are clamped to it, and
 /// the exact maximum is tracked separately.
@@ -1110,7 +1111,7 @@ impl WorkloadReport {
 }
 
 /// `812µs`, `12.3ms`, `1.02s`.
-fn human_us(us: f64) -> String {
+pub fn human_us(us: f64) -> String {
     if us < 1_000.0 {
         format!("{us:.0}µs")
     } else if us < 1_000_000.0 {
@@ -1637,6 +1638,8 @@ struct ClientTask {
     version: Arc<str>,
     /// Cumulative weights, for picking a query.
     cumulative: Vec<u64>,
+    /// `BEGIN; SET LOCAL ...` for [`VersionPin::SetLocal`] (the pin never changes).
+    begin: Option<String>,
     shared: Arc<Shared>,
     rng: StdRng,
 }
@@ -1685,10 +1688,18 @@ impl ClientTask {
         let stream = (index as u64)
             .wrapping_add(1)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let begin = match &spec.pin {
+            VersionPin::SetLocal(version) => Some(format!(
+                "BEGIN; SET LOCAL {VERSION_SETTING} = {}",
+                quote_literal(version)
+            )),
+            VersionPin::SearchPath(_) | VersionPin::Base => None,
+        };
         ClientTask {
             label: Arc::from(spec.label.as_str()),
             version: Arc::from(spec.pin.label()),
             cumulative,
+            begin,
             rng: StdRng::seed_from_u64(seed ^ stream),
             spec,
             shared,
@@ -1736,7 +1747,7 @@ impl ClientTask {
                 .collect();
             let sent = Instant::now();
             let outcome = tokio::select! {
-                r = execute(c, qi, query, &params, &self.spec.pin, self.shared.prepare) => r,
+                r = execute(c, qi, query, &params, self.begin.as_deref(), self.shared.prepare) => r,
                 _ = until(&mut state, |s| s == RunState::Abort) => {
                     self.abandon(&c.cancel, sent).await;
                     break;
@@ -1851,14 +1862,14 @@ impl ClientTask {
     }
 }
 
-/// Runs one query, in a `SET LOCAL` transaction for [`VersionPin::SetLocal`]; returns the rows
-/// affected (or returned).
+/// Runs one query, in a transaction opened by `begin` (the `SET LOCAL` of
+/// [`VersionPin::SetLocal`]) when given; returns the rows affected (or returned).
 async fn execute(
     conn: &mut Conn,
     qi: usize,
     query: &QuerySpec,
     params: &[Value],
-    pin: &VersionPin,
+    begin: Option<&str>,
     prepare: bool,
 ) -> Result<u64, OpFailure> {
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
@@ -1882,27 +1893,19 @@ async fn execute(
     } else {
         None
     };
-    let result = match pin {
-        VersionPin::SetLocal(version) => {
-            let begin = format!(
-                "BEGIN; SET LOCAL pgbaton.version = {}",
-                quote_literal(version)
-            );
+    let result = match begin {
+        Some(begin) => {
             let body = async {
-                conn.client.batch_execute(&begin).await?;
-                match &statement {
-                    Some(s) => conn.client.execute(s, &refs).await,
-                    None => conn.client.execute(query.sql.as_str(), &refs).await,
-                }
+                conn.client.batch_execute(begin).await?;
+                run_statement(&conn.client, statement.as_ref(), query, &refs).await
             };
             match body.await {
-                Ok(rows) => match conn.client.batch_execute("COMMIT").await {
-                    Ok(()) => Ok(rows),
-                    Err(error) => {
-                        let in_doubt = error.code().is_none() && is_connection_error(&error);
-                        Err(OpFailure { error, in_doubt })
-                    }
-                },
+                Ok(rows) => conn
+                    .client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map(|()| rows)
+                    .map_err(maybe_in_doubt),
                 Err(error) => {
                     if !conn.client.is_closed() {
                         if let Err(e) = conn.client.batch_execute("ROLLBACK").await {
@@ -1913,22 +1916,35 @@ async fn execute(
                 }
             }
         }
-        VersionPin::SearchPath(_) | VersionPin::Base => {
-            let r = match &statement {
-                Some(s) => conn.client.execute(s, &refs).await,
-                None => conn.client.execute(query.sql.as_str(), &refs).await,
-            };
-            r.map_err(|error| {
-                let in_doubt = error.code().is_none() && is_connection_error(&error);
-                OpFailure { error, in_doubt }
-            })
-        }
+        None => run_statement(&conn.client, statement.as_ref(), query, &refs)
+            .await
+            .map_err(maybe_in_doubt),
     };
     if result.is_err() {
         // The statement may be what failed (a dropped or changed relation): prepare it afresh.
         conn.statements[qi] = None;
     }
     result
+}
+
+/// Executes the query: its prepared statement when there is one, its SQL text otherwise.
+async fn run_statement(
+    client: &Client,
+    statement: Option<&Statement>,
+    query: &QuerySpec,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    match statement {
+        Some(s) => client.execute(s, params).await,
+        None => client.execute(query.sql.as_str(), params).await,
+    }
+}
+
+/// A failure of the statement that would commit: a connection lost without a server error
+/// leaves it unknown whether the write committed.
+fn maybe_in_doubt(error: tokio_postgres::Error) -> OpFailure {
+    let in_doubt = error.code().is_none() && is_connection_error(&error);
+    OpFailure { error, in_doubt }
 }
 
 #[cfg(test)]

@@ -130,7 +130,9 @@ async fn table(c: &Client, name: &str, rows: i64, primary_key: bool) -> Fixture 
         ),
     )
     .await;
-    let install = triggers::install_step(&f.trigger).statements().join(";\n");
+    let install = triggers::install_step(&f.trigger, false)
+        .statements()
+        .join(";\n");
     exec(c, &format!("BEGIN;\n{install};\nCOMMIT")).await;
     exec(
         c,
@@ -501,7 +503,9 @@ async fn composite_keys_with_awkward_text_values() {
          ALTER TABLE public.c ADD COLUMN u text, ADD COLUMN _pgbaton_new_email text;",
     )
     .await;
-    let install = triggers::install_step(&f.trigger).statements().join(";\n");
+    let install = triggers::install_step(&f.trigger, false)
+        .statements()
+        .join(";\n");
     exec(c, &format!("BEGIN;\n{install};\nCOMMIT")).await;
     let opts = BackfillOptions {
         batch_size: Some(1_000),
@@ -1169,7 +1173,9 @@ async fn table_with_keys(c: &Client, name: &str, key_type: &str, values: &str) -
         ),
     )
     .await;
-    let install = triggers::install_step(&f.trigger).statements().join(";\n");
+    let install = triggers::install_step(&f.trigger, false)
+        .statements()
+        .join(";\n");
     exec(c, &format!("BEGIN;\n{install};\nCOMMIT")).await;
     f
 }

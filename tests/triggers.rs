@@ -52,7 +52,7 @@ fn users_spec() -> TriggerSpec {
 }
 
 async fn install(client: &Client, spec: &TriggerSpec) {
-    let sql = triggers::install_step(spec).statements().join(";\n");
+    let sql = triggers::install_step(spec, false).statements().join(";\n");
     exec(client, &format!("BEGIN;\n{sql};\nCOMMIT")).await;
 }
 
@@ -477,7 +477,7 @@ async fn install_takes_the_declared_lock_and_does_not_rewrite() {
          ALTER TABLE public.users ADD COLUMN _pgbaton_new_id bigint, ADD COLUMN _pgbaton_new_email text;",
     )
     .await;
-    let step = triggers::install_step(&users_spec());
+    let step = triggers::install_step(&users_spec(), false);
     assert_eq!(
         (step.lock, step.work),
         (LockLevel::AccessExclusive, Work::Catalog)

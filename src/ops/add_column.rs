@@ -24,11 +24,11 @@ use serde::Deserialize;
 use crate::ident::{quote_ident as q, Ident, Literal, QualName, RawSql};
 use crate::ops::common::{
     check_sql, find_table, find_table_mut, implicit_name, no_column_on, rename_columns_in_sql,
-    Column, ForeignKeyMatchType, ForeignKeyReference, Names,
+    serial_base_type, Column, ForeignKeyMatchType, ForeignKeyReference, Names,
 };
 use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{self, ConstraintKind, Schema, Table};
-use crate::step::{Action, Assignment, BackfillKey, LockLevel, Step, Work};
+use crate::step::{Assignment, BackfillKey, LockLevel, Step, Work};
 use crate::triggers::DualWriteRule;
 
 /// `add_column`: adds `column` to `table`; `up` fills it for rows written by the old version.
@@ -50,16 +50,6 @@ impl OpAddColumn {
     pub(crate) fn names<'a>(&'a self, n: &mut Names<'a>) {
         n.name("table", &self.table);
         n.nested("column", |n| self.column.names(n));
-    }
-}
-
-/// The serial pseudo-types: the integer type each stands for and its sequence's type.
-fn serial_base_type(type_sql: &str) -> Option<&'static str> {
-    match type_sql.trim().to_ascii_lowercase().as_str() {
-        "smallserial" | "serial2" => Some("smallint"),
-        "serial" | "serial4" => Some("integer"),
-        "bigserial" | "serial8" => Some("bigint"),
-        _ => None,
     }
 }
 
@@ -175,7 +165,7 @@ impl OpAddColumn {
         } else if created_here || default_inline {
             NotNull::Inline
         } else {
-            NotNull::Check(Ident::derived("_pgbaton_nn_", &col.name))
+            NotNull::Check(crate::ops::duplicate::not_null_name(&col.name))
         };
 
         // What fills existing rows and rows the old version writes: `up`, else a volatile
@@ -517,10 +507,7 @@ impl Operation for OpAddColumn {
             );
             // Also on a table that looked empty: rows the old version inserts between reading
             // the catalog and installing the trigger would otherwise stay NULL.
-            let key = match table.backfill_key() {
-                Some(columns) => BackfillKey::Columns(columns),
-                None => BackfillKey::Ctid,
-            };
+            let key = BackfillKey::for_table(table);
             plan.backfill(
                 t.clone(),
                 key,
@@ -553,19 +540,15 @@ impl Operation for OpAddColumn {
 
         if let Some((index, _)) = &s.unique {
             let index_name = QualName::new(t.schema.clone(), index.clone());
-            plan.build(Step {
-                title: format!("build unique index {index} on {t}"),
-                table: Some(t.clone()),
-                lock: LockLevel::ShareUpdateExclusive,
-                work: Work::Concurrent,
-                action: Action::CreateIndexConcurrently {
-                    sql: format!(
-                        "CREATE UNIQUE INDEX CONCURRENTLY {index} ON {t} ({})",
-                        s.temp
-                    ),
-                    index: index_name,
-                },
-            });
+            plan.build(Step::create_index_concurrently(
+                format!("build unique index {index} on {t}"),
+                t.clone(),
+                index_name,
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {index} ON {t} ({})",
+                    s.temp
+                ),
+            ));
         }
         Ok(())
     }
@@ -726,8 +709,11 @@ fn is_unique_key(table: &Table, column: &Ident) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::ops::common::testing::{
+        ctx, plan_error, plan_ops, render, schema, statements, table,
+    };
     use crate::plan::Probe;
+    use crate::step::Action;
 
     /// `users` (pk `id`, `name`), `Weird "T"` (pk `Key Col`), `orgs` (pk `id`) and a table
     /// without any key.
@@ -757,10 +743,6 @@ mod tests {
             );
         }
         c
-    }
-
-    fn statements(steps: &[Step]) -> Vec<String> {
-        steps.iter().flat_map(|s| s.statements()).collect()
     }
 
     #[test]

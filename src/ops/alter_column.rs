@@ -43,7 +43,7 @@ use crate::ops::common::{
 use crate::ops::duplicate;
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Schema, Table};
-use crate::step::{Action, LockLevel, Step, Work};
+use crate::step::{LockLevel, Step, Work};
 
 /// `alter_column`: changes one or more properties of `column` in `table`. `up` computes the new
 /// column from the old, `down` the old from the new. pgroll's schema lists `up` and `down` as
@@ -785,16 +785,12 @@ impl OpAlterColumn {
 
         if let Some(u) = &self.unique {
             let name = Ident::new(&u.name);
-            plan.build(Step {
-                title: format!("build unique index {name} on the copy of {}", self.column),
-                table: Some(qual.clone()),
-                lock: LockLevel::ShareUpdateExclusive,
-                work: Work::Concurrent,
-                action: Action::CreateIndexConcurrently {
-                    index: QualName::new(qual.schema.clone(), name.clone()),
-                    sql: format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {qual} ({target})"),
-                },
-            });
+            plan.build(Step::create_index_concurrently(
+                format!("build unique index {name} on the copy of {}", self.column),
+                qual.clone(),
+                QualName::new(qual.schema.clone(), name.clone()),
+                format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {qual} ({target})"),
+            ));
         }
         if let Some(ch) = &self.check {
             let expr = self.check_expr(&ch.constraint, &qual.name, &target);
@@ -837,6 +833,7 @@ mod tests {
     use crate::ops::common::testing::{ctx, plan_ops, render, schema, table};
     use crate::plan::Probe;
     use crate::schema::Index;
+    use crate::step::Action;
 
     /// `users (id integer PK, email varchar(100) NOT NULL + index, bio text)` and
     /// `posts (id, user_id → users.id)`, with the catalog's definitions filled in.

@@ -1210,6 +1210,11 @@ pub(crate) mod testing {
         out
     }
 
+    /// Every statement of `steps`, in order.
+    pub fn statements(steps: &[crate::step::Step]) -> Vec<String> {
+        steps.iter().flat_map(|s| s.statements()).collect()
+    }
+
     /// The error of planning `operations`, as `field: message`.
     pub fn plan_error(schema: &Schema, ctx: &PlanContext, operations: &str) -> String {
         match plan_ops(schema, ctx, operations) {
@@ -1222,6 +1227,16 @@ pub(crate) mod testing {
 // SQL rendering of the shared definitions, for the operations that create columns and
 // constraints (`create_table`, `add_column`, `create_constraint`, `alter_column`). Callers pass
 // the physical names they resolved; user SQL (types, defaults, expressions) is passed through.
+
+/// The serial pseudo-types: the integer type each stands for and its sequence's type.
+pub(crate) fn serial_base_type(type_sql: &str) -> Option<&'static str> {
+    match type_sql.trim().to_ascii_lowercase().as_str() {
+        "smallserial" | "serial2" => Some("smallint"),
+        "serial" | "serial4" => Some("integer"),
+        "bigserial" | "serial8" => Some("bigint"),
+        _ => None,
+    }
+}
 
 /// ` DEFERRABLE INITIALLY DEFERRED|IMMEDIATE` (with its leading space), or `""`.
 pub fn deferrable_sql(deferrable: bool, initially_deferred: bool) -> &'static str {

@@ -36,7 +36,7 @@ use crate::ops::create_index::refuse_broken_concurrent_builds;
 use crate::ops::duplicate;
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Constraint, ConstraintKind, Index, Schema, Table};
-use crate::step::{Action, LockLevel, Step, Work};
+use crate::step::{LockLevel, Step};
 
 /// `create_constraint`: adds constraint `name` of `type` on `columns` of `table`. `up` and `down`
 /// map each column the constraint covers to the SQL that converts it (old → new, new → old).
@@ -537,16 +537,12 @@ impl Operation for OpCreateConstraint {
         let scope = self.new_physical(table, &targets);
         match self.type_ {
             CreateConstraintType::Unique | CreateConstraintType::PrimaryKey => {
-                plan.build(Step {
-                    title: format!("build unique index {name} on the copies in {qual}"),
-                    table: Some(qual.clone()),
-                    lock: LockLevel::ShareUpdateExclusive,
-                    work: Work::Concurrent,
-                    action: Action::CreateIndexConcurrently {
-                        index: QualName::new(qual.schema.clone(), name.clone()),
-                        sql: self.index_sql(&qual, &scope, &targets),
-                    },
-                });
+                plan.build(Step::create_index_concurrently(
+                    format!("build unique index {name} on the copies in {qual}"),
+                    qual.clone(),
+                    QualName::new(qual.schema.clone(), name.clone()),
+                    self.index_sql(&qual, &scope, &targets),
+                ));
             }
             CreateConstraintType::Check | CreateConstraintType::ForeignKey => {
                 let lock = if self.type_ == CreateConstraintType::ForeignKey {
@@ -657,7 +653,7 @@ impl Operation for OpCreateConstraint {
         } else {
             self.columns
                 .iter()
-                .map(|c| duplicate_target(table, c))
+                .map(|c| crate::plan::new_column_name(c))
                 .collect()
         };
         let scope = self.new_physical(table, &physical);
@@ -728,15 +724,6 @@ impl OpCreateConstraint {
                     .map_or_else(|| Ident::new(c.as_str()), |col| col.physical.clone())
             })
             .collect()
-    }
-}
-
-/// The physical name of a column's copy (the duplication names it after the column).
-fn duplicate_target(table: &Table, column: &str) -> Ident {
-    match table.column(column) {
-        Some(c) if duplicate::is_temporary(c) => c.physical.clone(),
-        Some(c) => crate::plan::new_column_name(c.name.as_str()),
-        None => crate::plan::new_column_name(column),
     }
 }
 

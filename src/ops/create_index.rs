@@ -17,7 +17,7 @@ use crate::ops::common::{
 };
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Index, Schema, Table};
-use crate::step::{Action, LockLevel, Step, Work};
+use crate::step::{LockLevel, Step};
 
 /// `create_index`: builds index `name` on `columns` of `table`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -338,19 +338,15 @@ impl Operation for OpCreateIndex {
         let table = self.table(schema)?;
         let qualified = schema.qualify(table);
         let sql = self.create_sql(schema, table)?;
-        plan.build(Step {
-            title: format!(
+        plan.build(Step::create_index_concurrently(
+            format!(
                 "create index {} on {qualified}",
                 Ident::new(self.name.as_str())
             ),
-            table: Some(qualified),
-            lock: LockLevel::ShareUpdateExclusive,
-            work: Work::Concurrent,
-            action: Action::CreateIndexConcurrently {
-                index: self.index_name(schema),
-                sql,
-            },
-        });
+            qualified,
+            self.index_name(schema),
+            sql,
+        ));
         Ok(())
     }
 
@@ -427,6 +423,7 @@ impl Operation for OpCreateIndex {
 mod tests {
     use super::*;
     use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::step::Action;
 
     fn fruits() -> Schema {
         let mut t = table(

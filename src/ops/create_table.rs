@@ -27,8 +27,8 @@ use serde::Deserialize;
 
 use crate::ident::{ident_list, Ident, Literal, QualName};
 use crate::ops::common::{
-    check_sql, deferrable_sql, implicit_name, Column, Constraint, ConstraintType, ForeignKeyAction,
-    ForeignKeyMatchType, IndexParameters, Names,
+    check_sql, deferrable_sql, implicit_name, serial_base_type, Column, Constraint, ConstraintType,
+    ForeignKeyAction, ForeignKeyMatchType, IndexParameters, Names,
 };
 use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{self, Schema, Table};
@@ -862,17 +862,7 @@ impl OpCreateTable {
         }
 
         // As the catalog reader marks them: covered alone by a unique index without predicate.
-        let unique: Vec<Ident> = t
-            .indexes
-            .iter()
-            .filter(|i| {
-                i.unique && i.predicate.is_none() && !i.has_expressions && i.columns.len() == 1
-            })
-            .map(|i| i.columns[0].clone())
-            .collect();
-        for c in &mut t.columns {
-            c.unique = unique.contains(&c.physical);
-        }
+        t.mark_unique_columns();
         t
     }
 }
@@ -910,12 +900,7 @@ fn relation_named(schema: &Schema, name: &str) -> Option<String> {
 /// the views).
 fn model_type(col: &Column) -> String {
     let written = col.type_.as_str().trim();
-    match written.to_ascii_lowercase().as_str() {
-        "serial" | "serial4" => "integer".into(),
-        "bigserial" | "serial8" => "bigint".into(),
-        "smallserial" | "serial2" => "smallint".into(),
-        _ => written.to_string(),
-    }
+    serial_base_type(written).map_or_else(|| written.to_string(), str::to_string)
 }
 
 impl Operation for OpCreateTable {

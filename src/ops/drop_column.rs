@@ -11,7 +11,7 @@ use serde::Deserialize;
 // `"name"` as PostgreSQL quotes it, for messages.
 use crate::ident::{quote_ident as q, Ident, RawSql};
 use crate::ops::common::{find_table, find_table_mut, no_column_on, Names};
-use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
+use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, ConstraintKind, Schema, Table};
 use crate::triggers::DownOnlyRule;
 
@@ -118,7 +118,7 @@ impl Operation for OpDropColumn {
         // added is not seen by the old version at all.
         let old_column = match plan.copies().get(&t, &column.physical) {
             Some(copy) => copy.source().clone(),
-            None if column.physical == new_column_name(column.name.as_str()) => return Ok(()),
+            None if crate::ops::duplicate::is_temporary(column) => return Ok(()),
             None => column.physical.clone(),
         };
         let new_scope: Vec<(Ident, Ident)> = table
@@ -196,7 +196,9 @@ impl Operation for OpDropColumn {
 mod tests {
     use super::*;
     use crate::ident::{Ident, QualName};
-    use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::ops::common::testing::{
+        ctx, plan_error, plan_ops, render, schema, statements, table,
+    };
     use crate::schema::Constraint;
     use crate::step::{LockLevel, Work};
 
@@ -224,10 +226,6 @@ mod tests {
         );
         users.columns[1].unique = true;
         schema(vec![users, orders])
-    }
-
-    fn statements(steps: &[crate::step::Step]) -> Vec<String> {
-        steps.iter().flat_map(|s| s.statements()).collect()
     }
 
     #[test]

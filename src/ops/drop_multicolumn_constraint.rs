@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::ident::RawSql;
 use crate::ops::common::{find_constraint, find_table, find_table_mut, MultiColumnSql, Names};
 use crate::ops::duplicate;
-use crate::plan::{new_column_name, Operation, PlanBuilder, PlanContext, PlanError};
+use crate::plan::{Operation, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Schema, Table};
 use crate::step::{LockLevel, Step};
 
@@ -80,9 +80,7 @@ pub(crate) fn lookup<'s>(
             .column_by_physical(physical.as_str())
             .or_else(|| {
                 t.columns.iter().find(|c| {
-                    duplicate::is_temporary(c)
-                        && c.name == *physical
-                        && c.physical == new_column_name(physical.as_str())
+                    duplicate::is_temporary(c) && c.name == *physical
                 })
             })
             .ok_or_else(|| {

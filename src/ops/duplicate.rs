@@ -75,7 +75,7 @@ use crate::ops::common::{
 };
 use crate::plan::{new_column_name, PlanBuilder, PlanContext, PlanError};
 use crate::schema::{Column, Constraint, ConstraintKind, Index, Schema, Table};
-use crate::step::{Action, Assignment, BackfillKey, LockLevel, Step, Work};
+use crate::step::{Assignment, BackfillKey, LockLevel, Step, Work};
 use crate::triggers::DualWriteRule;
 
 /// Prefix of the temporary names of duplicated constraints and indexes.
@@ -373,7 +373,7 @@ pub fn duplicate_without<'p>(
         copy.without.extend(without.iter().map(|w| w.to_string()));
         return Ok(copy);
     }
-    if col.physical == new_column_name(col.name.as_str()) {
+    if is_temporary(col) {
         return Err(PlanError::new(
             "column",
             format!(
@@ -545,10 +545,7 @@ fn render_table(tc: &TableCopies, ctx: &PlanContext, plan: &mut PlanBuilder) -> 
         expand,
     ));
 
-    let key = match tc.old.backfill_key() {
-        Some(cols) => BackfillKey::Columns(cols),
-        None => BackfillKey::Ctid,
-    };
+    let key = BackfillKey::for_table(&tc.old);
     for c in &tc.copies {
         plan.dual_write(
             ctx,
@@ -697,16 +694,12 @@ fn render_table(tc: &TableCopies, ctx: &PlanContext, plan: &mut PlanBuilder) -> 
         });
     }
     for d in &indexes {
-        plan.build(Step {
-            title: format!("build index {} on the copies of {table}", d.dup),
-            table: Some(table.clone()),
-            lock: LockLevel::ShareUpdateExclusive,
-            work: Work::Concurrent,
-            action: Action::CreateIndexConcurrently {
-                index: QualName::new(table.schema.clone(), d.dup.clone()),
-                sql: d.sql.clone(),
-            },
-        });
+        plan.build(Step::create_index_concurrently(
+            format!("build index {} on the copies of {table}", d.dup),
+            table.clone(),
+            QualName::new(table.schema.clone(), d.dup.clone()),
+            d.sql.clone(),
+        ));
     }
 
     // --- complete -------------------------------------------------------------------------
@@ -1161,6 +1154,7 @@ mod tests {
     use super::*;
     use crate::plan::Facts;
     use crate::schema::{Constraint, Index};
+    use crate::step::Action;
 
     fn ctx() -> PlanContext {
         PlanContext {

@@ -115,17 +115,15 @@ impl Operation for OpRenameColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::common::testing::{ctx, plan_error, plan_ops, render, schema, table};
+    use crate::ops::common::testing::{
+        ctx, plan_error, plan_ops, render, schema, statements, table,
+    };
 
     fn base() -> Schema {
         schema(vec![table(
             "users",
             &[("id", "integer", false), ("name", "text", true)],
         )])
-    }
-
-    fn statements(steps: &[crate::step::Step]) -> Vec<String> {
-        steps.iter().flat_map(|s| s.statements()).collect()
     }
 
     #[test]

@@ -131,15 +131,17 @@ impl Operation for OpRenameConstraint {
     fn apply(&self, schema: &mut Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
         let table = find_table_mut(schema, "table", &self.table)?;
         let to = Ident::new(self.to.as_str());
-        let mut indexed = false;
-        for c in table
+        let indexed = match table
             .constraints
             .iter_mut()
-            .filter(|c| c.name.as_str() == self.from)
+            .find(|c| c.name.as_str() == self.from)
         {
-            c.name = to.clone();
-            indexed = has_index(c.kind);
-        }
+            Some(c) => {
+                c.name = to.clone();
+                has_index(c.kind)
+            }
+            None => false,
+        };
         for i in table.indexes.iter_mut() {
             if i.constraint
                 .as_ref()

@@ -57,11 +57,7 @@ impl Operation for OpRenameTable {
                 format!("table \"{}\" already exists", self.to),
             ));
         }
-        let index = schema
-            .tables
-            .values()
-            .find(|t| t.indexes.iter().any(|i| i.name.as_str() == self.to));
-        if let Some(t) = index {
+        if let Some((t, _)) = schema.index(&self.to) {
             return Err(PlanError::new(
                 "to",
                 format!(
