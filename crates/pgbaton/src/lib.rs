@@ -1,0 +1,34 @@
+//! pgbaton: zero-downtime PostgreSQL schema migrations with the expand/contract pattern.
+//!
+//! Layers, top to bottom (data flows down, nothing calls up):
+//! - [`migrator`]: the public API (init/start/complete/rollback/status/migrate), holds the advisory lock.
+//! - [`plan`] and [`ops`]: each operation validates against a [`schema::Schema`] and returns
+//!   [`step::Step`]s as data; nothing in these modules performs I/O.
+//! - [`executor`]: runs steps with lock timeouts, retries and the journal in [`state`].
+//! - [`backfill`], [`views`], [`triggers`]: the machinery behind the steps.
+//! - [`catalog`]: reads `pg_catalog` into the schema model; [`pg`] and [`config`]: connections.
+//!
+//! The command line lives in the `pgbaton-cli` crate; throwaway servers, the workload and the demo in
+//! `pgbaton-lab`.
+
+pub mod backfill;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod format;
+pub mod ident;
+pub mod migrator;
+pub mod ops;
+pub mod path;
+pub mod pg;
+pub mod plan;
+pub mod planner;
+pub mod schema;
+pub mod state;
+pub mod step;
+pub mod triggers;
+pub mod verify;
+pub mod views;
+
+pub use error::{Error, Result};

@@ -1,0 +1,789 @@
+//! The public API: `Migrator` runs init, start, complete, rollback, status, migrate, latest and
+//! pull against one database and base schema. Every state-changing command holds the per-schema
+//! advisory lock for its whole duration; a second migrator fails at once, naming the holder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::catalog;
+use crate::config::ConnConfig;
+use crate::error::{Error, Result};
+use crate::executor::{ExecOptions, Executor, Journal, Observer, Quiet};
+use crate::format::Migration;
+use crate::ident::Ident;
+use crate::pg;
+use crate::plan::{Plan, PlanContext};
+use crate::planner::{plan_migration, PlanFailure};
+use crate::state::{self, MigrationRecord};
+use crate::step::Phase;
+use crate::views::version_schema_name;
+
+/// Settings that are not about the connection.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The base schema whose tables are migrated (`public`).
+    pub schema: String,
+    /// Where pgbaton keeps its state (`pgbaton`).
+    pub state_schema: String,
+    pub exec: ExecOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            schema: "public".into(),
+            state_schema: "pgbaton".into(),
+            exec: ExecOptions::default(),
+        }
+    }
+}
+
+/// What `start` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct StartOutcome {
+    pub migration: String,
+    pub version_schema: String,
+    /// True when an interrupted start was continued from its journal.
+    pub resumed: bool,
+    pub completed: bool,
+}
+
+/// The state of a schema's migrations, for `pgbaton status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub schema: String,
+    pub state_schema: String,
+    pub initialized: bool,
+    /// The last completed migration.
+    pub latest: Option<String>,
+    pub latest_version_schema: Option<String>,
+    pub active: Option<ActiveStatus>,
+    pub completed_count: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveStatus {
+    pub name: String,
+    pub status: String,
+    pub version_schema: String,
+    pub started_at: String,
+    /// Journal: (phase, steps done, steps total, failed step error if any).
+    pub phases: Vec<PhaseStatus>,
+    pub backfills: Vec<crate::backfill::BackfillStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseStatus {
+    pub phase: String,
+    pub done: usize,
+    pub total: usize,
+    pub failed: Option<String>,
+}
+
+/// The migrator: one connection, one base schema.
+pub struct Migrator {
+    client: Client,
+    conn: ConnConfig,
+    settings: Settings,
+    state: Ident,
+    observer: Arc<dyn Observer>,
+    server_version_num: i32,
+}
+
+impl Migrator {
+    pub async fn connect(conn: ConnConfig, settings: Settings) -> Result<Migrator> {
+        let client = pg::connect(&conn).await?;
+        // If this process dies mid-statement, let the server notice within a second and end the
+        // session (releasing its locks) instead of finishing a long statement for nobody.
+        // PostgreSQL 14+; best effort (an older server or a pooler may refuse it).
+        let _ = client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .await;
+        let row = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await?;
+        Ok(Migrator {
+            client,
+            conn,
+            state: Ident::new(settings.state_schema.clone()),
+            settings,
+            observer: Arc::new(Quiet),
+            server_version_num: row.get(0),
+        })
+    }
+
+    /// Sends executor events (steps, retries, backfill progress) to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Migrator {
+        self.observer = observer;
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn conn(&self) -> &ConnConfig {
+        &self.conn
+    }
+
+    fn schema(&self) -> &str {
+        &self.settings.schema
+    }
+
+    /// Runs `f` holding the per-schema advisory lock; releases it on every path.
+    async fn locked<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let key = format!("{}.{}", self.settings.state_schema, self.schema());
+        if !pg::try_migration_lock(&self.client, &key).await? {
+            let holder = pg::lock_holder(&self.client, &key).await?;
+            return Err(match holder {
+                Some(h) => Error::Locked {
+                    schema: self.schema().to_string(),
+                    pid: h.pid,
+                    application: h.application_name,
+                    since: h.since,
+                },
+                None => Error::Locked {
+                    schema: self.schema().to_string(),
+                    pid: 0,
+                    application: "unknown (lock released while looking)".into(),
+                    since: "-".into(),
+                },
+            });
+        }
+        let result = f.await;
+        // Make sure no aborted transaction hides the unlock.
+        let _ = self.client.batch_execute("ROLLBACK").await;
+        let unlocked = pg::unlock_migration_lock(&self.client, &key).await;
+        match (result, unlocked) {
+            (Ok(v), Ok(_)) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Creates the state schema (idempotent).
+    pub async fn init(&self) -> Result<()> {
+        self.locked(state::init(&self.client, &self.state)).await
+    }
+
+    fn journal(&self, name: &str) -> Journal {
+        Journal {
+            state: self.state.clone(),
+            schema: self.schema().to_string(),
+            migration: name.to_string(),
+        }
+    }
+
+    async fn run_phase(&self, name: &str, phase: Phase, plan: &Plan) -> Result<()> {
+        if phase == Phase::Rollback && !self.start_touched_anything(name).await? {
+            // Nothing of the start ran (e.g. its first step never got its lock): there is
+            // nothing to undo, and the undo steps would wait for the same locks again.
+            return Ok(());
+        }
+        let journal = self.journal(name);
+        let exec = Executor::new(
+            &self.client,
+            &self.conn,
+            &journal,
+            &self.settings.exec,
+            self.observer.as_ref(),
+        )
+        .await?;
+        exec.run_plan(plan, phase).await
+    }
+
+    /// Whether any start step of `name` ran (or may have run: `running` after a crash).
+    async fn start_touched_anything(&self, name: &str) -> Result<bool> {
+        let statuses =
+            state::step_statuses(&self.client, &self.state, self.schema(), name, Phase::Start)
+                .await?;
+        Ok(statuses.iter().any(|s| s != "planned" && s != "failed"))
+    }
+
+    /// Plans a migration against the live schema without changing anything. Also checks that
+    /// no other migration is active and that the version schema name is free.
+    pub async fn plan(&self, migration: &Migration) -> Result<Plan> {
+        Ok(self.prepare(migration).await?.0)
+    }
+
+    /// Validates a migration against the live schema; changes nothing.
+    pub async fn validate(&self, migration: &Migration) -> Result<Plan> {
+        self.plan(migration).await
+    }
+
+    async fn prepare(&self, migration: &Migration) -> Result<(Plan, PlanContext, Option<String>)> {
+        let schema = self.schema();
+        let initialized = state::is_initialized(&self.client, &self.state).await?;
+        let parent = if initialized {
+            state::latest_completed(&self.client, &self.state, schema).await?
+        } else {
+            None
+        };
+        let version = migration
+            .version_schema
+            .clone()
+            .unwrap_or_else(|| migration.name.clone());
+        let version_schema = version_schema_name(schema, &version);
+        if !version_schema.fits() {
+            return Err(PlanFailure::Invalid {
+                file: migration.file.clone(),
+                line: None,
+                index: 0,
+                kind: "version_schema",
+                source: crate::plan::PlanError::new(
+                    "version_schema",
+                    format!("version schema name {version_schema} is longer than 63 bytes; set a shorter version_schema"),
+                ),
+            }
+            .into());
+        }
+        let mut previous_version_schema = None;
+        if let Some(p) = &parent {
+            if catalog::schema_exists(&self.client, &p.version_schema).await? {
+                previous_version_schema = Some(Ident::new(p.version_schema.clone()));
+            }
+        }
+        let mut ctx = PlanContext {
+            migration: migration.name.clone(),
+            schema: Ident::new(schema),
+            version_schema,
+            previous_version_schema,
+            server_version_num: self.server_version_num,
+            facts: Default::default(),
+            missing: Default::default(),
+        };
+        let live = catalog::read_schema(&self.client, schema).await?;
+        let (mut plan, _) = plan_migration(migration, live.clone(), &ctx)?;
+        // Planning asks the server questions it cannot answer alone (is this default volatile,
+        // does this type change rewrite): answer them, then plan again with the answers.
+        let missing: Vec<_> = ctx.missing.take().into_iter().collect();
+        if !missing.is_empty() {
+            for (probe, answer) in catalog::probe(&self.client, &missing).await? {
+                ctx.facts.answers.insert(probe, answer);
+            }
+            plan = plan_migration(migration, live, &ctx)?.0;
+        }
+        Ok((plan, ctx, parent.map(|p| p.name)))
+    }
+
+    /// Starts a migration: expand, dual-write triggers, backfill, new version schema. Continues an
+    /// interrupted start of the same migration from its journal. With `complete`, completes it too.
+    pub async fn start(&self, migration: &Migration, complete: bool) -> Result<StartOutcome> {
+        self.locked(async {
+            state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
+            let schema = self.schema();
+            let mut resumed = false;
+            let record = match state::active(&self.client, &self.state, schema).await? {
+                Some(active) if active.name == migration.name => {
+                    if active.document != migration.raw {
+                        return Err(Error::Other(format!(
+                            "migration \"{}\" is active but {} differs from the document it was started with; \
+                             roll it back first to start the changed file",
+                            active.name, migration.file
+                        )));
+                    }
+                    resumed = true;
+                    active
+                }
+                Some(active) => {
+                    return Err(Error::AlreadyActive {
+                        schema: schema.to_string(),
+                        active: active.name,
+                        requested: migration.name.clone(),
+                    })
+                }
+                None => {
+                    if let Some(done) = state::get(&self.client, &self.state, schema, &migration.name).await? {
+                        if done.status == state::COMPLETED {
+                            return Err(Error::AlreadyApplied { schema: schema.to_string(), name: done.name });
+                        }
+                    }
+                    let (plan, ctx, parent) = self.prepare(migration).await?;
+                    if catalog::schema_exists(&self.client, ctx.version_schema.as_str()).await? {
+                        return Err(Error::Other(format!(
+                            "schema {} already exists; pgbaton creates it as the version schema of \"{}\": \
+                             drop or rename it, or set version_schema in the file",
+                            ctx.version_schema, migration.name
+                        )));
+                    }
+                    crate::backfill::clear(&self.client, &self.state, &migration.name).await?;
+                    state::insert_migration(
+                        &self.client,
+                        &self.state,
+                        state::NewMigration {
+                            schema,
+                            name: &migration.name,
+                            parent: parent.as_deref(),
+                            version_schema: ctx.version_schema.as_str(),
+                            document: &migration.raw,
+                            plan: &plan,
+                        },
+                    )
+                    .await?;
+                    state::get(&self.client, &self.state, schema, &migration.name)
+                        .await?
+                        .ok_or_else(|| Error::Other("the migration row vanished after insert".into()))?
+                }
+            };
+            match record.status.as_str() {
+                state::STARTING => self.finish_start(&record).await?,
+                state::ACTIVE => {}
+                other => {
+                    return Err(Error::Other(format!(
+                        "migration \"{}\" is {other}: run `pgbaton {}` to finish that first",
+                        record.name,
+                        if other == state::COMPLETING { "complete" } else { "rollback" }
+                    )))
+                }
+            }
+            if complete {
+                self.finish_complete(&record).await?;
+            }
+            Ok(StartOutcome {
+                migration: record.name.clone(),
+                version_schema: record.version_schema.clone(),
+                resumed,
+                completed: complete,
+            })
+        })
+        .await
+    }
+
+    /// Runs (the rest of) the start phase. A failure in a DDL step rolls back automatically, so
+    /// the schema is as before; a failure in a backfill keeps the rows already done and leaves
+    /// the migration resumable (`pgbaton start FILE` again) or roll-back-able.
+    async fn finish_start(&self, record: &MigrationRecord) -> Result<()> {
+        let schema = self.schema();
+        match self
+            .run_phase(&record.name, Phase::Start, &record.plan)
+            .await
+        {
+            Ok(()) => {
+                state::set_status(
+                    &self.client,
+                    &self.state,
+                    schema,
+                    &record.name,
+                    state::ACTIVE,
+                )
+                .await
+            }
+            Err(e) => {
+                if matches!(&e, Error::Backfill(b) if b.is_transient()) {
+                    return Err(Error::StartFailed {
+                        cause: Box::new(e),
+                        outcome: "the backfill checkpoint is kept: run `pgbaton start` with the same file (or \
+                                  `pgbaton resume`) to continue where it stopped, or `pgbaton rollback` to undo"
+                            .into(),
+                    });
+                }
+                state::set_status(
+                    &self.client,
+                    &self.state,
+                    schema,
+                    &record.name,
+                    state::ROLLING_BACK,
+                )
+                .await?;
+                match self
+                    .run_phase(&record.name, Phase::Rollback, &record.plan)
+                    .await
+                {
+                    Ok(()) => {
+                        state::set_status(
+                            &self.client,
+                            &self.state,
+                            schema,
+                            &record.name,
+                            state::ROLLED_BACK,
+                        )
+                        .await?;
+                        Err(Error::StartFailed {
+                            cause: Box::new(e),
+                            outcome: "start failed and was rolled back: the schema is as before".into(),
+                        })
+                    }
+                    Err(r) => Err(Error::StartFailed {
+                        cause: Box::new(e),
+                        outcome: format!(
+                            "start failed, and the automatic rollback failed too: {r}\n\
+                             fix the cause and run `pgbaton rollback` (or `pgbaton rollback --force`)"
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn finish_complete(&self, record: &MigrationRecord) -> Result<()> {
+        let schema = self.schema();
+        state::set_status(
+            &self.client,
+            &self.state,
+            schema,
+            &record.name,
+            state::COMPLETING,
+        )
+        .await?;
+        self.run_phase(&record.name, Phase::Complete, &record.plan)
+            .await?;
+        crate::backfill::clear(&self.client, &self.state, &record.name).await?;
+        state::set_status(
+            &self.client,
+            &self.state,
+            schema,
+            &record.name,
+            state::COMPLETED,
+        )
+        .await
+    }
+
+    /// Completes the active migration (finishing an interrupted start first).
+    pub async fn complete(&self) -> Result<String> {
+        self.locked(async {
+            state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
+            let record = self.require_active().await?;
+            match record.status.as_str() {
+                state::STARTING => self.finish_start(&record).await?,
+                state::ROLLING_BACK => {
+                    return Err(Error::Other(format!(
+                    "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
+                    record.name
+                )))
+                }
+                _ => {}
+            }
+            self.finish_complete(&record).await?;
+            Ok(record.name)
+        })
+        .await
+    }
+
+    async fn require_active(&self) -> Result<MigrationRecord> {
+        state::active(&self.client, &self.state, self.schema())
+            .await?
+            .ok_or_else(|| Error::NoActiveMigration {
+                schema: self.schema().to_string(),
+            })
+    }
+
+    /// Rolls the active migration back. With `force`, a failing user `sql` step (a raw `down`)
+    /// is skipped instead of stopping the rollback; the returned list names what was skipped,
+    /// which the caller must undo by hand.
+    pub async fn rollback(&self, force: bool) -> Result<RollbackOutcome> {
+        self.locked(async {
+            state::require_initialized(&self.client, &self.state).await?;
+            state::upgrade(&self.client, &self.state).await?;
+            let record = self.require_active().await?;
+            if record.status == state::COMPLETING {
+                return Err(Error::Other(format!(
+                    "migration \"{}\" is part way through complete (old columns may already be gone): \
+                     run `pgbaton complete` to finish it; it cannot be rolled back",
+                    record.name
+                )));
+            }
+            let schema = self.schema();
+            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLING_BACK).await?;
+            let mut skipped = Vec::new();
+            loop {
+                match self.run_phase(&record.name, Phase::Rollback, &record.plan).await {
+                    Ok(()) => break,
+                    Err(Error::Step { phase: Phase::Rollback, ordinal, title, message })
+                        if force && matches!(record.plan.rollback.get(ordinal).map(|s| &s.action), Some(crate::step::Action::UserSql(_))) =>
+                    {
+                        self.client
+                            .batch_execute(&state::mark_step_sql(&self.state, schema, &record.name, Phase::Rollback, ordinal, "done"))
+                            .await?;
+                        skipped.push(SkippedStep {
+                            title,
+                            sql: record.plan.rollback[ordinal].statements().join("\n"),
+                            error: message,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            crate::backfill::clear(&self.client, &self.state, &record.name).await?;
+            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLED_BACK).await?;
+            Ok(RollbackOutcome { migration: record.name, skipped })
+        })
+        .await
+    }
+
+    /// The state of the schema's migrations.
+    pub async fn status(&self) -> Result<Status> {
+        let schema = self.schema();
+        let initialized = state::is_initialized(&self.client, &self.state).await?;
+        let mut status = Status {
+            schema: schema.to_string(),
+            state_schema: self.settings.state_schema.clone(),
+            initialized,
+            latest: None,
+            latest_version_schema: None,
+            active: None,
+            completed_count: 0,
+        };
+        if !initialized {
+            return Ok(status);
+        }
+        let history = state::history(&self.client, &self.state, schema).await?;
+        status.completed_count = history
+            .iter()
+            .filter(|m| m.status == state::COMPLETED)
+            .count();
+        if let Some(last) = history.iter().rev().find(|m| m.status == state::COMPLETED) {
+            status.latest = Some(last.name.clone());
+            status.latest_version_schema = Some(last.version_schema.clone());
+        }
+        if let Some(active) = history.iter().find(|m| m.is_active()) {
+            // The whole journal in one query, then per phase (in ordinal order).
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT phase, status, error, title FROM {}.steps \
+                         WHERE schema = $1 AND migration = $2 ORDER BY ordinal",
+                        self.state
+                    ),
+                    &[&schema, &active.name],
+                )
+                .await?;
+            let mut phases = Vec::new();
+            for phase in [Phase::Start, Phase::Complete, Phase::Rollback] {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(0) == phase.as_str())
+                    .collect();
+                let done = rows
+                    .iter()
+                    .filter(|r| r.get::<_, String>(1) == "done")
+                    .count();
+                let failed = rows
+                    .iter()
+                    .find(|r| r.get::<_, String>(1) == "failed")
+                    .map(|r| {
+                        format!(
+                            "{}: {}",
+                            r.get::<_, String>(3),
+                            r.get::<_, Option<String>>(2).unwrap_or_default()
+                        )
+                    });
+                phases.push(PhaseStatus {
+                    phase: phase.as_str().into(),
+                    done,
+                    total: rows.len(),
+                    failed,
+                });
+            }
+            let backfills =
+                crate::backfill::status(&self.client, &self.state, Some(&active.name)).await?;
+            status.active = Some(ActiveStatus {
+                name: active.name.clone(),
+                status: active.status.clone(),
+                version_schema: active.version_schema.clone(),
+                started_at: active.started_at.clone(),
+                phases,
+                backfills,
+            });
+        }
+        Ok(status)
+    }
+
+    /// The newest migration (active or completed) and its version schema.
+    pub async fn latest(&self) -> Result<Option<(String, String)>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let history = state::history(&self.client, &self.state, self.schema()).await?;
+        Ok(history
+            .last()
+            .map(|m| (m.name.clone(), m.version_schema.clone())))
+    }
+
+    /// The last completed migration and its version schema.
+    pub async fn latest_completed(&self) -> Result<Option<(String, String)>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        Ok(
+            state::latest_completed(&self.client, &self.state, self.schema())
+                .await?
+                .map(|m| (m.name, m.version_schema)),
+        )
+    }
+
+    /// The connection URL that puts the latest version schema first in `search_path`.
+    pub async fn latest_url(&self) -> Result<Option<String>> {
+        Ok(self
+            .latest()
+            .await?
+            .map(|(_, vs)| self.conn.url_with_search_path(&vs)))
+    }
+
+    /// Applies every pending migration of `dir` in lexical order: all but the last are started
+    /// and completed; the last is left active unless `complete`. Refuses when the recorded
+    /// history does not match the directory. Returns the names applied.
+    pub async fn migrate(&self, dir: &Path, complete: bool) -> Result<Vec<String>> {
+        let files = crate::format::load_dir(dir)?;
+        state::require_initialized(&self.client, &self.state).await?;
+        let schema = self.schema();
+        if let Some(active) = state::active(&self.client, &self.state, schema).await? {
+            return Err(Error::AlreadyActive {
+                schema: schema.to_string(),
+                active: active.name,
+                requested: format!("the migrations of {}", dir.display()),
+            });
+        }
+        let history = state::history(&self.client, &self.state, schema).await?;
+        for (i, applied) in history.iter().enumerate() {
+            match files.get(i) {
+                Some(f) if f.name == applied.name => {
+                    if f.raw != applied.document {
+                        return Err(Error::HistoryMismatch {
+                            schema: schema.to_string(),
+                            dir: dir.display().to_string(),
+                            detail: format!("{} differs from the migration \"{}\" applied before", f.file, f.name),
+                        });
+                    }
+                }
+                Some(f) => {
+                    return Err(Error::HistoryMismatch {
+                        schema: schema.to_string(),
+                        dir: dir.display().to_string(),
+                        detail: format!(
+                            "migration #{} applied was \"{}\" but the directory has \"{}\" ({}) in that place",
+                            i + 1,
+                            applied.name,
+                            f.name,
+                            f.file
+                        ),
+                    })
+                }
+                None => {
+                    return Err(Error::HistoryMismatch {
+                        schema: schema.to_string(),
+                        dir: dir.display().to_string(),
+                        detail: format!("migration \"{}\" was applied but has no file in the directory", applied.name),
+                    })
+                }
+            }
+        }
+        let pending = &files[history.len()..];
+        let mut applied = Vec::new();
+        for (i, m) in pending.iter().enumerate() {
+            let last = i + 1 == pending.len();
+            self.start(m, !last || complete).await?;
+            applied.push(m.name.clone());
+        }
+        Ok(applied)
+    }
+
+    /// Writes the documents of the schema's migration history into `dir` as `<name>.json`.
+    pub async fn pull(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let history = state::history(&self.client, &self.state, self.schema()).await?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        let mut written = Vec::new();
+        for m in history {
+            let path = dir.join(format!("{}.json", m.name));
+            let text = serde_json::to_string_pretty(&m.document)
+                .map_err(|e| Error::Other(format!("cannot render {}: {e}", m.name)))?;
+            std::fs::write(&path, text + "\n").map_err(|source| Error::Io {
+                context: format!("cannot write {}", path.display()),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// Pauses the running backfill of this schema (from any machine).
+    pub async fn pause(&self) -> Result<()> {
+        state::require_initialized(&self.client, &self.state).await?;
+        crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema()))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Lifts an operator pause, and continues an interrupted start (e.g. after the process running
+    /// the backfill was killed) from its journal and backfill checkpoint. Returns the migration
+    /// whose start was continued, if any.
+    pub async fn resume(&self) -> Result<Option<String>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        crate::backfill::resume(&self.client, &self.state, &Ident::new(self.schema())).await?;
+        let Some(active) = state::active(&self.client, &self.state, self.schema()).await? else {
+            return Ok(None);
+        };
+        if active.status != state::STARTING {
+            return Ok(None);
+        }
+        // Another process may still be running that start (and was only paused): the advisory
+        // lock tells, and then lifting the pause was all there was to do.
+        let result = self
+            .locked(async {
+                let record = self.require_active().await?;
+                if record.status == state::STARTING {
+                    self.finish_start(&record).await?;
+                    Ok(Some(record.name))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await;
+        match result {
+            Err(Error::Locked { .. }) => Ok(None),
+            other => other,
+        }
+    }
+}
+
+impl Migrator {
+    /// Checks, batch by batch, that the active migration's dual-written columns agree with their
+    /// `up` (and `down`) expressions: one report per table with a dual-write trigger.
+    pub async fn verify(
+        &self,
+        opts: &crate::verify::VerifyOptions,
+    ) -> Result<Vec<crate::verify::VerifyReport>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let active = self.require_active().await?;
+        let mut reports = Vec::new();
+        for spec in &active.plan.triggers {
+            // Walk the table the way its backfill did (keyset or ctid).
+            let key = active
+                .plan
+                .start
+                .iter()
+                .find_map(|s| match &s.action {
+                    crate::step::Action::Backfill(b) if b.table == spec.table => {
+                        Some(b.key.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(crate::step::BackfillKey::Ctid);
+            reports.push(crate::verify::verify(&self.client, spec, &key, opts).await?);
+        }
+        Ok(reports)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RollbackOutcome {
+    pub migration: String,
+    /// Steps skipped by `--force`: the caller must undo these by hand.
+    pub skipped: Vec<SkippedStep>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedStep {
+    pub title: String,
+    pub sql: String,
+    pub error: String,
+}
