@@ -15,7 +15,31 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await?
         .get(0);
+    let mut by_oid = read_tables(client, schema).await?;
+    let oids: Vec<u32> = by_oid.keys().copied().collect();
+    read_columns(client, &oids, &mut by_oid).await?;
+    read_constraints(client, &oids, &mut by_oid).await?;
+    read_indexes(client, &oids, &mut by_oid).await?;
+    read_has_rows(client, schema, &mut by_oid).await?;
 
+    let mut tables = BTreeMap::new();
+    for mut t in by_oid.into_values() {
+        t.mark_unique_columns();
+        tables.insert(t.name.as_str().to_string(), t);
+    }
+    let usage_grantees = schema_usage_grantees(client, schema).await?;
+    Ok(Schema {
+        name: Ident::new(schema),
+        tables,
+        server_version_num,
+        opaque: false,
+        usage_grantees,
+        dropped_tables: Vec::new(),
+    })
+}
+
+/// The tables of `schema` by oid, without columns, constraints or indexes yet.
+async fn read_tables(client: &Client, schema: &str) -> Result<BTreeMap<u32, Table>> {
     let rows = client
         .query(
             "SELECT c.oid, c.relname::text, c.relreplident::text, c.reltuples::bigint,
@@ -49,8 +73,14 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         t.grants = row.get(6);
         by_oid.insert(oid, t);
     }
-    let oids: Vec<u32> = by_oid.keys().copied().collect();
+    Ok(by_oid)
+}
 
+async fn read_columns(
+    client: &Client,
+    oids: &[u32],
+    by_oid: &mut BTreeMap<u32, Table>,
+) -> Result<()> {
     let cols = client
         .query(
             "SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
@@ -83,6 +113,14 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         t.columns.push(c);
     }
 
+    Ok(())
+}
+
+async fn read_constraints(
+    client: &Client,
+    oids: &[u32],
+    by_oid: &mut BTreeMap<u32, Table>,
+) -> Result<()> {
     let cons = client
         .query(
             "SELECT c.conrelid, c.conname::text, c.contype::text, c.convalidated, pg_get_constraintdef(c.oid),
@@ -137,6 +175,14 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         });
     }
 
+    Ok(())
+}
+
+async fn read_indexes(
+    client: &Client,
+    oids: &[u32],
+    by_oid: &mut BTreeMap<u32, Table>,
+) -> Result<()> {
     let idx = client
         .query(
             "SELECT i.indrelid, ic.relname::text, i.indisunique, i.indisprimary, i.indisvalid,
@@ -175,7 +221,15 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         });
     }
 
-    // Whether each table holds rows: one round trip for all tables.
+    Ok(())
+}
+
+/// Whether each table holds rows: one round trip for all tables.
+async fn read_has_rows(
+    client: &Client,
+    schema: &str,
+    by_oid: &mut BTreeMap<u32, Table>,
+) -> Result<()> {
     if !by_oid.is_empty() {
         let probes = by_oid
             .values()
@@ -197,20 +251,7 @@ pub async fn read_schema(client: &Client, schema: &str) -> Result<Schema> {
         }
     }
 
-    let mut tables = BTreeMap::new();
-    for mut t in by_oid.into_values() {
-        t.mark_unique_columns();
-        tables.insert(t.name.as_str().to_string(), t);
-    }
-    let usage_grantees = schema_usage_grantees(client, schema).await?;
-    Ok(Schema {
-        name: Ident::new(schema),
-        tables,
-        server_version_num,
-        opaque: false,
-        usage_grantees,
-        dropped_tables: Vec::new(),
-    })
+    Ok(())
 }
 
 /// Whether a schema (namespace) exists.

@@ -8,7 +8,10 @@ use crate::ident::{Ident, QualName};
 use crate::schema::Schema;
 use serde::{Deserialize, Serialize};
 
-use crate::step::{Assignment, BackfillKey, BackfillPass, BackfillSpec, Phase, Step};
+use crate::step::{
+    Action, Assignment, BackfillKey, BackfillPass, BackfillSpec, LockLevel, Phase, Step, Work,
+    WriteWindow,
+};
 use crate::triggers::{DownOnlyRule, DualWriteRule, TriggerSpec};
 
 /// What every operation implements. `validate`, `start`, `complete` and `rollback` see the schema
@@ -414,22 +417,44 @@ impl PlanBuilder {
         drop_previous: Vec<Step>,
         drop_version: Vec<Step>,
     ) -> Plan {
-        use crate::step::{Action, LockLevel, Work};
-
         let copies = std::mem::take(&mut self.copies);
         copies.render(&mut self);
-        // A table with a backfill and a trigger gets a write window: its fill runs before its
-        // dual-write trigger exists, then a catch-up pass (see `crate::step::WriteWindow`).
-        let mut backfills = self.backfills;
+        let windows = self.open_windows();
+        let start = self.start_steps(&windows, version_steps);
+        let complete = self.complete_steps(&windows, drop_previous);
+        let (rollback, rollback_requires) = self.rollback_steps(&windows, drop_version);
+        Plan {
+            start,
+            complete,
+            rollback,
+            rollback_requires,
+            triggers: self.triggers.into_values().collect(),
+        }
+    }
+
+    /// A table with a backfill and a trigger gets a write window: its fill runs before its
+    /// dual-write trigger exists, then a catch-up pass (see `crate::step::WriteWindow`).
+    fn open_windows(&mut self) -> BTreeMap<QualName, WriteWindow> {
         let mut windows = BTreeMap::new();
-        for spec in backfills.values_mut() {
+        for spec in self.backfills.values_mut() {
             if self.triggers.contains_key(&spec.table) && !self.partitioned.contains(&spec.table) {
                 let window = crate::triggers::write_window(&spec.table);
                 windows.insert(spec.table.clone(), window.clone());
                 spec.window = Some(window);
             }
         }
-        let mut start = self.expand;
+        windows
+    }
+
+    /// expand → windows opened → per table: fill, then its trigger (closing the window) →
+    /// guards → catch-up passes → concurrent builds → version schema.
+    fn start_steps(
+        &mut self,
+        windows: &BTreeMap<QualName, WriteWindow>,
+        version_steps: Vec<Step>,
+    ) -> Vec<Step> {
+        let backfills = std::mem::take(&mut self.backfills);
+        let mut start = std::mem::take(&mut self.expand);
         for spec in backfills.values() {
             if let Some(window) = &spec.window {
                 start.push(crate::triggers::open_window_step(&spec.table, window));
@@ -469,14 +494,21 @@ impl PlanBuilder {
                 start.push(backfill_step(format!("backfill {table}"), spec));
             }
         }
-        start.extend(self.guards);
+        start.append(&mut self.guards);
         start.extend(catch_ups);
-        start.extend(self.builds);
+        start.append(&mut self.builds);
         start.extend(version_steps);
+        start
+    }
 
-        // Validation first (long, blocks nobody; the old version still works meanwhile), then the
-        // old version's schema goes, then the short contract transactions.
-        let mut complete = self.validate;
+    /// Validation first (long, blocks nobody; the old version still works meanwhile), then the
+    /// old version's schema goes, then the short contract transactions.
+    fn complete_steps(
+        &mut self,
+        windows: &BTreeMap<QualName, WriteWindow>,
+        drop_previous: Vec<Step>,
+    ) -> Vec<Step> {
+        let mut complete = std::mem::take(&mut self.validate);
         complete.extend(drop_previous);
         // Group contract statements per table, first-mention order: the dual-write trigger and
         // the marker column go first, then the operations' statements in ContractOrder.
@@ -492,10 +524,11 @@ impl PlanBuilder {
                     windows.get(&spec.table),
                 ));
         }
-        let mut contract = self.contract;
-        contract.sort_by_key(|(_, order, _)| *order); // stable: operation order within a kind
-                                                      // Table renames and drops of the whole migration: one transaction, in operation order,
-                                                      // after every per-table one (a rename may take a name another table frees).
+        let mut contract = std::mem::take(&mut self.contract);
+        // Stable: operation order within a kind.
+        contract.sort_by_key(|(_, order, _)| *order);
+        // Table renames and drops of the whole migration: one transaction, in operation order,
+        // after every per-table one (a rename may take a name another table frees).
         let mut table_names: Vec<(QualName, String)> = Vec::new();
         for (table, kind, sql) in contract {
             if kind == ContractOrder::RenameTable {
@@ -528,8 +561,17 @@ impl PlanBuilder {
                 table_names.into_iter().map(|(_, sql)| sql).collect(),
             ));
         }
-        complete.extend(self.after_complete);
+        complete.append(&mut self.after_complete);
+        complete
+    }
 
+    /// This version's schema dropped → triggers off → each operation's undo, in reverse order;
+    /// with, per conditional undo step, the start steps that must have run for it to run.
+    fn rollback_steps(
+        &mut self,
+        windows: &BTreeMap<QualName, WriteWindow>,
+        drop_version: Vec<Step>,
+    ) -> (Vec<Step>, BTreeMap<usize, Vec<usize>>) {
         let mut rollback = drop_version;
         for spec in self.triggers.values() {
             let sql = crate::triggers::teardown_sql(spec, windows.get(&spec.table));
@@ -541,10 +583,10 @@ impl PlanBuilder {
                 sql,
             ));
         }
-        let mut undo = self.undo;
-        let mut op_expand = self.op_expand;
+        let mut undo = std::mem::take(&mut self.undo);
+        let mut op_expand = std::mem::take(&mut self.op_expand);
         if !self.current_undo.is_empty() {
-            undo.push(self.current_undo);
+            undo.push(std::mem::take(&mut self.current_undo));
             op_expand.push(self.expand_mark..self.expand_mark);
         }
         // `expand` steps come first in `start`, so their index is their ordinal.
@@ -557,13 +599,7 @@ impl PlanBuilder {
                 rollback.push(step);
             }
         }
-        Plan {
-            start,
-            complete,
-            rollback,
-            rollback_requires,
-            triggers: self.triggers.into_values().collect(),
-        }
+        (rollback, rollback_requires)
     }
 }
 
