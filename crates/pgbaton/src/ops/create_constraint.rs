@@ -250,21 +250,9 @@ fn referenced(
     Ok((schema.qualify(t), cols))
 }
 
-impl Operation for OpCreateConstraint {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn validate(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError> {
-        if self.type_ == CreateConstraintType::Exclude {
-            return Err(PlanError::new(
-                "type",
-                "an exclusion constraint cannot be added without blocking writes (PostgreSQL has no \
-                 concurrent way to build one), and pgroll's create_constraint does not allow it; \
-                 add it with a `sql` operation if the table can be locked for the index build",
-            ));
-        }
-        let table = self.table(schema)?;
+impl OpCreateConstraint {
+    /// The constraint's name is free (and so is the index name a unique or primary key takes).
+    fn validate_name(&self, schema: &Schema, table: &Table) -> Result<(), PlanError> {
         if table.constraint(&self.name).is_some() {
             return Err(PlanError::new(
                 "name",
@@ -301,6 +289,11 @@ impl Operation for OpCreateConstraint {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The columns exist, once each, each with its `up` and `down` on an existing table.
+    fn validate_columns(&self, table: &Table) -> Result<(), PlanError> {
         if self.columns.is_empty() {
             return Err(PlanError::new(
                 "columns",
@@ -345,8 +338,12 @@ impl Operation for OpCreateConstraint {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `check`, `no_inherit` and `index_parameters` fit the constraint's type.
+    fn validate_kind_fields(&self, table: &Table) -> Result<(), PlanError> {
         let is_check = self.type_ == CreateConstraintType::Check;
-        let is_fk = self.type_ == CreateConstraintType::ForeignKey;
         match (&self.check, is_check) {
             (None, true) => {
                 return Err(PlanError::new(
@@ -391,6 +388,12 @@ impl Operation for OpCreateConstraint {
                 find_column(table, &format!("index_parameters.include_columns[{i}]"), c)?;
             }
         }
+        Ok(())
+    }
+
+    /// `references` is there exactly for a foreign key, and names a unique target.
+    fn validate_references(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError> {
+        let is_fk = self.type_ == CreateConstraintType::ForeignKey;
         match (&self.references, is_fk) {
             (None, true) => {
                 return Err(PlanError::new(
@@ -473,6 +476,29 @@ impl Operation for OpCreateConstraint {
             }
             (None, false) => {}
         }
+        Ok(())
+    }
+}
+
+impl Operation for OpCreateConstraint {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn validate(&self, schema: &Schema, ctx: &PlanContext) -> Result<(), PlanError> {
+        if self.type_ == CreateConstraintType::Exclude {
+            return Err(PlanError::new(
+                "type",
+                "an exclusion constraint cannot be added without blocking writes (PostgreSQL has no \
+                 concurrent way to build one), and pgroll's create_constraint does not allow it; \
+                 add it with a `sql` operation if the table can be locked for the index build",
+            ));
+        }
+        let table = self.table(schema)?;
+        self.validate_name(schema, table)?;
+        self.validate_columns(table)?;
+        self.validate_kind_fields(table)?;
+        self.validate_references(schema, ctx)?;
         if self.type_ == CreateConstraintType::PrimaryKey {
             if let Some(pk) = table.primary_key() {
                 return Err(PlanError::new(

@@ -346,6 +346,88 @@ impl OpCreateTable {
         pk_seen: &mut Option<usize>,
     ) -> Result<(), PlanError> {
         let f = |field: &str| format!("constraints[{i}].{field}");
+        let index_backed = matches!(
+            c.type_,
+            ConstraintType::Unique | ConstraintType::PrimaryKey | ConstraintType::Exclude
+        );
+        self.validate_constraint_fields(i, c, index_backed)?;
+        self.validate_constraint_columns(i, c)?;
+        match c.type_ {
+            ConstraintType::Unique => {
+                if c.nulls_not_distinct && ctx.server_version_num < PG15 {
+                    return Err(PlanError::new(
+                        f("nulls_not_distinct"),
+                        "NULLS NOT DISTINCT needs PostgreSQL 15 or later",
+                    ));
+                }
+            }
+            ConstraintType::Check => {
+                if c.check.is_empty() {
+                    return Err(PlanError::new(
+                        f("check"),
+                        "a check constraint needs a check expression",
+                    ));
+                }
+            }
+            ConstraintType::PrimaryKey => {
+                if pk_from_columns {
+                    return Err(PlanError::new(
+                        f("type"),
+                        format!(
+                            "the primary key of table \"{}\" is already set by `pk: true` on its columns",
+                            self.name
+                        ),
+                    ));
+                }
+                if let Some(first) = pk_seen.replace(i) {
+                    return Err(PlanError::new(
+                        f("type"),
+                        format!("a second primary key (the first is constraints[{first}])"),
+                    ));
+                }
+            }
+            ConstraintType::ForeignKey => {
+                self.validate_foreign_key(schema, ctx, i, c)?;
+            }
+            ConstraintType::Exclude => {
+                let Some(x) = &c.exclude else {
+                    return Err(PlanError::new(
+                        f("exclude"),
+                        "an exclude constraint needs exclude.elements",
+                    ));
+                };
+                if x.elements.is_empty() {
+                    return Err(PlanError::new(
+                        f("exclude.elements"),
+                        "an exclude constraint needs elements (e.g. `room WITH =, during WITH &&`)",
+                    ));
+                }
+            }
+        }
+        // An index-backed constraint's index is a relation of the schema: its name must be free.
+        if index_backed {
+            if let Some(clash) = relation_named(schema, &c.name) {
+                return Err(PlanError::new(
+                    f("name"),
+                    format!(
+                        "relation \"{}\" already exists in schema \"{}\" ({clash})",
+                        c.name,
+                        schema.name.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fields that apply to some kinds of constraint only.
+    fn validate_constraint_fields(
+        &self,
+        i: usize,
+        c: &Constraint,
+        index_backed: bool,
+    ) -> Result<(), PlanError> {
+        let f = |field: &str| format!("constraints[{i}].{field}");
         let kind = c.type_.as_str();
         let not_for = |field: &str| {
             PlanError::new(
@@ -353,11 +435,6 @@ impl OpCreateTable {
                 format!("does not apply to a {kind} constraint (\"{}\")", c.name),
             )
         };
-        let index_backed = matches!(
-            c.type_,
-            ConstraintType::Unique | ConstraintType::PrimaryKey | ConstraintType::Exclude
-        );
-        // Fields that apply to some kinds only.
         if c.type_ != ConstraintType::Check && !c.check.is_empty() {
             return Err(not_for("check"));
         }
@@ -398,7 +475,13 @@ impl OpCreateTable {
                 "an exclude constraint names its columns in exclude.elements, not in columns",
             ));
         }
-        // Columns.
+        Ok(())
+    }
+
+    /// The constraint's columns (and included columns) are the table's, each once.
+    fn validate_constraint_columns(&self, i: usize, c: &Constraint) -> Result<(), PlanError> {
+        let f = |field: &str| format!("constraints[{i}].{field}");
+        let kind = c.type_.as_str();
         let needs_columns = matches!(
             c.type_,
             ConstraintType::Unique | ConstraintType::PrimaryKey | ConstraintType::ForeignKey
@@ -446,121 +529,70 @@ impl OpCreateTable {
                 }
             }
         }
-        match c.type_ {
-            ConstraintType::Unique => {
-                if c.nulls_not_distinct && ctx.server_version_num < PG15 {
-                    return Err(PlanError::new(
-                        f("nulls_not_distinct"),
-                        "NULLS NOT DISTINCT needs PostgreSQL 15 or later",
-                    ));
-                }
-            }
-            ConstraintType::Check => {
-                if c.check.is_empty() {
-                    return Err(PlanError::new(
-                        f("check"),
-                        "a check constraint needs a check expression",
-                    ));
-                }
-            }
-            ConstraintType::PrimaryKey => {
-                if pk_from_columns {
-                    return Err(PlanError::new(
-                        f("type"),
-                        format!(
-                            "the primary key of table \"{}\" is already set by `pk: true` on its columns",
-                            self.name
-                        ),
-                    ));
-                }
-                if let Some(first) = pk_seen.replace(i) {
-                    return Err(PlanError::new(
-                        f("type"),
-                        format!("a second primary key (the first is constraints[{first}])"),
-                    ));
-                }
-            }
-            ConstraintType::ForeignKey => {
-                let Some(r) = &c.references else {
-                    return Err(PlanError::new(
-                        f("references"),
-                        "a foreign_key constraint needs references",
-                    ));
-                };
-                if r.columns.len() != c.columns.len() {
-                    return Err(PlanError::new(
-                        f("references.columns"),
-                        format!(
-                            "{} referencing column(s) but {} referenced column(s)",
-                            c.columns.len(),
-                            r.columns.len()
-                        ),
-                    ));
-                }
-                if r.match_type == ForeignKeyMatchType::Partial {
-                    return Err(PlanError::new(
-                        f("references.match_type"),
-                        "MATCH PARTIAL is not implemented by PostgreSQL",
-                    ));
-                }
-                if !r.on_delete_set_columns.is_empty() {
-                    if !matches!(
-                        r.on_delete,
-                        ForeignKeyAction::SetNull | ForeignKeyAction::SetDefault
-                    ) {
-                        return Err(PlanError::new(
-                            f("references.on_delete_set_columns"),
-                            "only applies with on_delete SET NULL or SET DEFAULT",
-                        ));
-                    }
-                    if ctx.server_version_num < PG15 {
-                        return Err(PlanError::new(
-                            f("references.on_delete_set_columns"),
-                            "column lists in ON DELETE SET NULL/SET DEFAULT need PostgreSQL 15 or later",
-                        ));
-                    }
-                    for (j, name) in r.on_delete_set_columns.iter().enumerate() {
-                        if !c.columns.contains(name) {
-                            return Err(PlanError::new(
-                                f(&format!("references.on_delete_set_columns[{j}]")),
-                                format!("column \"{name}\" is not one of the constraint's columns"),
-                            ));
-                        }
-                    }
-                }
-                let cols: Vec<&str> = r.columns.iter().map(String::as_str).collect();
-                self.check_referenced(schema, &r.table, &cols, &f("references.table"), &|j| {
-                    f(&format!("references.columns[{j}]"))
-                })?;
-            }
-            ConstraintType::Exclude => {
-                let Some(x) = &c.exclude else {
-                    return Err(PlanError::new(
-                        f("exclude"),
-                        "an exclude constraint needs exclude.elements",
-                    ));
-                };
-                if x.elements.is_empty() {
-                    return Err(PlanError::new(
-                        f("exclude.elements"),
-                        "an exclude constraint needs elements (e.g. `room WITH =, during WITH &&`)",
-                    ));
-                }
-            }
+        Ok(())
+    }
+
+    /// A foreign key's `references`: as many columns, a supported match type and actions, a
+    /// unique target.
+    fn validate_foreign_key(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        i: usize,
+        c: &Constraint,
+    ) -> Result<(), PlanError> {
+        let f = |field: &str| format!("constraints[{i}].{field}");
+        let Some(r) = &c.references else {
+            return Err(PlanError::new(
+                f("references"),
+                "a foreign_key constraint needs references",
+            ));
+        };
+        if r.columns.len() != c.columns.len() {
+            return Err(PlanError::new(
+                f("references.columns"),
+                format!(
+                    "{} referencing column(s) but {} referenced column(s)",
+                    c.columns.len(),
+                    r.columns.len()
+                ),
+            ));
         }
-        // An index-backed constraint's index is a relation of the schema: its name must be free.
-        if index_backed {
-            if let Some(clash) = relation_named(schema, &c.name) {
+        if r.match_type == ForeignKeyMatchType::Partial {
+            return Err(PlanError::new(
+                f("references.match_type"),
+                "MATCH PARTIAL is not implemented by PostgreSQL",
+            ));
+        }
+        if !r.on_delete_set_columns.is_empty() {
+            if !matches!(
+                r.on_delete,
+                ForeignKeyAction::SetNull | ForeignKeyAction::SetDefault
+            ) {
                 return Err(PlanError::new(
-                    f("name"),
-                    format!(
-                        "relation \"{}\" already exists in schema \"{}\" ({clash})",
-                        c.name,
-                        schema.name.as_str()
-                    ),
+                    f("references.on_delete_set_columns"),
+                    "only applies with on_delete SET NULL or SET DEFAULT",
                 ));
             }
+            if ctx.server_version_num < PG15 {
+                return Err(PlanError::new(
+                    f("references.on_delete_set_columns"),
+                    "column lists in ON DELETE SET NULL/SET DEFAULT need PostgreSQL 15 or later",
+                ));
+            }
+            for (j, name) in r.on_delete_set_columns.iter().enumerate() {
+                if !c.columns.contains(name) {
+                    return Err(PlanError::new(
+                        f(&format!("references.on_delete_set_columns[{j}]")),
+                        format!("column \"{name}\" is not one of the constraint's columns"),
+                    ));
+                }
+            }
         }
+        let cols: Vec<&str> = r.columns.iter().map(String::as_str).collect();
+        self.check_referenced(schema, &r.table, &cols, &f("references.table"), &|j| {
+            f(&format!("references.columns[{j}]"))
+        })?;
         Ok(())
     }
 
@@ -704,48 +736,34 @@ impl OpCreateTable {
             t.columns.push(c);
         }
 
-        let index = |name: &Ident, cols: &[Ident], unique: bool, primary: bool, def: String| {
-            schema::Index {
-                name: name.clone(),
-                columns: cols.to_vec(),
-                unique,
-                primary,
-                valid: true,
-                has_expressions: false,
-                predicate: None,
-                definition: def,
-                constraint: Some(name.clone()),
-            }
-        };
-        let btree_def = |name: &Ident, unique: bool, cols: &[Ident]| {
-            format!(
-                "CREATE {}INDEX {name} ON {qual} USING btree ({})",
-                if unique { "UNIQUE " } else { "" },
-                ident_list(cols)
-            )
-        };
-        let constraint =
-            |name: Ident, kind, cols: Vec<Ident>, definition: String| schema::Constraint {
-                name,
-                kind,
-                columns: cols,
-                definition,
-                validated: true,
-                references: None,
-            };
+        self.model_column_constraints(schema, ctx, &qual, &physical, &mut t);
+        self.model_table_constraints(schema, ctx, &qual, &mut t);
+        // As the catalog reader marks them: covered alone by a unique index without predicate.
+        t.mark_unique_columns();
+        t
+    }
 
-        // Column-level constraints.
+    /// Constraints declared on columns: `pk`, `unique`, `check`, `references`.
+    fn model_column_constraints(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        qual: &QualName,
+        physical: &Ident,
+        t: &mut Table,
+    ) {
+        let pk = self.primary_key();
         if self.columns.iter().any(|c| c.pk) {
             let cols: Vec<Ident> = pk.iter().map(|c| Ident::new(*c)).collect();
             let name = implicit_name(physical.as_str(), None, "pkey");
-            t.indexes.push(index(
+            t.indexes.push(model_index(
                 &name,
                 &cols,
                 true,
                 true,
-                btree_def(&name, true, &cols),
+                btree_def(qual, &name, true, &cols),
             ));
-            t.constraints.push(constraint(
+            t.constraints.push(model_constraint(
                 name,
                 schema::ConstraintKind::PrimaryKey,
                 cols.clone(),
@@ -756,14 +774,14 @@ impl OpCreateTable {
             let cols = vec![Ident::new(col.name.as_str())];
             if col.unique {
                 let name = implicit_name(physical.as_str(), Some(&col.name), "key");
-                t.indexes.push(index(
+                t.indexes.push(model_index(
                     &name,
                     &cols,
                     true,
                     false,
-                    btree_def(&name, true, &cols),
+                    btree_def(qual, &name, true, &cols),
                 ));
-                t.constraints.push(constraint(
+                t.constraints.push(model_constraint(
                     name,
                     schema::ConstraintKind::Unique,
                     cols.clone(),
@@ -771,7 +789,7 @@ impl OpCreateTable {
                 ));
             }
             if let Some(check) = &col.check {
-                t.constraints.push(constraint(
+                t.constraints.push(model_constraint(
                     Ident::new(check.name.as_str()),
                     schema::ConstraintKind::Check,
                     cols.clone(),
@@ -788,7 +806,7 @@ impl OpCreateTable {
                         .first()
                         .map_or_else(String::new, |rc| r.references_sql(&table, rc))
                 );
-                let mut k = constraint(
+                let mut k = model_constraint(
                     Ident::new(r.name.as_str()),
                     schema::ConstraintKind::ForeignKey,
                     cols.clone(),
@@ -798,8 +816,16 @@ impl OpCreateTable {
                 t.constraints.push(k);
             }
         }
+    }
 
-        // Table constraints.
+    /// The table's `constraints`.
+    fn model_table_constraints(
+        &self,
+        schema: &Schema,
+        ctx: &PlanContext,
+        qual: &QualName,
+        t: &mut Table,
+    ) {
         for c in &self.constraints {
             let name = Ident::new(c.name.as_str());
             let cols: Vec<Ident> = c.columns.iter().map(Ident::from).collect();
@@ -807,26 +833,31 @@ impl OpCreateTable {
             match c.type_ {
                 ConstraintType::Unique | ConstraintType::PrimaryKey => {
                     let primary = c.type_ == ConstraintType::PrimaryKey;
-                    t.indexes.push(index(
+                    t.indexes.push(model_index(
                         &name,
                         &cols,
                         true,
                         primary,
-                        btree_def(&name, true, &cols),
+                        btree_def(qual, &name, true, &cols),
                     ));
                     let kind = if primary {
                         schema::ConstraintKind::PrimaryKey
                     } else {
                         schema::ConstraintKind::Unique
                     };
-                    t.constraints.push(constraint(name, kind, cols, body));
+                    t.constraints.push(model_constraint(name, kind, cols, body));
                 }
                 ConstraintType::Check => {
-                    t.constraints
-                        .push(constraint(name, schema::ConstraintKind::Check, cols, body));
+                    t.constraints.push(model_constraint(
+                        name,
+                        schema::ConstraintKind::Check,
+                        cols,
+                        body,
+                    ));
                 }
                 ConstraintType::ForeignKey => {
-                    let mut k = constraint(name, schema::ConstraintKind::ForeignKey, cols, body);
+                    let mut k =
+                        model_constraint(name, schema::ConstraintKind::ForeignKey, cols, body);
                     k.references = c
                         .references
                         .as_ref()
@@ -851,7 +882,7 @@ impl OpCreateTable {
                         definition: format!("ALTER TABLE {qual} ADD CONSTRAINT {name} {body}"),
                         constraint: Some(name.clone()),
                     });
-                    t.constraints.push(constraint(
+                    t.constraints.push(model_constraint(
                         name,
                         schema::ConstraintKind::Exclude,
                         cols,
@@ -860,10 +891,52 @@ impl OpCreateTable {
                 }
             }
         }
+    }
+}
 
-        // As the catalog reader marks them: covered alone by a unique index without predicate.
-        t.mark_unique_columns();
-        t
+/// The model of an index that backs a constraint of the new table.
+fn model_index(
+    name: &Ident,
+    cols: &[Ident],
+    unique: bool,
+    primary: bool,
+    definition: String,
+) -> schema::Index {
+    schema::Index {
+        name: name.clone(),
+        columns: cols.to_vec(),
+        unique,
+        primary,
+        valid: true,
+        has_expressions: false,
+        predicate: None,
+        definition,
+        constraint: Some(name.clone()),
+    }
+}
+
+/// The definition `pg_get_indexdef` gives a plain btree index.
+fn btree_def(qual: &QualName, name: &Ident, unique: bool, cols: &[Ident]) -> String {
+    format!(
+        "CREATE {}INDEX {name} ON {qual} USING btree ({})",
+        if unique { "UNIQUE " } else { "" },
+        ident_list(cols)
+    )
+}
+
+fn model_constraint(
+    name: Ident,
+    kind: schema::ConstraintKind,
+    columns: Vec<Ident>,
+    definition: String,
+) -> schema::Constraint {
+    schema::Constraint {
+        name,
+        kind,
+        columns,
+        definition,
+        validated: true,
+        references: None,
     }
 }
 
