@@ -301,6 +301,78 @@ impl Shape {
     }
 }
 
+impl OpAddColumn {
+    /// The column's `check`, `references` and `unique` name free constraints; a foreign key
+    /// references a unique column.
+    fn validate_constraints(&self, schema: &Schema, table: &Table) -> Result<(), PlanError> {
+        let col = &self.column;
+        if let Some(check) = &col.check {
+            if check.constraint.is_empty() {
+                return Err(PlanError::new(
+                    "column.check.constraint",
+                    "the check constraint has no expression",
+                ));
+            }
+            if table.constraint(&check.name).is_some() {
+                return Err(PlanError::new(
+                    "column.check.name",
+                    format!(
+                        "constraint {} already exists on table {}",
+                        q(&check.name),
+                        q(&self.table)
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = &col.references {
+            if table.constraint(&r.name).is_some()
+                || col.check.as_ref().is_some_and(|c| c.name == r.name)
+            {
+                return Err(PlanError::new(
+                    "column.references.name",
+                    format!(
+                        "constraint {} already exists on table {}",
+                        q(&r.name),
+                        q(&self.table)
+                    ),
+                ));
+            }
+            if r.match_type == ForeignKeyMatchType::Partial {
+                return Err(PlanError::new(
+                    "column.references.match_type",
+                    "MATCH PARTIAL is not implemented by PostgreSQL",
+                ));
+            }
+            let (target, target_col) = referenced(schema, r)?;
+            if !is_unique_key(target, &target_col.physical) {
+                return Err(PlanError::new(
+                    "column.references.column",
+                    format!(
+                        "column {} of table {} is not a primary key or unique: a foreign key must \
+                         reference one",
+                        q(&r.column),
+                        q(&r.table)
+                    ),
+                ));
+            }
+        }
+        if col.unique {
+            let name = unique_constraint_name(table, &col.name);
+            if table.constraint(name.as_str()).is_some() || relation_exists(schema, &name) {
+                return Err(PlanError::new(
+                    "column.unique",
+                    format!(
+                        "the unique constraint of column {} would be named {name}, which already \
+                         exists",
+                        q(&col.name)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Operation for OpAddColumn {
     fn kind(&self) -> &'static str {
         Self::KIND
@@ -375,69 +447,7 @@ impl Operation for OpAddColumn {
                 ),
             ));
         }
-        if let Some(check) = &col.check {
-            if check.constraint.is_empty() {
-                return Err(PlanError::new(
-                    "column.check.constraint",
-                    "the check constraint has no expression",
-                ));
-            }
-            if table.constraint(&check.name).is_some() {
-                return Err(PlanError::new(
-                    "column.check.name",
-                    format!(
-                        "constraint {} already exists on table {}",
-                        q(&check.name),
-                        q(&self.table)
-                    ),
-                ));
-            }
-        }
-        if let Some(r) = &col.references {
-            if table.constraint(&r.name).is_some()
-                || col.check.as_ref().is_some_and(|c| c.name == r.name)
-            {
-                return Err(PlanError::new(
-                    "column.references.name",
-                    format!(
-                        "constraint {} already exists on table {}",
-                        q(&r.name),
-                        q(&self.table)
-                    ),
-                ));
-            }
-            if r.match_type == ForeignKeyMatchType::Partial {
-                return Err(PlanError::new(
-                    "column.references.match_type",
-                    "MATCH PARTIAL is not implemented by PostgreSQL",
-                ));
-            }
-            let (target, target_col) = referenced(schema, r)?;
-            if !is_unique_key(target, &target_col.physical) {
-                return Err(PlanError::new(
-                    "column.references.column",
-                    format!(
-                        "column {} of table {} is not a primary key or unique: a foreign key must \
-                         reference one",
-                        q(&r.column),
-                        q(&r.table)
-                    ),
-                ));
-            }
-        }
-        if col.unique {
-            let name = unique_constraint_name(table, &col.name);
-            if table.constraint(name.as_str()).is_some() || relation_exists(schema, &name) {
-                return Err(PlanError::new(
-                    "column.unique",
-                    format!(
-                        "the unique constraint of column {} would be named {name}, which already \
-                         exists",
-                        q(&col.name)
-                    ),
-                ));
-            }
-        }
+        self.validate_constraints(schema, table)?;
         // Planning checks the rest (it resolves every name again).
         self.shape(schema, ctx).map(|_| ())
     }

@@ -364,29 +364,9 @@ END",
     duplicate::do_block(&body)
 }
 
-impl Operation for OpAlterColumn {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
-        let (table, column) = self.lookup(schema)?;
-        if !self.changes_anything() {
-            return Err(PlanError::new(
-                "",
-                format!(
-                    "alter_column of \"{}\".\"{}\" makes no changes: give at least one of type, nullable, default, comment, unique, check, references",
-                    self.table, self.column
-                ),
-            ));
-        }
-        if let Some(t) = &self.type_ {
-            if t.is_empty() {
-                return Err(PlanError::new("type", "\"type\" must not be empty"));
-            }
-            self.required("up", &self.up, "to change the type")?;
-            self.required("down", &self.down, "to change the type")?;
-        }
+impl OpAlterColumn {
+    /// `nullable` changes something, and has the `up`/`down` it needs.
+    fn validate_nullable(&self, table: &Table, column: &Column) -> Result<(), PlanError> {
         match self.nullable {
             Some(false) => {
                 if !column.nullable {
@@ -444,6 +424,11 @@ impl Operation for OpAlterColumn {
             }
             None => {}
         }
+        Ok(())
+    }
+
+    /// `unique` and `check` name free constraints and have the `up`/`down` they need.
+    fn validate_unique_and_check(&self, schema: &Schema, table: &Table) -> Result<(), PlanError> {
         let name_taken =
             |name: &str| table.constraint(name).is_some() || schema.index(name).is_some();
         if let Some(u) = &self.unique {
@@ -481,51 +466,91 @@ impl Operation for OpAlterColumn {
                 self.required("down", &self.down, "to add a check constraint")?;
             }
         }
+        Ok(())
+    }
+
+    /// `references` names a free constraint and a unique column no other change is moving.
+    fn validate_references(
+        &self,
+        schema: &Schema,
+        table: &Table,
+        r: &ForeignKeyReference,
+    ) -> Result<(), PlanError> {
+        if r.name.is_empty() {
+            return Err(PlanError::new("references.name", "\"name\" is required"));
+        }
+        if table.constraint(&r.name).is_some() {
+            return Err(PlanError::new(
+                "references.name",
+                format!(
+                    "constraint \"{}\" already exists in table \"{}\"",
+                    r.name, self.table
+                ),
+            ));
+        }
+        let (rt, rc) = self.referenced(schema, r)?;
+        let single_pk = rt
+            .primary_key()
+            .is_some_and(|pk| pk.columns == [rc.physical.clone()]);
+        if !rc.unique && !single_pk && !schema.opaque {
+            return Err(PlanError::new(
+                "references.column",
+                format!(
+                    "column \"{}\" of table \"{}\" has no unique constraint or primary key: a foreign key cannot reference it",
+                    r.column, r.table
+                ),
+            ));
+        }
+        if duplicate::is_temporary(rc) && !rt.created_here {
+            return Err(PlanError::new(
+                "references.column",
+                format!(
+                    "column \"{}\" of table \"{}\" is changed by this migration: reference it in a later migration",
+                    r.column, r.table
+                ),
+            ));
+        }
+        if r.match_type == ForeignKeyMatchType::Partial {
+            return Err(PlanError::new(
+                "references.match_type",
+                "MATCH PARTIAL is not implemented by PostgreSQL",
+            ));
+        }
+        if !table.created_here {
+            self.required("up", &self.up, "to add a foreign key")?;
+            self.required("down", &self.down, "to add a foreign key")?;
+        }
+        Ok(())
+    }
+}
+
+impl Operation for OpAlterColumn {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn validate(&self, schema: &Schema, _ctx: &PlanContext) -> Result<(), PlanError> {
+        let (table, column) = self.lookup(schema)?;
+        if !self.changes_anything() {
+            return Err(PlanError::new(
+                "",
+                format!(
+                    "alter_column of \"{}\".\"{}\" makes no changes: give at least one of type, nullable, default, comment, unique, check, references",
+                    self.table, self.column
+                ),
+            ));
+        }
+        if let Some(t) = &self.type_ {
+            if t.is_empty() {
+                return Err(PlanError::new("type", "\"type\" must not be empty"));
+            }
+            self.required("up", &self.up, "to change the type")?;
+            self.required("down", &self.down, "to change the type")?;
+        }
+        self.validate_nullable(table, column)?;
+        self.validate_unique_and_check(schema, table)?;
         if let Some(r) = &self.references {
-            if r.name.is_empty() {
-                return Err(PlanError::new("references.name", "\"name\" is required"));
-            }
-            if table.constraint(&r.name).is_some() {
-                return Err(PlanError::new(
-                    "references.name",
-                    format!(
-                        "constraint \"{}\" already exists in table \"{}\"",
-                        r.name, self.table
-                    ),
-                ));
-            }
-            let (rt, rc) = self.referenced(schema, r)?;
-            let single_pk = rt
-                .primary_key()
-                .is_some_and(|pk| pk.columns == [rc.physical.clone()]);
-            if !rc.unique && !single_pk && !schema.opaque {
-                return Err(PlanError::new(
-                    "references.column",
-                    format!(
-                        "column \"{}\" of table \"{}\" has no unique constraint or primary key: a foreign key cannot reference it",
-                        r.column, r.table
-                    ),
-                ));
-            }
-            if duplicate::is_temporary(rc) && !rt.created_here {
-                return Err(PlanError::new(
-                    "references.column",
-                    format!(
-                        "column \"{}\" of table \"{}\" is changed by this migration: reference it in a later migration",
-                        r.column, r.table
-                    ),
-                ));
-            }
-            if r.match_type == ForeignKeyMatchType::Partial {
-                return Err(PlanError::new(
-                    "references.match_type",
-                    "MATCH PARTIAL is not implemented by PostgreSQL",
-                ));
-            }
-            if !table.created_here {
-                self.required("up", &self.up, "to add a foreign key")?;
-                self.required("down", &self.down, "to add a foreign key")?;
-            }
+            self.validate_references(schema, table, r)?;
         }
         if self.type_.is_some() && column.generated.is_some() {
             return Err(PlanError::new(
