@@ -106,6 +106,45 @@ pub enum Error {
     #[error("{cause}\n{outcome}")]
     StartFailed { cause: Box<Error>, outcome: String },
 
+    /// Applied files changed or disappeared (`migrate`, `start`); nothing was run. The flags
+    /// `--accept-divergent` / `--accept-missing` accept them deliberately.
+    #[error("the migration history of schema {schema} does not match {dir}:\n  {}\nnothing was run; pass {flags} to accept this deliberately",
+            .findings.join("\n  "))]
+    Divergent {
+        schema: String,
+        dir: String,
+        findings: Vec<String>,
+        flags: String,
+    },
+
+    /// `migrate --expect-one` found another number of pending files.
+    #[error("--expect-one: {dir} has {} pending migration(s){}, not exactly one; nothing was run",
+            .pending.len(),
+            if .pending.is_empty() { String::new() } else { format!(" ({})", .pending.join(", ")) })]
+    ExpectOne { dir: String, pending: Vec<String> },
+
+    /// `migrate --one-version` found a one-version migration active that is not the pending
+    /// files of the directory.
+    #[error("the active one-version migration \"{active}\" deploys [{active_files}], but the pending files of {dir} are [{pending}]: complete or roll it back first")]
+    BundleMismatch {
+        active: String,
+        active_files: String,
+        dir: String,
+        pending: String,
+    },
+
+    /// `import pgroll`: no pgroll state where asked.
+    #[error("no pgroll state in schema {pgroll_schema} (table {pgroll_schema}.migrations does not exist); pass --pgroll-schema if pgroll was initialised with another --pgroll-schema")]
+    PgrollNotFound { pgroll_schema: String },
+
+    /// `import pgroll`: pgroll has a migration in progress; nothing was imported.
+    #[error("pgroll has migration \"{name}\" in progress on schema {schema}: complete it (`pgroll complete`) or roll it back (`pgroll rollback`) with pgroll first; nothing was imported")]
+    PgrollActive { schema: String, name: String },
+
+    /// `import pgroll`: the two histories disagree; nothing was imported.
+    #[error("pgroll's history of schema {schema} and pgbaton's disagree: {detail}; nothing was imported")]
+    PgrollHistoryDisagrees { schema: String, detail: String },
+
     #[error("{0}")]
     Other(String),
 }
