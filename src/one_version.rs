@@ -61,7 +61,7 @@ impl Migrator {
     pub async fn migrate_with(&self, dir: &Path, options: &MigrateOptions) -> Result<Vec<String>> {
         let files = crate::format::load_dir(dir)?;
         state::require_initialized(self.client(), self.state_ident()).await?;
-        self.locked(async {
+        Box::pin(self.locked(async {
             state::upgrade(self.client(), self.state_ident()).await?;
             let schema = self.schema();
             let history = state::history(self.client(), self.state_ident(), schema).await?;
@@ -89,7 +89,7 @@ impl Migrator {
                 // The active migration's files count as applied; continuing it is only right
                 // when nothing comes after them.
                 if options.one_version && pending.is_empty() {
-                    return self.continue_active(active, options.complete, &history).await;
+                    return Box::pin(self.continue_active(active, options.complete, &history)).await;
                 }
                 return Err(Error::AlreadyActive {
                     schema: schema.to_string(),
@@ -107,17 +107,17 @@ impl Migrator {
                 return Ok(Vec::new());
             }
             if options.one_version {
-                self.start_one_version(&pending, options.complete).await?;
+                Box::pin(self.start_one_version(&pending, options.complete)).await?;
                 return Ok(pending.iter().map(|m| m.name.clone()).collect());
             }
             let mut applied = Vec::new();
             for (i, m) in pending.iter().enumerate() {
                 let last = i + 1 == pending.len();
-                self.start(m, !last || options.complete).await?;
+                Box::pin(self.start(m, !last || options.complete)).await?;
                 applied.push(m.name.clone());
             }
             Ok(applied)
-        })
+        }))
         .await
     }
 
@@ -130,7 +130,7 @@ impl Migrator {
         history: &[state::MigrationRecord],
     ) -> Result<Vec<String>> {
         match active.status.as_str() {
-            state::STARTING => self.finish_start(active).await?,
+            state::STARTING => Box::pin(self.finish_start(active)).await?,
             state::ACTIVE => {}
             other => {
                 return Err(Error::AlreadyActive {
@@ -159,7 +159,7 @@ impl Migrator {
             return Ok(());
         };
         if members.is_empty() {
-            self.start(last, complete).await?;
+            Box::pin(self.start(last, complete)).await?;
             return Ok(());
         }
         self.locked(async {
@@ -202,9 +202,9 @@ impl Migrator {
                 .ok_or_else(|| Error::NoActiveMigration {
                     schema: schema.to_string(),
                 })?;
-            self.finish_start(&record).await?;
+            Box::pin(self.finish_start(&record)).await?;
             if complete {
-                self.finish_complete(&record).await?;
+                Box::pin(self.finish_complete(&record)).await?;
             }
             Ok(())
         })
