@@ -101,6 +101,12 @@ impl Migrator {
         let _ = client
             .batch_execute("SET client_connection_check_interval = '1s'")
             .await;
+        // On a schema taken over from pgroll (`import pgroll`) whose event triggers are still
+        // installed, this flag (the one pgroll sets for its own sessions) keeps them from
+        // recording pgbaton's DDL as "inferred" pgroll migrations. A custom setting: any server.
+        let _ = client
+            .batch_execute("SET pgroll.no_inferred_migrations = 'TRUE'")
+            .await;
         let row = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await?;
