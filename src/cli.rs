@@ -613,7 +613,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Migrate {
-            dir, one_version, dry_run: true, ..
+            dir,
+            one_version,
+            dry_run: true,
+            ..
         } => {
             if one_version {
                 let (name, plan) = migrator.plan_one_version(&dir).await?;

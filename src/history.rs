@@ -164,9 +164,7 @@ pub fn reconcile(
     let mut out = Reconciled::default();
     let applied: Vec<&MigrationRecord> = history
         .iter()
-        .filter(|m| {
-            m.status == state::COMPLETED || m.status == state::BUNDLED || m.is_active()
-        })
+        .filter(|m| m.status == state::COMPLETED || m.status == state::BUNDLED || m.is_active())
         .collect();
     let mut last_position: Option<(usize, &str)> = None;
     let mut is_applied = vec![false; files.len()];

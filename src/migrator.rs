@@ -151,7 +151,10 @@ impl Migrator {
     }
 
     /// Runs `f` holding the per-schema advisory lock; releases it on every path.
-    pub(crate) async fn locked<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn locked<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let key = format!("{}.{}", self.settings.state_schema, self.schema());
         if !pg::try_migration_lock(&self.client, &key).await? {
             let holder = pg::lock_holder(&self.client, &key).await?;

@@ -65,13 +65,12 @@ impl Migrator {
             state::upgrade(self.client(), self.state_ident()).await?;
             let schema = self.schema();
             let history = state::history(self.client(), self.state_ident(), schema).await?;
-            let reconciled = history::reconcile(&history, &files).map_err(|m| {
-                Error::HistoryMismatch {
+            let reconciled =
+                history::reconcile(&history, &files).map_err(|m| Error::HistoryMismatch {
                     schema: schema.to_string(),
                     dir: dir.display().to_string(),
                     detail: m.0,
-                }
-            })?;
+                })?;
             let refused = reconciled.refused(options.accept);
             if !refused.is_empty() {
                 return Err(Error::Divergent {
@@ -89,7 +88,8 @@ impl Migrator {
                 // The active migration's files count as applied; continuing it is only right
                 // when nothing comes after them.
                 if options.one_version && pending.is_empty() {
-                    return Box::pin(self.continue_active(active, options.complete, &history)).await;
+                    return Box::pin(self.continue_active(active, options.complete, &history))
+                        .await;
                 }
                 return Err(Error::AlreadyActive {
                     schema: schema.to_string(),
@@ -145,7 +145,9 @@ impl Migrator {
         }
         let mut names: Vec<String> = history
             .iter()
-            .filter(|m| m.bundle.as_deref() == Some(active.name.as_str()) && m.status == state::BUNDLED)
+            .filter(|m| {
+                m.bundle.as_deref() == Some(active.name.as_str()) && m.status == state::BUNDLED
+            })
             .map(|m| m.name.clone())
             .collect();
         names.push(active.name.clone());
@@ -355,11 +357,12 @@ impl Migrator {
         } else {
             Vec::new()
         };
-        let reconciled = history::reconcile(&history, &files).map_err(|m| Error::HistoryMismatch {
-            schema: self.schema().to_string(),
-            dir: dir.display().to_string(),
-            detail: m.0,
-        })?;
+        let reconciled =
+            history::reconcile(&history, &files).map_err(|m| Error::HistoryMismatch {
+                schema: self.schema().to_string(),
+                dir: dir.display().to_string(),
+                detail: m.0,
+            })?;
         let pending: Vec<&Migration> = reconciled.pending.iter().map(|&i| &files[i]).collect();
         let Some(last) = pending.last() else {
             return Err(Error::ExpectOne {
@@ -396,7 +399,10 @@ impl Migrator {
 
 fn flags_for(refused: &[&Finding]) -> String {
     let mut flags = Vec::new();
-    if refused.iter().any(|f| matches!(f, Finding::Divergent { .. })) {
+    if refused
+        .iter()
+        .any(|f| matches!(f, Finding::Divergent { .. }))
+    {
         flags.push("--accept-divergent");
     }
     if refused.iter().any(|f| matches!(f, Finding::Missing { .. })) {

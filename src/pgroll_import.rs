@@ -95,9 +95,7 @@ impl Migrator {
         let st = self.state_ident();
         // pgbaton's state schema, created or brought up to date in this transaction: a refusal
         // leaves no trace of it.
-        client
-            .batch_execute(&state::ddl(st).join(";\n"))
-            .await?;
+        client.batch_execute(&state::ddl(st).join(";\n")).await?;
         let lock_timeout = self.settings().exec.lock_timeout.as_millis().max(1);
         client
             .batch_execute(&format!(
@@ -198,7 +196,11 @@ impl Migrator {
         // The version schema in force before each row: an inferred row keeps it.
         let mut current_version: Option<String> = ours.last().map(|m| m.version_schema.clone());
         for row in chain.iter().take(common) {
-            current_version = Some(pgroll_version_schema(schema, row, current_version.as_deref()));
+            current_version = Some(pgroll_version_schema(
+                schema,
+                row,
+                current_version.as_deref(),
+            ));
         }
         for row in chain.iter().skip(common) {
             let origin = match row.migration_type.as_str() {

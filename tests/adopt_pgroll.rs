@@ -236,11 +236,15 @@ async fn import_then_migrate_applies_only_the_fourth_file_while_pgrolls_release_
     let (code, out) = run(url, &["import", "pgroll"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("imported 4 migration(s)") && out.contains("02_add_email_20261201120000123456"),
+        out.contains("imported 4 migration(s)")
+            && out.contains("02_add_email_20261201120000123456"),
         "{out}"
     );
     assert!(out.contains("inferred by pgroll"), "{out}");
-    assert!(out.contains(PGROLL_VS) && out.contains("pg_roll_handle_ddl"), "{out}");
+    assert!(
+        out.contains(PGROLL_VS) && out.contains("pg_roll_handle_ddl"),
+        "{out}"
+    );
     let rows: Vec<String> = c
         .query(
             "SELECT name || ' ' || status || ' ' || origin || ' ' || version_schema || ' ' || coalesce(parent, '-')
@@ -308,7 +312,10 @@ async fn import_then_migrate_applies_only_the_fourth_file_while_pgrolls_release_
         "SELECT count(*) FROM pgbaton.migrations WHERE origin = 'pgroll' AND checksum IS NOT NULL",
     )
     .await;
-    assert_eq!(imported_sums, 3, "the files pgroll applied got their checksums on first sight");
+    assert_eq!(
+        imported_sums, 3,
+        "the files pgroll applied got their checksums on first sight"
+    );
     assert_eq!(schemas(c).await, ["pgbaton", PGROLL_VS, NEW_VS]);
 
     // Both versions side by side: pgroll's release keeps working; the new one sees 04.
@@ -343,7 +350,10 @@ async fn import_then_migrate_applies_only_the_fourth_file_while_pgrolls_release_
     let (code, out) = run(url, &["complete"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(schemas(c).await, ["pgbaton", NEW_VS]);
-    assert_eq!(report.total.failures, 0, "pgroll's release never failed: {report}");
+    assert_eq!(
+        report.total.failures, 0,
+        "pgroll's release never failed: {report}"
+    );
     assert!(report.writes_logged > 300, "{report}");
     let lost = report
         .writes
@@ -407,15 +417,25 @@ async fn import_refused_while_pgroll_has_a_migration_in_progress() {
     let before = common::schema_dump(&db.url, "public");
     let (code, out) = run(&db.url, &["import", "pgroll"]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("04_in_flight") && out.contains("in progress"), "{out}");
-    assert!(out.contains("pgroll complete") && out.contains("pgroll rollback"), "{out}");
+    assert!(
+        out.contains("04_in_flight") && out.contains("in progress"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pgroll complete") && out.contains("pgroll rollback"),
+        "{out}"
+    );
     assert!(out.contains("nothing was imported"), "{out}");
     // Nothing changed: not even pgbaton's state schema was created.
     assert_eq!(schemas(c).await, [PGROLL_VS, "public_04_in_flight"]);
     assert_eq!(before, common::schema_dump(&db.url, "public"));
 
     // Once pgroll completed it, the import takes all five.
-    common::exec(c, "UPDATE pgroll.migrations SET done = true WHERE name = '04_in_flight'").await;
+    common::exec(
+        c,
+        "UPDATE pgroll.migrations SET done = true WHERE name = '04_in_flight'",
+    )
+    .await;
     let (code, out) = run(&db.url, &["import", "pgroll"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("imported 5 migration(s)"), "{out}");
@@ -438,15 +458,26 @@ async fn import_refused_when_the_histories_disagree_or_pgroll_is_absent() {
     let (code, out) = run(&db.url, &["import", "pgroll"]);
     assert_eq!(code, 4, "{out}");
     assert!(
-        out.contains("disagree") && out.contains("01_create_users") && out.contains("01_something_else"),
+        out.contains("disagree")
+            && out.contains("01_create_users")
+            && out.contains("01_something_else"),
         "{out}"
     );
-    assert_eq!(scalar_i64(c, "SELECT count(*) FROM pgbaton.migrations").await, before);
+    assert_eq!(
+        scalar_i64(c, "SELECT count(*) FROM pgbaton.migrations").await,
+        before
+    );
 
     // No pgroll state where asked.
-    let (code, out) = run(&db.url, &["import", "pgroll", "--pgroll-schema", "not_pgroll"]);
+    let (code, out) = run(
+        &db.url,
+        &["import", "pgroll", "--pgroll-schema", "not_pgroll"],
+    );
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("no pgroll state in schema not_pgroll"), "{out}");
+    assert!(
+        out.contains("no pgroll state in schema not_pgroll"),
+        "{out}"
+    );
 
     // Files that disagree with what pgroll applied under the same name are refused by migrate.
     let db = pgroll_db().await;
@@ -459,6 +490,9 @@ async fn import_refused_when_the_histories_disagree_or_pgroll_is_absent() {
     );
     let (code, out) = run(&db.url, &["migrate", dir.s()]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("02_add_email") && out.contains("add_column"), "{out}");
+    assert!(
+        out.contains("02_add_email") && out.contains("add_column"),
+        "{out}"
+    );
     assert!(!schemas(&db.client).await.contains(&NEW_VS.to_string()));
 }

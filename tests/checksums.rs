@@ -130,12 +130,19 @@ async fn edited_file_refused_by_name_reindented_accepted_missing_and_flags() {
     let (code, out) = run(url, &["migrate", dir.s(), "--complete"]);
     assert_eq!(code, 0, "{out}");
     let recorded = checksums(c).await;
-    assert!(recorded.iter().all(|r| !r.ends_with("=NULL")), "{recorded:?}");
+    assert!(
+        recorded.iter().all(|r| !r.ends_with("=NULL")),
+        "{recorded:?}"
+    );
     assert_eq!(
         recorded[0],
         format!(
             "01_items={}",
-            pgbaton::history::checksum(&pgbaton::format::load(&dir.path().join("01_items.yaml")).expect("load").raw)
+            pgbaton::history::checksum(
+                &pgbaton::format::load(&dir.path().join("01_items.yaml"))
+                    .expect("load")
+                    .raw
+            )
         )
     );
     let before = common::schema_dump(url, "public");
@@ -145,7 +152,10 @@ async fn edited_file_refused_by_name_reindented_accepted_missing_and_flags() {
     dir.write("03_add_note.yaml", ADD_NOTE);
     let (code, out) = run(url, &["migrate", dir.s()]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("divergent") && out.contains("01_items.yaml"), "{out}");
+    assert!(
+        out.contains("divergent") && out.contains("01_items.yaml"),
+        "{out}"
+    );
     assert!(out.contains("--accept-divergent"), "{out}");
     assert_eq!(before, common::schema_dump(url, "public"), "nothing ran");
     assert_eq!(recorded, checksums(c).await);
@@ -153,12 +163,21 @@ async fn edited_file_refused_by_name_reindented_accepted_missing_and_flags() {
     let file = dir.path().join("01_items.yaml");
     let (code, out) = run(url, &["start", file.to_str().expect("utf-8")]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("divergent") && out.contains("01_items.yaml"), "{out}");
+    assert!(
+        out.contains("divergent") && out.contains("01_items.yaml"),
+        "{out}"
+    );
     // `status --dir` warns and lists what is pending.
     let (code, out) = run(url, &["status", "--dir", dir.s()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning: divergent") && out.contains("01_items.yaml"), "{out}");
-    assert!(out.contains("pending in") && out.contains("03_add_note"), "{out}");
+    assert!(
+        out.contains("warning: divergent") && out.contains("01_items.yaml"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pending in") && out.contains("03_add_note"),
+        "{out}"
+    );
 
     // Re-indented (keys reordered) and converted to JSON: the same content, accepted.
     dir.write("01_items.yaml", ITEMS_REINDENTED);
@@ -180,11 +199,17 @@ async fn edited_file_refused_by_name_reindented_accepted_missing_and_flags() {
     );
     let (code, out) = run(url, &["migrate", dir.s()]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("missing") && out.contains("02_add_price"), "{out}");
+    assert!(
+        out.contains("missing") && out.contains("02_add_price"),
+        "{out}"
+    );
     assert!(out.contains("--accept-missing"), "{out}");
     let (code, out) = run(url, &["status", "--dir", dir.s()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning: missing") && out.contains("02_add_price"), "{out}");
+    assert!(
+        out.contains("warning: missing") && out.contains("02_add_price"),
+        "{out}"
+    );
     let (code, out) = run(url, &["migrate", dir.s(), "--accept-missing", "--complete"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("04_drop_note"), "{out}");
@@ -195,7 +220,9 @@ async fn edited_file_refused_by_name_reindented_accepted_missing_and_flags() {
     let (code, out) = run(url, &["migrate", dir.s(), "--accept-divergent"]);
     assert_eq!(code, 0, "{out}");
     let edited = pgbaton::history::checksum(
-        &pgbaton::format::load(&dir.path().join("01_items.yaml")).expect("load").raw,
+        &pgbaton::format::load(&dir.path().join("01_items.yaml"))
+            .expect("load")
+            .raw,
     );
     assert!(checksums(c).await.contains(&format!("01_items={edited}")));
     let (code, out) = run(url, &["migrate", dir.s()]);
@@ -228,7 +255,10 @@ async fn older_state_schema_upgraded_and_checksums_recorded_on_first_sight() {
     .await;
     let (code, out) = run(url, &["status", "--dir", dir.s()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("latest completed: 02_add_price") && out.contains("pending in"), "{out}");
+    assert!(
+        out.contains("latest completed: 02_add_price") && out.contains("pending in"),
+        "{out}"
+    );
     let (code, out) = run(url, &["latest", "migration"]);
     assert_eq!((code, out.trim()), (0, "02_add_price"));
 
@@ -236,7 +266,10 @@ async fn older_state_schema_upgraded_and_checksums_recorded_on_first_sight() {
     dir.write("02_add_price.yaml", &ADD_PRICE.replace("numeric", "bigint"));
     let (code, out) = run(url, &["migrate", dir.s()]);
     assert_eq!(code, 4, "{out}");
-    assert!(out.contains("divergent") && out.contains("02_add_price.yaml"), "{out}");
+    assert!(
+        out.contains("divergent") && out.contains("02_add_price.yaml"),
+        "{out}"
+    );
     // The upgrade happened in place (the rows are kept), first sight recorded nothing yet for
     // the refused run.
     assert_eq!(checksums(c).await, ["01_items=NULL", "02_add_price=NULL"]);

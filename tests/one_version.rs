@@ -168,7 +168,10 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
     let dir = Dir::new("three");
     dir.write("00_create_users.yaml", CREATE_USERS);
     let m = env.migrator().await;
-    assert_eq!(m.migrate(dir.path(), true).await.expect("00"), ["00_create_users"]);
+    assert_eq!(
+        m.migrate(dir.path(), true).await.expect("00"),
+        ["00_create_users"]
+    );
     common::exec(
         c,
         "INSERT INTO public.users (id, name, email) SELECT g, 'user ' || g, 'u' || g || '@example.com' FROM generate_series(1, 3000) g",
@@ -184,7 +187,10 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
         .migrate_with(dir.path(), &one_version(false))
         .await
         .expect("one version");
-    assert_eq!(applied, ["01_add_nickname", "02_widen_email", "03_rename_name"]);
+    assert_eq!(
+        applied,
+        ["01_add_nickname", "02_widen_email", "03_rename_name"]
+    );
 
     // One version schema, named after the last file; the old one is still there.
     assert_eq!(version_schemas(c).await, [OLD, NEW]);
@@ -207,7 +213,10 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
         1
     );
     let status = m.status().await.expect("status");
-    assert_eq!(status.active.as_ref().map(|a| a.name.as_str()), Some("03_rename_name"));
+    assert_eq!(
+        status.active.as_ref().map(|a| a.name.as_str()),
+        Some("03_rename_name")
+    );
 
     // The old release: its schema, its names, its writes.
     assert_eq!(
@@ -220,7 +229,12 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
     );
     // The new release sees all three files at once.
     assert_eq!(
-        query_in(c, NEW, "SELECT full_name, nickname, email FROM users WHERE id IN (1, 7, 5001) ORDER BY id").await,
+        query_in(
+            c,
+            NEW,
+            "SELECT full_name, nickname, email FROM users WHERE id IN (1, 7, 5001) ORDER BY id"
+        )
+        .await,
         [
             "user 1|nick user 1|u1@example.com",
             "renamed by old|nick renamed by old|u7@example.com",
@@ -258,7 +272,11 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
     // One rollback undoes all three: the schema is exactly as before, the old release works.
     let out = m.rollback(false).await.expect("rollback");
     assert_eq!(out.migration, "03_rename_name");
-    assert_eq!(before, schema_dump(&env.db.url, "public"), "rollback restores the exact schema");
+    assert_eq!(
+        before,
+        schema_dump(&env.db.url, "public"),
+        "rollback restores the exact schema"
+    );
     assert_eq!(before_old, schema_dump(&env.db.url, OLD));
     assert_eq!(version_schemas(c).await, [OLD]);
     assert_eq!(
@@ -283,7 +301,12 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
     assert_eq!(applied.len(), 3);
     assert_eq!(version_schemas(c).await, [NEW]);
     assert_eq!(
-        query_in(c, "public", "SELECT full_name, nickname, email FROM users WHERE id = 5001").await,
+        query_in(
+            c,
+            "public",
+            "SELECT full_name, nickname, email FROM users WHERE id = 5001"
+        )
+        .await,
         ["old writer|nick old writer|ow@example.com"]
     );
     let base_type: String = c
@@ -296,16 +319,27 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
         .get(0);
     assert_eq!(base_type, "character varying(320)");
     assert_eq!(
-        scalar_i64(c, "SELECT count(*) FROM pgbaton.migrations WHERE status = 'completed'").await,
+        scalar_i64(
+            c,
+            "SELECT count(*) FROM pgbaton.migrations WHERE status = 'completed'"
+        )
+        .await,
         4
     );
-    assert_eq!(m.latest().await.expect("latest"), Some(("03_rename_name".into(), NEW.into())));
+    assert_eq!(
+        m.latest().await.expect("latest"),
+        Some(("03_rename_name".into(), NEW.into()))
+    );
     assert_eq!(
         pgbaton::one_version::latest_local(dir.path(), "public").expect("local"),
         Some(("03_rename_name".into(), NEW.into())),
         "latest --local agrees with the database"
     );
-    assert!(m.migrate(dir.path(), false).await.expect("nothing").is_empty());
+    assert!(m
+        .migrate(dir.path(), false)
+        .await
+        .expect("nothing")
+        .is_empty());
 
     // The history has every file: pull writes all four.
     let pulled = Dir::new("pull");
@@ -341,10 +375,15 @@ async fn expect_one_and_a_bad_second_file_change_nothing() {
         expect_one: true,
         ..Default::default()
     };
-    let err = m.migrate_with(dir.path(), &expect_one).await.expect_err("two pending");
+    let err = m
+        .migrate_with(dir.path(), &expect_one)
+        .await
+        .expect_err("two pending");
     let text = err.to_string();
     assert!(
-        text.contains("2 pending") && text.contains("01_add_nickname") && text.contains("02_widen_email"),
+        text.contains("2 pending")
+            && text.contains("01_add_nickname")
+            && text.contains("02_widen_email"),
         "{text}"
     );
     assert_eq!(pgbaton::cli::exit_code(&err), pgbaton::cli::exit::CONFLICT);
@@ -368,12 +407,17 @@ async fn expect_one_and_a_bad_second_file_change_nothing() {
     // Exactly one pending: --expect-one runs it.
     std::fs::remove_file(dir.path().join("02_widen_email.yaml")).expect("rm");
     assert_eq!(
-        m.migrate_with(dir.path(), &expect_one).await.expect("one pending"),
+        m.migrate_with(dir.path(), &expect_one)
+            .await
+            .expect("one pending"),
         ["01_add_nickname"]
     );
     // And with none pending it refuses too (a deploy that expected a migration).
     m.complete().await.expect("complete");
-    let err = m.migrate_with(dir.path(), &expect_one).await.expect_err("none");
+    let err = m
+        .migrate_with(dir.path(), &expect_one)
+        .await
+        .expect_err("none");
     assert!(err.to_string().contains("0 pending"), "{err}");
 }
 
@@ -453,7 +497,10 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
         if done >= ROWS / 4 {
             break done;
         }
-        assert!(Instant::now() < deadline, "the backfill never got a quarter through");
+        assert!(
+            Instant::now() < deadline,
+            "the backfill never got a quarter through"
+        );
         assert!(
             child.try_wait().expect("wait").is_none(),
             "migrate ended before it was killed"
@@ -472,14 +519,17 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
 
     // The same command again continues the one migration from its checkpoint.
     old.mark_phase("resume");
-    let (code, out) = common::pgbaton_run(&db.url, &["migrate", dir.s(), "--one-version", "--json"]);
+    let (code, out) =
+        common::pgbaton_run(&db.url, &["migrate", dir.s(), "--one-version", "--json"]);
     assert_eq!(code, 0, "{out}");
     let first_progress = out
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["event"] == "backfill")
         .expect("backfill progress events");
-    let resumed_at = first_progress["progress"]["rows_done"].as_i64().expect("rows_done");
+    let resumed_at = first_progress["progress"]["rows_done"]
+        .as_i64()
+        .expect("rows_done");
     assert!(
         resumed_at >= checkpoint,
         "resumed at {resumed_at}, the checkpoint said {checkpoint}: it restarted"
@@ -510,7 +560,11 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
     assert_eq!(code, 0, "verify: {out}");
     assert!(out.contains(" 0 mismatching"), "{out}");
     assert_eq!(
-        scalar_i64(c, &format!("SELECT count(*) FROM {NEW}.users WHERE nickname IS NULL")).await,
+        scalar_i64(
+            c,
+            &format!("SELECT count(*) FROM {NEW}.users WHERE nickname IS NULL")
+        )
+        .await,
         0,
         "every row got its nickname (backfill, or the trigger for old-release writes)"
     );
@@ -546,7 +600,10 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
             .verify_table(c, "SELECT id, full_name FROM public.users")
             .await
             .expect("read back");
-        let lost: Vec<_> = mismatches.iter().filter(|m| !other.contains(&m.key)).collect();
+        let lost: Vec<_> = mismatches
+            .iter()
+            .filter(|m| !other.contains(&m.key))
+            .collect();
         assert!(lost.is_empty(), "{label}-release writes lost: {lost:#?}");
     }
     assert!(old_keys.difference(&new_keys).count() > 300);
@@ -554,5 +611,9 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
     assert_eq!(version_schemas(c).await, [NEW]);
     let (code, db_latest) = common::pgbaton_run(&db.url, &["latest", "schema"]);
     assert_eq!(code, 0);
-    assert_eq!(db_latest.trim(), local.trim(), "latest --local equals the database's answer");
+    assert_eq!(
+        db_latest.trim(),
+        local.trim(),
+        "latest --local equals the database's answer"
+    );
 }
