@@ -437,7 +437,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::NotActive { .. }
         | Error::Divergent { .. }
         | Error::ExpectOne { .. }
-        | Error::BundleMismatch { .. }
+        | Error::NothingPending { .. }
         | Error::PgrollNotFound { .. }
         | Error::PgrollActive { .. }
         | Error::PgrollHistoryDisagrees { .. }
@@ -848,6 +848,14 @@ fn render_status(s: &crate::migrator::Status) -> String {
                 a.name, a.status, a.started_at
             );
             let _ = writeln!(out, "  version schema: {}", a.version_schema);
+            if !a.bundled.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  one version with: {} (and {})",
+                    a.bundled.join(", "),
+                    a.name
+                );
+            }
             for p in &a.phases {
                 let _ = writeln!(out, "  {}: {}/{} steps done", p.phase, p.done, p.total);
                 if let Some(f) = &p.failed {

@@ -123,15 +123,9 @@ pub enum Error {
             if .pending.is_empty() { String::new() } else { format!(" ({})", .pending.join(", ")) })]
     ExpectOne { dir: String, pending: Vec<String> },
 
-    /// `migrate --one-version` found a one-version migration active that is not the pending
-    /// files of the directory.
-    #[error("the active one-version migration \"{active}\" deploys [{active_files}], but the pending files of {dir} are [{pending}]: complete or roll it back first")]
-    BundleMismatch {
-        active: String,
-        active_files: String,
-        dir: String,
-        pending: String,
-    },
+    /// `migrate --dry-run --one-version` with nothing to plan.
+    #[error("no migration of {dir} is pending: nothing to plan")]
+    NothingPending { dir: String },
 
     /// `import pgroll`: no pgroll state where asked.
     #[error("no pgroll state in schema {pgroll_schema} (table {pgroll_schema}.migrations does not exist); pass --pgroll-schema if pgroll was initialised with another --pgroll-schema")]

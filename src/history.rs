@@ -139,6 +139,9 @@ pub struct Reconciled {
     pub record: Vec<(String, String)>,
     /// Every disagreement found (accepted or not).
     pub findings: Vec<Finding>,
+    /// Imported pgroll migrations seen in a file for the first time: (migration, the file's
+    /// document), which replaces pgroll's rendering of it so `pull` writes the team's file.
+    pub adopt: Vec<(String, serde_json::Value)>,
 }
 
 /// A disagreement that is never accepted: the order of the history and the files differ, or
@@ -217,6 +220,7 @@ pub fn reconcile(
                     )));
                 }
                 out.record.push((record.name.clone(), found.clone()));
+                out.adopt.push((record.name.clone(), file.raw.clone()));
                 found.clone()
             }
         };

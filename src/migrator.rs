@@ -72,6 +72,10 @@ pub struct ActiveStatus {
     /// Journal: (phase, steps done, steps total, failed step error if any).
     pub phases: Vec<PhaseStatus>,
     pub backfills: Vec<crate::backfill::BackfillStatus>,
+    /// For a one-version migration (`migrate --one-version`): the files it deploys before its
+    /// own (the last), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundled: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -609,6 +613,14 @@ impl Migrator {
                 started_at: active.started_at.clone(),
                 phases,
                 backfills,
+                bundled: history
+                    .iter()
+                    .filter(|m| {
+                        m.status == state::BUNDLED
+                            && m.bundle.as_deref() == Some(active.name.as_str())
+                    })
+                    .map(|m| m.name.clone())
+                    .collect(),
             });
         }
         Ok(status)

@@ -83,6 +83,10 @@ impl Migrator {
             for (name, sum) in reconciled.to_record(options.accept) {
                 state::set_checksum(self.client(), self.state_ident(), schema, &name, &sum).await?;
             }
+            for (name, document) in &reconciled.adopt {
+                state::adopt_document(self.client(), self.state_ident(), schema, name, document)
+                    .await?;
+            }
             let pending: Vec<&Migration> = reconciled.pending.iter().map(|&i| &files[i]).collect();
             if let Some(active) = history.iter().find(|m| m.is_active()) {
                 // The active migration's files count as applied; continuing it is only right
@@ -365,9 +369,8 @@ impl Migrator {
             })?;
         let pending: Vec<&Migration> = reconciled.pending.iter().map(|&i| &files[i]).collect();
         let Some(last) = pending.last() else {
-            return Err(Error::ExpectOne {
+            return Err(Error::NothingPending {
                 dir: dir.display().to_string(),
-                pending: Vec::new(),
             });
         };
         let (plan, _, _) = self.prepare_one_version(&pending).await?;

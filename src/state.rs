@@ -398,6 +398,29 @@ pub async fn set_checksum(
     Ok(())
 }
 
+/// Replaces an imported migration's stored document with the file's (first sight), keeping
+/// the imported one in `created_by.imported_document`.
+pub async fn adopt_document(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    document: &serde_json::Value,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {state}.migrations
+                    SET created_by = created_by || jsonb_build_object('imported_document', document),
+                        document = $3
+                  WHERE schema = $1 AND name = $2"
+            ),
+            &[&schema, &name, document],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Journal status of every step of a phase, by ordinal.
 pub async fn step_statuses(
     client: &impl GenericClient,

@@ -392,6 +392,21 @@ async fn import_then_migrate_applies_only_the_fourth_file_while_pgrolls_release_
             "04_name_length_and_wider_email.json",
         ]
     );
+    // The pulled files are the team's files (not pgroll's rendering of them): migrating the
+    // pulled directory finds everything applied and nothing changed.
+    for (name, _) in FILES.iter().take(3) {
+        let theirs = pgbaton::format::load(&dir.path().join(name)).expect("file");
+        let pulled_file = pulled.path().join(name.replace(".yaml", ".json"));
+        let pulled_doc = pgbaton::format::load(&pulled_file).expect("pulled");
+        assert_eq!(
+            pgbaton::history::checksum(&theirs.raw),
+            pgbaton::history::checksum(&pulled_doc.raw),
+            "{name}"
+        );
+    }
+    let (code, out) = run(url, &["migrate", pulled.s()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nothing to migrate"), "{out}");
     let (code, local) = run(url, &["latest", "schema", "--local", dir.s()]);
     assert_eq!((code, local.trim()), (0, NEW_VS));
     let (code, from_db) = run(url, &["latest", "schema"]);

@@ -213,10 +213,10 @@ async fn three_files_as_one_version_rollback_restores_exactly_then_complete() {
         1
     );
     let status = m.status().await.expect("status");
-    assert_eq!(
-        status.active.as_ref().map(|a| a.name.as_str()),
-        Some("03_rename_name")
-    );
+    let active = status.active.as_ref().expect("active");
+    assert_eq!(active.name, "03_rename_name");
+    assert_eq!(active.bundled, ["01_add_nickname", "02_widen_email"]);
+    assert_eq!(active.version_schema, NEW);
 
     // The old release: its schema, its names, its writes.
     assert_eq!(
@@ -516,6 +516,10 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
     let (code, status) = common::pgbaton_run(&db.url, &["status"]);
     assert_eq!(code, 0, "{status}");
     assert!(status.contains("03_rename_name (starting)"), "{status}");
+    assert!(
+        status.contains("one version with: 01_add_nickname, 02_widen_email"),
+        "{status}"
+    );
 
     // The same command again continues the one migration from its checkpoint.
     old.mark_phase("resume");
@@ -616,4 +620,126 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
         local.trim(),
         "latest --local equals the database's answer"
     );
+}
+
+/// `latest --local` reads the directory only: no database is needed (the URL points nowhere).
+#[test]
+fn latest_local_needs_no_database() {
+    let dir = Dir::new("local");
+    dir.write("00_create_users.yaml", CREATE_USERS);
+    dir.write("01_add_nickname.yaml", ADD_NICKNAME);
+    dir.write(
+        "02_widen_email.yaml",
+        &format!("version_schema: v2\n{WIDEN_EMAIL}"),
+    );
+    let nowhere = "postgresql://nobody@127.0.0.1:1/nothing";
+    let (code, out) = common::pgbaton_run(nowhere, &["latest", "schema", "--local", dir.s()]);
+    assert_eq!((code, out.trim()), (0, "public_v2"), "{out}");
+    let (code, out) = common::pgbaton_run(nowhere, &["latest", "migration", "--local", dir.s()]);
+    assert_eq!((code, out.trim()), (0, "02_widen_email"), "{out}");
+    let (code, out) = common::pgbaton_run(
+        nowhere,
+        &["--schema", "app", "latest", "url", "--local", dir.s()],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.trim()
+            .starts_with("postgresql://nobody@127.0.0.1:1/nothing")
+            && out.contains("search_path%3Dapp_v2"),
+        "{out}"
+    );
+    let empty = Dir::new("empty");
+    let (code, out) = common::pgbaton_run(nowhere, &["latest", "schema", "--local", empty.s()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("has no migration file"), "{out}");
+}
+
+/// Killed in the middle of the combined backfill, then rolled back: exactly the schema before,
+/// the old release's version schema intact, all three files recorded as rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_backfill_then_rollback_restores_exactly() {
+    let db = common::fresh_db().await;
+    let c = &db.client;
+    let dir = Dir::new("killrb");
+    dir.write("00_create_users.yaml", CREATE_USERS);
+    assert_eq!(common::pgbaton_run(&db.url, &["init"]).0, 0);
+    let (code, out) = common::pgbaton_run(&db.url, &["migrate", dir.s(), "--complete"]);
+    assert_eq!(code, 0, "{out}");
+    common::exec(
+        c,
+        "INSERT INTO public.users (id, name, email) SELECT g, 'user ' || g, 'u' || g || '@example.com' FROM generate_series(1, 40000) g",
+    )
+    .await;
+    let before = schema_dump(&db.url, "public");
+    let before_old = schema_dump(&db.url, OLD);
+    for (name, text) in [
+        ("01_add_nickname.yaml", ADD_NICKNAME),
+        ("02_widen_email.yaml", WIDEN_EMAIL),
+        ("03_rename_name.yaml", RENAME_NAME),
+    ] {
+        dir.write(name, text);
+    }
+    let mut child = common::pgbaton_command(
+        &db.url,
+        &[
+            "migrate",
+            dir.s(),
+            "--one-version",
+            "--backfill-batch-size",
+            "500",
+            "--backfill-batch-delay",
+            "20",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn migrate");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar_i64(
+        c,
+        "SELECT coalesce(max(rows_done), 0)::bigint FROM pgbaton.backfills",
+    )
+    .await
+        < 5000
+    {
+        assert!(Instant::now() < deadline, "the backfill never started");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "migrate ended early"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    common::wait_for_killed_pgbaton(c).await;
+    let (code, out) = common::pgbaton_run(&db.url, &["rollback"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("03_rename_name"), "{out}");
+    assert_eq!(
+        before,
+        schema_dump(&db.url, "public"),
+        "rollback after kill -9 restores the exact schema"
+    );
+    assert_eq!(before_old, schema_dump(&db.url, OLD));
+    assert_eq!(version_schemas(c).await, [OLD]);
+    assert_eq!(
+        scalar_i64(
+            c,
+            "SELECT count(*) FROM pgbaton.migrations WHERE status = 'rolled_back'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        scalar_i64(c, "SELECT count(*) FROM pgbaton.backfills").await,
+        0
+    );
+    // And the deploy can be run again from scratch.
+    let (code, out) = common::pgbaton_run(
+        &db.url,
+        &["migrate", dir.s(), "--one-version", "--complete"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(version_schemas(c).await, [NEW]);
 }
