@@ -16,23 +16,7 @@ use pgbaton::error::Error;
 use pgbaton::executor::{Event, ExecOptions, Observer};
 use pgbaton::migrator::{Migrator, Settings};
 
-/// Exit codes.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// A failure while running (database error, failed step).
-    pub const FAILED: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// Bad input: the migration file or directory is invalid, or does not fit the live schema.
-    /// Nothing was changed.
-    pub const INVALID: u8 = 3;
-    /// Conflict with another migration or migrator (locked, already active, nothing active,
-    /// history mismatch, lock deadline). Nothing was changed by this command.
-    pub const CONFLICT: u8 = 4;
-    /// `verify` found mismatching rows.
-    pub const MISMATCH: u8 = 5;
-}
+pub use pgbaton::error::exit;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -138,18 +122,50 @@ pub enum Command {
         force: bool,
     },
     /// Show the active migration, its phase and backfill progress
-    Status,
+    Status {
+        /// Also check the applied history against this directory: warn about applied files
+        /// that changed ("divergent") or disappeared ("missing"), list the pending ones
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Apply every pending migration of a directory in order
     Migrate {
         dir: PathBuf,
         /// Complete the last one too
         #[arg(long)]
         complete: bool,
+        /// Start every pending file together as ONE migration: one version schema (named after
+        /// the last file), one backfill per table, one `complete`, one `rollback`; the old
+        /// release keeps its schema until that complete
+        #[arg(long)]
+        one_version: bool,
+        /// Refuse (changing nothing) unless exactly one file is pending
+        #[arg(long)]
+        expect_one: bool,
+        /// Accept applied files whose content changed since they were applied (their new
+        /// checksum is recorded)
+        #[arg(long)]
+        accept_divergent: bool,
+        /// Accept applied migrations that have no file in the directory
+        #[arg(long)]
+        accept_missing: bool,
+        /// Print what would run (the combined plan with --one-version) and change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the latest version schema, migration name, or a connection URL using it
     Latest {
         #[arg(value_enum)]
         what: Latest,
+        /// Answer from the newest file of this directory, without a database: what a release
+        /// built from it should pin (the version `migrate DIR` gives it)
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+    },
+    /// Take over the migration history of another tool
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
     },
     /// Write the applied migrations of the database into a directory
     Pull { dir: PathBuf },
@@ -180,6 +196,18 @@ pub enum Command {
     /// used) it runs in that database instead, in schemas of its own (pgbaton_demo*) that it
     /// drops at the end. --schema and --state-schema do not apply; the lock and backfill flags do.
     Demo(pgbaton_lab::demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportFrom {
+    /// Record pgroll's completed history of the schema as pgbaton's, so `migrate DIR`
+    /// continues with the first file pgroll never applied. Refused, changing nothing, while
+    /// pgroll has a migration in progress or when the histories disagree
+    Pgroll {
+        /// The schema pgroll keeps its state in (`pgroll --pgroll-schema`)
+        #[arg(long, default_value = "pgroll")]
+        pgroll_schema: String,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -382,19 +410,7 @@ fn human_duration(d: Duration) -> String {
 
 /// The exit code for an error.
 pub fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::StartFailed { cause, .. } => exit_code(cause),
-        Error::Format(_) | Error::Plan(_) => exit::INVALID,
-        Error::Locked { .. }
-        | Error::AlreadyActive { .. }
-        | Error::NoActiveMigration { .. }
-        | Error::AlreadyApplied { .. }
-        | Error::HistoryMismatch { .. }
-        | Error::NotActive { .. }
-        | Error::LockDeadline { .. }
-        | Error::NotInitialized { .. } => exit::CONFLICT,
-        _ => exit::FAILED,
-    }
+    e.exit_code()
 }
 
 /// Entry point of the binary.
@@ -472,6 +488,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     // The demo brings its own server: it must run before any connection is made.
     let command = match cli.command {
         Command::Demo(args) => return run_demo(args, &g, renderer).await,
+        Command::Latest {
+            what,
+            local: Some(dir),
+        } => return latest_local(&g, what, &dir),
         other => other,
     };
     let migrator = Migrator::connect(g.conn()?, g.settings())
@@ -552,7 +572,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 }
             }
         }
-        Command::Status => {
+        Command::Status { dir: None } => {
             let status = migrator.status().await?;
             if g.json {
                 print_json(&status)?;
@@ -560,8 +580,57 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 print!("{}", render_status(&status));
             }
         }
-        Command::Migrate { dir, complete } => {
-            let applied = migrator.migrate(&dir, complete).await?;
+        Command::Status { dir: Some(dir) } => {
+            let status = migrator.status().await?;
+            let check = migrator.check_dir(&dir).await?;
+            if g.json {
+                print_json(&serde_json::json!({"status": status, "directory": check}))?;
+            } else {
+                print!("{}", render_status(&status));
+                print!("{}", render_dir_check(&check));
+            }
+        }
+        Command::Migrate {
+            dir,
+            one_version,
+            dry_run: true,
+            ..
+        } => {
+            if one_version {
+                let (name, plan) = migrator.plan_one_version(&dir).await?;
+                if g.json {
+                    print_json(&plan)?;
+                } else {
+                    print!("{}", render_plan(&name, &plan));
+                }
+            } else {
+                let check = migrator.check_dir(&dir).await?;
+                if g.json {
+                    print_json(&check)?;
+                } else {
+                    print!("{}", render_dir_check(&check));
+                }
+            }
+        }
+        Command::Migrate {
+            dir,
+            complete,
+            one_version,
+            expect_one,
+            accept_divergent,
+            accept_missing,
+            dry_run: false,
+        } => {
+            let options = pgbaton::one_version::MigrateOptions {
+                complete,
+                one_version,
+                expect_one,
+                accept: pgbaton::history::Accept {
+                    divergent: accept_divergent,
+                    missing: accept_missing,
+                },
+            };
+            let applied = migrator.migrate_with(&dir, &options).await?;
             if g.json {
                 print_json(
                     &serde_json::json!({"event": "migrated", "applied": applied, "completed_last": complete}),
@@ -577,12 +646,24 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                     applied.len(),
                     applied.join(", ")
                 );
-                if !complete {
+                if !complete && one_version && applied.len() > 1 {
+                    println!("they are active as one version: run `pgbaton complete` when the new release is out");
+                } else if !complete {
                     println!("the last one is active: run `pgbaton complete` when the new release is out");
                 }
             }
         }
-        Command::Latest { what } => {
+        Command::Import {
+            from: ImportFrom::Pgroll { pgroll_schema },
+        } => {
+            let out = migrator.import_pgroll(&pgroll_schema).await?;
+            if g.json {
+                print_json(&out)?;
+            } else {
+                print!("{}", render_import(&out));
+            }
+        }
+        Command::Latest { what, .. } => {
             let Some((name, vs)) = migrator.latest().await? else {
                 return Err(Error::Other(format!(
                     "no migration has been applied to schema {}",
@@ -745,6 +826,14 @@ fn render_status(s: &pgbaton::migrator::Status) -> String {
                 a.name, a.status, a.started_at
             );
             let _ = writeln!(out, "  version schema: {}", a.version_schema);
+            if !a.bundled.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  one version with: {} (and {})",
+                    a.bundled.join(", "),
+                    a.name
+                );
+            }
             for p in &a.phases {
                 let _ = writeln!(out, "  {}: {}/{} steps done", p.phase, p.done, p.total);
                 if let Some(f) = &p.failed {
@@ -755,6 +844,87 @@ fn render_status(s: &pgbaton::migrator::Status) -> String {
                 let _ = writeln!(out, "  backfill {b}");
             }
         }
+    }
+    out
+}
+
+/// `latest ... --local DIR`: from the directory alone.
+fn latest_local(g: &Global, what: Latest, dir: &std::path::Path) -> Result<u8, Error> {
+    let Some((name, vs)) = pgbaton::one_version::latest_local(dir, &g.schema)? else {
+        return Err(Error::Other(format!(
+            "{} has no migration file",
+            dir.display()
+        )));
+    };
+    let text = match what {
+        Latest::Schema => vs,
+        Latest::Migration => name,
+        Latest::Url => g.conn()?.url_with_search_path(&vs),
+    };
+    println!("{text}");
+    Ok(exit::OK)
+}
+
+fn render_dir_check(c: &pgbaton::one_version::DirCheck) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for f in &c.findings {
+        let _ = writeln!(out, "warning: {f}");
+    }
+    if let Some(order) = &c.order {
+        let _ = writeln!(
+            out,
+            "warning: the history does not match {}: {order}",
+            c.dir
+        );
+    }
+    if c.pending.is_empty() {
+        let _ = writeln!(out, "pending in {}: none", c.dir);
+    } else {
+        let _ = writeln!(out, "pending in {}: {}", c.dir, c.pending.join(", "));
+    }
+    out
+}
+
+fn render_import(o: &pgbaton::pgroll_import::ImportOutcome) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if o.imported.is_empty() {
+        let _ = writeln!(
+            out,
+            "nothing to import: pgbaton already has pgroll's {} migration(s) of schema {}",
+            o.already, o.schema
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "imported {} migration(s) of schema {} from pgroll ({}): {}",
+            o.imported.len(),
+            o.schema,
+            o.pgroll_schema,
+            o.imported.join(", ")
+        );
+    }
+    if !o.inferred.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} inferred by pgroll from DDL run outside it (kept in the history, not expected as files)",
+            o.inferred.join(", ")
+        );
+    }
+    if let Some(vs) = &o.version_schema {
+        let _ = writeln!(
+            out,
+            "  the running release's version schema {vs} keeps working until pgbaton's first `complete`"
+        );
+    }
+    if !o.pgroll_event_triggers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  note: pgroll's event triggers ({}) are still installed and will record pgbaton's DDL as \
+             inferred pgroll migrations; drop them once you no longer run pgroll",
+            o.pgroll_event_triggers.join(", ")
+        );
     }
     out
 }

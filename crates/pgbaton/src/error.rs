@@ -89,6 +89,90 @@ pub enum Error {
     #[error("{cause}\n{outcome}")]
     StartFailed { cause: Box<Error>, outcome: String },
 
+    /// Applied files changed or disappeared (`migrate`, `start`); nothing was run. The flags
+    /// `--accept-divergent` / `--accept-missing` accept them deliberately.
+    #[error("the migration history of schema {schema} does not match {dir}:\n  {}\nnothing was run; pass {flags} to accept this deliberately",
+            .findings.join("\n  "))]
+    Divergent {
+        schema: String,
+        dir: String,
+        findings: Vec<String>,
+        flags: String,
+    },
+
+    /// `migrate --expect-one` found another number of pending files.
+    #[error("--expect-one: {dir} has {} pending migration(s){}, not exactly one; nothing was run",
+            .pending.len(),
+            if .pending.is_empty() { String::new() } else { format!(" ({})", .pending.join(", ")) })]
+    ExpectOne { dir: String, pending: Vec<String> },
+
+    /// `migrate --dry-run --one-version` with nothing to plan.
+    #[error("no migration of {dir} is pending: nothing to plan")]
+    NothingPending { dir: String },
+
+    /// `import pgroll`: no pgroll state where asked.
+    #[error("no pgroll state in schema {pgroll_schema} (table {pgroll_schema}.migrations does not exist); pass --pgroll-schema if pgroll was initialised with another --pgroll-schema")]
+    PgrollNotFound { pgroll_schema: String },
+
+    /// `import pgroll`: pgroll has a migration in progress; nothing was imported.
+    #[error("pgroll has migration \"{name}\" in progress on schema {schema}: complete it (`pgroll complete`) or roll it back (`pgroll rollback`) with pgroll first; nothing was imported")]
+    PgrollActive { schema: String, name: String },
+
+    /// `import pgroll`: the two histories disagree; nothing was imported.
+    #[error("pgroll's history of schema {schema} and pgbaton's disagree: {detail}; nothing was imported")]
+    PgrollHistoryDisagrees { schema: String, detail: String },
+
     #[error("{0}")]
     Other(String),
+}
+
+/// The exit codes of the `pgbaton` command, one per class of [`Error`]; the library owns the
+/// classification so that every variant is mapped here, exhaustively.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A failure while running (database error, failed step).
+    pub const FAILED: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Bad input: the migration file or directory is invalid, or does not fit the live schema.
+    /// Nothing was changed.
+    pub const INVALID: u8 = 3;
+    /// Conflict with another migration or migrator (locked, already active, nothing active,
+    /// history mismatch, lock deadline). Nothing was changed by this command.
+    pub const CONFLICT: u8 = 4;
+    /// `verify` found mismatching rows.
+    pub const MISMATCH: u8 = 5;
+}
+
+impl Error {
+    /// The command's exit code for this error ([`exit`]). No catch-all arm: a new variant must
+    /// say which class it is.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::StartFailed { cause, .. } => cause.exit_code(),
+            Error::Format(_) | Error::Plan(_) => exit::INVALID,
+            Error::Locked { .. }
+            | Error::AlreadyActive { .. }
+            | Error::NoActiveMigration { .. }
+            | Error::AlreadyApplied { .. }
+            | Error::HistoryMismatch { .. }
+            | Error::NotActive { .. }
+            | Error::Divergent { .. }
+            | Error::ExpectOne { .. }
+            | Error::NothingPending { .. }
+            | Error::PgrollNotFound { .. }
+            | Error::PgrollActive { .. }
+            | Error::PgrollHistoryDisagrees { .. }
+            | Error::LockDeadline { .. }
+            | Error::NotInitialized { .. } => exit::CONFLICT,
+            Error::Pg(_)
+            | Error::Db(_)
+            | Error::Step { .. }
+            | Error::Backfill(_)
+            | Error::Verify(_)
+            | Error::Io { .. }
+            | Error::Other(_) => exit::FAILED,
+        }
+    }
 }

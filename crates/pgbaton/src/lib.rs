@@ -2,6 +2,8 @@
 //!
 //! Layers, top to bottom (data flows down, nothing calls up):
 //! - [`migrator`]: the public API (init/start/complete/rollback/status/migrate), holds the advisory lock.
+//!   [`one_version`] (`migrate`'s options, several files as one version), [`history`] (checksums,
+//!   the history against a directory) and [`pgroll_import`] (taking over from pgroll) extend it.
 //! - [`plan`] and [`ops`]: each operation validates against a [`schema::Schema`] and returns
 //!   [`step::Step`]s as data; nothing in these modules performs I/O.
 //! - [`executor`]: runs steps with lock timeouts, retries and the journal in [`state`].
@@ -17,11 +19,14 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod history;
 pub mod ident;
 pub mod migrator;
+pub mod one_version;
 pub mod ops;
 pub mod path;
 pub mod pg;
+pub mod pgroll_import;
 pub mod plan;
 pub mod planner;
 pub mod schema;

@@ -73,6 +73,10 @@ pub struct ActiveStatus {
     /// Journal: (phase, steps done, steps total, failed step error if any).
     pub phases: Vec<PhaseStatus>,
     pub backfills: Vec<crate::backfill::BackfillStatus>,
+    /// For a one-version migration (`migrate --one-version`): the files it deploys before its
+    /// own (the last), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundled: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,6 +105,12 @@ impl Migrator {
         // PostgreSQL 14+; best effort (an older server or a pooler may refuse it).
         let _ = client
             .batch_execute("SET client_connection_check_interval = '1s'")
+            .await;
+        // On a schema taken over from pgroll (`import pgroll`) whose event triggers are still
+        // installed, this flag (the one pgroll sets for its own sessions) keeps them from
+        // recording pgbaton's DDL as "inferred" pgroll migrations. A custom setting: any server.
+        let _ = client
+            .batch_execute("SET pgroll.no_inferred_migrations = 'TRUE'")
             .await;
         let row = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -133,12 +143,23 @@ impl Migrator {
         &self.conn
     }
 
-    fn schema(&self) -> &str {
+    pub(crate) fn schema(&self) -> &str {
         &self.settings.schema
     }
 
+    pub(crate) fn state_ident(&self) -> &Ident {
+        &self.state
+    }
+
+    pub(crate) fn server_version_num(&self) -> i32 {
+        self.server_version_num
+    }
+
     /// Runs `f` holding the per-schema advisory lock; releases it on every path.
-    async fn locked<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn locked<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let key = format!("{}.{}", self.settings.state_schema, self.schema());
         if !pg::try_migration_lock(&self.client, &key).await? {
             let holder = pg::lock_holder(&self.client, &key).await?;
@@ -303,6 +324,7 @@ impl Migrator {
                 None => {
                     if let Some(done) = state::get(&self.client, &self.state, schema, &migration.name).await? {
                         if done.status == state::COMPLETED {
+                            crate::history::refuse_changed(schema, &done, migration)?;
                             return Err(Error::AlreadyApplied { schema: schema.to_string(), name: done.name });
                         }
                     }
@@ -360,7 +382,7 @@ impl Migrator {
     /// Runs (the rest of) the start phase. A failure in a DDL step rolls back automatically, so
     /// the schema is as before; a failure in a backfill keeps the rows already done and leaves
     /// the migration resumable (`pgbaton start FILE` again) or roll-back-able.
-    async fn finish_start(&self, record: &MigrationRecord) -> Result<()> {
+    pub(crate) async fn finish_start(&self, record: &MigrationRecord) -> Result<()> {
         let schema = self.schema();
         match self
             .run_phase(&record.name, Phase::Start, &record.plan)
@@ -423,7 +445,7 @@ impl Migrator {
         }
     }
 
-    async fn finish_complete(&self, record: &MigrationRecord) -> Result<()> {
+    pub(crate) async fn finish_complete(&self, record: &MigrationRecord) -> Result<()> {
         let schema = self.schema();
         state::set_status(
             &self.client,
@@ -468,7 +490,7 @@ impl Migrator {
         .await
     }
 
-    async fn require_active(&self) -> Result<MigrationRecord> {
+    pub(crate) async fn require_active(&self) -> Result<MigrationRecord> {
         state::active(&self.client, &self.state, self.schema())
             .await?
             .ok_or_else(|| Error::NoActiveMigration {
@@ -593,6 +615,14 @@ impl Migrator {
                 started_at: active.started_at.clone(),
                 phases,
                 backfills,
+                bundled: history
+                    .iter()
+                    .filter(|m| {
+                        m.status == state::BUNDLED
+                            && m.bundle.as_deref() == Some(active.name.as_str())
+                    })
+                    .map(|m| m.name.clone())
+                    .collect(),
             });
         }
         Ok(status)
@@ -629,58 +659,11 @@ impl Migrator {
     /// and completed; the last is left active unless `complete`. Refuses when the recorded
     /// history does not match the directory. Returns the names applied.
     pub async fn migrate(&self, dir: &Path, complete: bool) -> Result<Vec<String>> {
-        let files = crate::format::load_dir(dir)?;
-        state::require_initialized(&self.client, &self.state).await?;
-        let schema = self.schema();
-        if let Some(active) = state::active(&self.client, &self.state, schema).await? {
-            return Err(Error::AlreadyActive {
-                schema: schema.to_string(),
-                active: active.name,
-                requested: format!("the migrations of {}", dir.display()),
-            });
-        }
-        let history = state::history(&self.client, &self.state, schema).await?;
-        for (i, applied) in history.iter().enumerate() {
-            match files.get(i) {
-                Some(f) if f.name == applied.name => {
-                    if f.raw != applied.document {
-                        return Err(Error::HistoryMismatch {
-                            schema: schema.to_string(),
-                            dir: dir.display().to_string(),
-                            detail: format!("{} differs from the migration \"{}\" applied before", f.file, f.name),
-                        });
-                    }
-                }
-                Some(f) => {
-                    return Err(Error::HistoryMismatch {
-                        schema: schema.to_string(),
-                        dir: dir.display().to_string(),
-                        detail: format!(
-                            "migration #{} applied was \"{}\" but the directory has \"{}\" ({}) in that place",
-                            i + 1,
-                            applied.name,
-                            f.name,
-                            f.file
-                        ),
-                    })
-                }
-                None => {
-                    return Err(Error::HistoryMismatch {
-                        schema: schema.to_string(),
-                        dir: dir.display().to_string(),
-                        detail: format!("migration \"{}\" was applied but has no file in the directory", applied.name),
-                    })
-                }
-            }
-        }
-        let pending = &files[history.len()..];
-        let mut applied = Vec::new();
-        for (i, m) in pending.iter().enumerate() {
-            let last = i + 1 == pending.len();
-            self.start(m, !last || complete).await?;
-            applied.push(m.name.clone());
-        }
-        Ok(applied)
+        let options = crate::one_version::MigrateOptions {
+            complete,
+            ..Default::default()
+        };
+        self.migrate_with(dir, &options).await
     }
 
     /// Writes the documents of the schema's migration history into `dir` as `<name>.json`.

@@ -29,31 +29,45 @@ pub enum PlanFailure {
 /// version sees it). Returns the plan and the schema as the new version sees it.
 pub fn plan_migration(
     migration: &Migration,
+    schema: Schema,
+    ctx: &PlanContext,
+) -> Result<(Plan, Schema), PlanFailure> {
+    plan_migrations(&[migration], schema, ctx)
+}
+
+/// Validates and plans several files as ONE migration (`migrate --one-version`): the operations
+/// of every file, in order, against the schema as the operations before them left it — as if
+/// they were one file — so there is one expand, one backfill per table, one version schema
+/// (`ctx.version_schema`), one contract and one rollback. Errors name the file and operation.
+pub fn plan_migrations(
+    migrations: &[&Migration],
     mut schema: Schema,
     ctx: &PlanContext,
 ) -> Result<(Plan, Schema), PlanFailure> {
     let mut builder = PlanBuilder::new();
-    for (index, op) in migration.operations.iter().enumerate() {
-        let operation = op.operation();
-        let located = |source: PlanError| PlanFailure::Invalid {
-            file: migration.file.clone(),
-            line: migration.op_lines.get(index).copied().flatten(),
-            index,
-            kind: operation.kind(),
-            source,
-        };
-        operation.validate(&schema, ctx).map_err(located)?;
-        operation
-            .start(&schema, ctx, &mut builder)
-            .map_err(located)?;
-        operation
-            .complete(&schema, ctx, &mut builder)
-            .map_err(located)?;
-        operation
-            .rollback(&schema, ctx, &mut builder)
-            .map_err(located)?;
-        builder.end_operation();
-        operation.apply(&mut schema, ctx).map_err(located)?;
+    for migration in migrations {
+        for (index, op) in migration.operations.iter().enumerate() {
+            let operation = op.operation();
+            let located = |source: PlanError| PlanFailure::Invalid {
+                file: migration.file.clone(),
+                line: migration.op_lines.get(index).copied().flatten(),
+                index,
+                kind: operation.kind(),
+                source,
+            };
+            operation.validate(&schema, ctx).map_err(located)?;
+            operation
+                .start(&schema, ctx, &mut builder)
+                .map_err(located)?;
+            operation
+                .complete(&schema, ctx, &mut builder)
+                .map_err(located)?;
+            operation
+                .rollback(&schema, ctx, &mut builder)
+                .map_err(located)?;
+            builder.end_operation();
+            operation.apply(&mut schema, ctx).map_err(located)?;
+        }
     }
     let version_steps = crate::views::create_version_steps(&schema, ctx);
     builder.set_partitioned(

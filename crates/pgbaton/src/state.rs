@@ -17,6 +17,18 @@ pub const COMPLETING: &str = "completing";
 pub const ROLLING_BACK: &str = "rolling_back";
 pub const COMPLETED: &str = "completed";
 pub const ROLLED_BACK: &str = "rolled_back";
+/// A file deployed as part of a one-version migration (`migrate --one-version`), while that
+/// migration (its `bundle`, named after the last file) is active; it follows the bundle to
+/// `completed` or `rolled_back`.
+pub const BUNDLED: &str = "bundled";
+
+/// Where a history row came from (`origin`): pgbaton itself, or `pgbaton import pgroll`.
+pub const ORIGIN_PGBATON: &str = "pgbaton";
+pub const ORIGIN_PGROLL: &str = "pgroll";
+/// pgroll's `inferred` migrations (DDL it captured outside pgroll): kept in the history, not
+/// expected as files.
+pub const ORIGIN_PGROLL_INFERRED: &str = "pgroll_inferred";
+pub const ORIGIN_PGROLL_BASELINE: &str = "pgroll_baseline";
 
 /// Idempotent DDL for the state schema.
 pub fn ddl(state: &Ident) -> Vec<String> {
@@ -38,6 +50,20 @@ pub fn ddl(state: &Ident) -> Vec<String> {
                 created_by jsonb NOT NULL DEFAULT '{{}}',
                 PRIMARY KEY (schema, name)
             )"
+        ),
+        // Checksums of applied files, where each row came from, and one-version bundles (added
+        // after the first release: `upgrade` adds them to an older state schema in place).
+        format!(
+            "ALTER TABLE {state}.migrations
+                ADD COLUMN IF NOT EXISTS checksum text,
+                ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT 'pgbaton',
+                ADD COLUMN IF NOT EXISTS bundle text"
+        ),
+        format!("ALTER TABLE {state}.migrations DROP CONSTRAINT IF EXISTS migrations_status_check"),
+        format!(
+            "ALTER TABLE {state}.migrations ADD CONSTRAINT migrations_status_check
+                CHECK (status IN ('starting', 'active', 'completing', 'rolling_back',
+                                  'completed', 'rolled_back', 'bundled'))"
         ),
         format!(
             "CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_active ON {state}.migrations (schema)
@@ -80,10 +106,13 @@ pub async fn upgrade(client: &Client, state: &Ident) -> Result<()> {
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AND EXISTS (
                  SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pass'
+                    AND NOT attisdropped) AND EXISTS (
+                 SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($3) AND attname = 'bundle'
                     AND NOT attisdropped)",
             &[
                 &format!("{state}.backfill_xids"),
                 &format!("{state}.backfills"),
+                &format!("{state}.migrations"),
             ],
         )
         .await?
@@ -126,6 +155,13 @@ pub struct MigrationRecord {
     pub plan: Plan,
     pub started_at: String,
     pub completed_at: Option<String>,
+    /// The checksum of the applied file's parsed content ([`crate::history::checksum`]);
+    /// `None` until first seen for rows recorded before checksums existed, or imported.
+    pub checksum: Option<String>,
+    /// [`ORIGIN_PGBATON`], [`ORIGIN_PGROLL`], ...
+    pub origin: String,
+    /// For a file deployed in a one-version migration: that migration's name (its last file).
+    pub bundle: Option<String>,
 }
 
 impl MigrationRecord {
@@ -137,9 +173,14 @@ impl MigrationRecord {
     }
 }
 
+/// The columns of a [`MigrationRecord`]. Those added after the first release are read through
+/// `to_jsonb(row)`, so read-only commands (`status`, `latest`, `pull`, `plan`) work on an older
+/// state schema that no state-changing command has upgraded yet.
 const RECORD_COLUMNS: &str = "schema, name, parent, version_schema, status, document, plan,
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    to_jsonb(migrations) ->> 'checksum', coalesce(to_jsonb(migrations) ->> 'origin', 'pgbaton'),
+    to_jsonb(migrations) ->> 'bundle'";
 
 fn record(row: &tokio_postgres::Row) -> Result<MigrationRecord> {
     let plan: serde_json::Value = row.get(6);
@@ -154,6 +195,9 @@ fn record(row: &tokio_postgres::Row) -> Result<MigrationRecord> {
             .map_err(|e| Error::Other(format!("stored plan of migration is unreadable: {e}")))?,
         started_at: row.get(7),
         completed_at: row.get(8),
+        checksum: row.get(9),
+        origin: row.get(10),
+        bundle: row.get(11),
     })
 }
 
@@ -203,7 +247,7 @@ pub async fn history(
         .query(
             &format!(
                 "SELECT {RECORD_COLUMNS} FROM {state}.migrations
-                  WHERE schema = $1 AND status IN ('completed', 'starting', 'active', 'completing', 'rolling_back')
+                  WHERE schema = $1 AND status IN ('completed', 'starting', 'active', 'completing', 'rolling_back', 'bundled')
                   ORDER BY started_at, name"
             ),
             &[&schema],
@@ -268,13 +312,21 @@ pub async fn insert_migration(
     client
         .execute(
             &format!(
-                "INSERT INTO {state}.migrations (schema, name, parent, version_schema, document, plan, status, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'starting',
+                "INSERT INTO {state}.migrations (schema, name, parent, version_schema, document, plan, status, checksum, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7,
                          jsonb_build_object('user', current_user, 'application_name', current_setting('application_name'),
                                             'client_addr', inet_client_addr()::text, 'pgbaton', {}))",
                 Literal::new(env!("CARGO_PKG_VERSION"))
             ),
-            &[&m.schema, &m.name, &m.parent, &m.version_schema, m.document, &plan_json],
+            &[
+                &m.schema,
+                &m.name,
+                &m.parent,
+                &m.version_schema,
+                m.document,
+                &plan_json,
+                &crate::history::checksum(m.document),
+            ],
         )
         .await?;
     for phase in [Phase::Start, Phase::Complete, Phase::Rollback] {
@@ -312,6 +364,59 @@ pub async fn set_status(
                 "UPDATE {state}.migrations SET status = $3{stamp} WHERE schema = $1 AND name = $2"
             ),
             &[&schema, &name, &status],
+        )
+        .await?;
+    if matches!(status, COMPLETED | ROLLED_BACK) {
+        // The files deployed with it in one version follow it.
+        client
+            .execute(
+                &format!(
+                    "UPDATE {state}.migrations SET status = $3{stamp}
+                      WHERE schema = $1 AND bundle = $2 AND status = 'bundled'"
+                ),
+                &[&schema, &name, &status],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records `checksum` as the checksum of applied migration `name` (first sight of a file
+/// applied before checksums existed, or a change accepted deliberately).
+pub async fn set_checksum(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    checksum: &str,
+) -> Result<()> {
+    client
+        .execute(
+            &format!("UPDATE {state}.migrations SET checksum = $3 WHERE schema = $1 AND name = $2"),
+            &[&schema, &name, &checksum],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Replaces an imported migration's stored document with the file's (first sight), keeping
+/// the imported one in `created_by.imported_document`.
+pub async fn adopt_document(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    name: &str,
+    document: &serde_json::Value,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {state}.migrations
+                    SET created_by = created_by || jsonb_build_object('imported_document', document),
+                        document = $3
+                  WHERE schema = $1 AND name = $2"
+            ),
+            &[&schema, &name, document],
         )
         .await?;
     Ok(())
