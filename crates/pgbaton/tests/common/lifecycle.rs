@@ -8,6 +8,8 @@
 
 use pgbaton::format::{self, FileKind, Migration};
 use pgbaton::migrator::{Migrator, Settings};
+/// Expected failures name their SQLSTATE: `Check::Fails(V::New, sql, SqlState::UNIQUE_VIOLATION)`.
+pub use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{connect, fresh_db, schema_dump, TestDb};
@@ -29,8 +31,8 @@ pub enum V {
 pub enum Check {
     /// Must succeed.
     Ok(V, &'static str),
-    /// Must fail with this SQLSTATE.
-    Fails(V, &'static str, &'static str),
+    /// Must fail with this SQLSTATE (by name: `SqlState::UNIQUE_VIOLATION`).
+    Fails(V, &'static str, SqlState),
     /// Must return exactly these rows, each rendered as its columns joined by `|` (NULL as `NULL`).
     Rows(V, &'static str, &'static [&'static str]),
 }
@@ -150,16 +152,19 @@ impl Env {
                     )
                 }
                 (Check::Fails(_, _, code), Err(e)) => {
-                    let got = e.code().map(|c| c.code().to_string()).unwrap_or_default();
                     assert_eq!(
-                        &got,
-                        code,
-                        "[{stage}] {v:?} `{sql}` failed with {}",
+                        e.code(),
+                        Some(code),
+                        "[{stage}] {v:?} `{sql}` should fail with {}, failed with {}",
+                        code.code(),
                         super::describe(&e)
                     );
                 }
                 (Check::Fails(_, _, code), Ok(_)) => {
-                    panic!("[{stage}] {v:?} `{sql}` should fail with {code} but succeeded")
+                    panic!(
+                        "[{stage}] {v:?} `{sql}` should fail with {} but succeeded",
+                        code.code()
+                    )
                 }
                 (Check::Rows(_, _, expect), Ok(msgs)) => {
                     let rows = render_rows(&msgs);

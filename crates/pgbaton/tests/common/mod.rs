@@ -331,3 +331,16 @@ pub async fn wait_for_killed_pgbaton(client: &Client) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Asserts that `err` is a database error with SQLSTATE `expected` (by name:
+/// `assert_sqlstate(&err, &SqlState::UNIQUE_VIOLATION)`); the panic shows the server's full
+/// message.
+pub fn assert_sqlstate(err: &tokio_postgres::Error, expected: &tokio_postgres::error::SqlState) {
+    assert_eq!(
+        err.code(),
+        Some(expected),
+        "expected SQLSTATE {}, got: {}",
+        expected.code(),
+        describe(err)
+    );
+}
