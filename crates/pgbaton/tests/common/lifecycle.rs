@@ -292,3 +292,42 @@ pub async fn client(env: &Env) -> Client {
 pub fn dump(env: &Env) -> String {
     env.base_dump()
 }
+
+/// The versions of a schema whose version schemas a test builds by hand (no migrator state, so
+/// no [`Env::check`]): the same vocabulary — act as [`V::Old`], [`V::New`] or [`V::Base`] — and
+/// the same search path per version as [`Env::check`] sets.
+#[derive(Clone, Copy, Debug)]
+pub struct Versions<'a> {
+    /// The base schema, where the tables are.
+    pub schema: &'a str,
+    /// The previous version schema; `None` when the old version is the base schema (the
+    /// application predating pgbaton).
+    pub old: Option<&'a str>,
+    /// The migration's version schema.
+    pub new: &'a str,
+}
+
+impl Versions<'_> {
+    /// The search path of version `v`.
+    pub fn search_path(&self, v: V) -> String {
+        let q = pgbaton::ident::quote_ident;
+        match (v, self.old) {
+            (V::Base, _) | (V::Old, None) => q(self.schema),
+            (V::Old, Some(old)) => format!("{}, {}", q(old), q(self.schema)),
+            (V::New, _) => format!("{}, {}", q(self.new), q(self.schema)),
+        }
+    }
+
+    /// Runs `sql` (one or more statements) on `client` as a client of version `v`: with its
+    /// search path for the session, reset afterwards.
+    pub async fn exec(&self, client: &Client, v: V, sql: &str) {
+        super::exec(
+            client,
+            &format!(
+                "SET search_path = {};\n{sql};\nRESET search_path",
+                self.search_path(v)
+            ),
+        )
+        .await;
+    }
+}
