@@ -9,29 +9,8 @@
 
 mod common;
 
+use common::fixtures::{setup_users, USERS_SEED};
 use common::lifecycle::*;
-use pgbaton::format::Migration;
-
-/// The first version: `users (id int pk, name text)` and `teams (id int pk)`.
-fn setup_users() -> Migration {
-    yaml(
-        "01_users",
-        "operations:
-  - create_table:
-      name: users
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: name, type: text, nullable: true}
-  - create_table:
-      name: teams
-      columns:
-        - {name: id, type: integer, pk: true}
-",
-    )
-}
-
-const SEED: &str = "INSERT INTO users VALUES (1, 'alice'), (2, 'bob');
-                    INSERT INTO teams VALUES (1), (2), (3)";
 
 /// The physical columns of `users`, in order, with NOT NULL.
 const USERS_COLUMNS: &str = "SELECT attname, attnotnull FROM pg_attribute
@@ -96,6 +75,8 @@ async fn not_null_with_up_on_a_table_with_rows() {
             &[
                 "id|t",
                 "name|f",
+                "email|f",
+                "role|f",
                 "_pgbaton_new_code|f",
                 "_pgbaton_touched|f",
             ],
@@ -103,7 +84,12 @@ async fn not_null_with_up_on_a_table_with_rows() {
         Check::Rows(
             V::Base,
             USERS_CONSTRAINTS,
-            &["_pgbaton_nn_code|f", "users_pkey|t"],
+            &[
+                "_pgbaton_nn_code|f",
+                "email_at|t",
+                "users_email_key|t",
+                "users_pkey|t",
+            ],
         ),
         Check::Rows(V::Base, USERS_TRIGGERS, &["1"]),
         Check::Rows(
@@ -115,11 +101,15 @@ async fn not_null_with_up_on_a_table_with_rows() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f"],
+            ),
             Check::Rows(V::Base, USERS_TRIGGERS, &["0"]),
             Check::Rows(
                 V::Old,
@@ -139,8 +129,16 @@ async fn not_null_with_up_on_a_table_with_rows() {
                 ],
             ),
             // The right name, NOT NULL, no leftover check, trigger or marker.
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "code|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "code|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Rows(V::Base, USERS_TRIGGERS, &["0"]),
             Check::Rows(
                 V::Base,
@@ -199,12 +197,12 @@ async fn nullable_with_constant_default_is_catalog_only() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"])],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "age|f"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f", "age|f"]),
             Check::Rows(
                 V::Base,
                 "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'users'::regclass",
@@ -250,18 +248,30 @@ async fn not_null_with_constant_default_is_enforced_at_once() {
         Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id|t", "name|f", "_pgbaton_new_age|t"],
+            &["id|t", "name|f", "email|f", "role|f", "_pgbaton_new_age|t"],
         ),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "age|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "age|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (20, 'x')"),
             Check::Rows(V::New, "SELECT age FROM users WHERE id = 20", &["0"]),
         ],
@@ -269,12 +279,12 @@ async fn not_null_with_constant_default_is_enforced_at_once() {
     .await;
 }
 
-/// [`SEED`] and a volatile function, as in pgroll's tests.
-const SEED_ALWAYS_TEN: &str =
+/// [`USERS_SEED`] and a volatile function, as in pgroll's tests.
+const SEED_ALWAYS_TEN: &str = concat!(
     "CREATE FUNCTION always_ten() RETURNS integer LANGUAGE plpgsql VOLATILE
-                                 AS $$ BEGIN RETURN 10; END $$;
-                               INSERT INTO users VALUES (1, 'alice'), (2, 'bob');
-                               INSERT INTO teams VALUES (1), (2), (3)";
+         AS $$ BEGIN RETURN 10; END $$;\n",
+    crate::users_seed!()
+);
 
 #[tokio::test]
 async fn volatile_default_fills_existing_rows_without_a_rewrite() {
@@ -324,9 +334,17 @@ async fn volatile_default_fills_existing_rows_without_a_rewrite() {
         seed: SEED_ALWAYS_TEN,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "score|f"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "score|f"],
+            ),
             Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (20, 'x')"),
             Check::Rows(
                 V::New,
@@ -373,10 +391,22 @@ async fn not_null_volatile_default_with_up() {
         seed: SEED_ALWAYS_TEN,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "score|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "score|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Fails(
                 V::New,
                 "INSERT INTO users (id, name, score) VALUES (20, 'x', NULL)",
@@ -428,11 +458,11 @@ async fn serial_column_on_a_table_with_rows() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"]),
             Check::Rows(
                 V::Base,
                 "SELECT count(*) FROM pg_class WHERE relname = 'users_counter_seq'",
@@ -440,7 +470,7 @@ async fn serial_column_on_a_table_with_rows() {
             ),
         ],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "counter|t"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f", "counter|t"]),
             Check::Rows(
                 V::Base,
                 "SELECT pg_get_serial_sequence('users', 'counter')",
@@ -479,7 +509,8 @@ async fn unique_check_and_foreign_key() {
         references: {name: team_fk, table: teams, column: id, on_delete: SET NULL}
 ",
     );
-    let after_start = vec![
+    let after_start =
+        vec![
         Check::Ok(V::Base, "DELETE FROM users WHERE id >= 3"),
         Check::Rows(
             V::New,
@@ -517,31 +548,31 @@ async fn unique_check_and_foreign_key() {
         Check::Rows(
             V::Base,
             USERS_CONSTRAINTS,
-            &["team_fk|f", "team_positive|f", "users_pkey|t"],
+            &["email_at|t", "team_fk|f", "team_positive|f", "users_email_key|t", "users_pkey|t"],
         ),
         Check::Rows(
             V::Base,
             "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
               WHERE i.indrelid = 'users'::regclass ORDER BY 1",
-            &["_pgbaton_uniq_users_team_id|t", "users_pkey|t"],
+            &["_pgbaton_uniq_users_team_id|t", "users_email_key|t", "users_pkey|t"],
         ),
         // Rows kept past rollback are filled again by the second start: keep only valid ones.
         Check::Ok(V::Base, "DELETE FROM users WHERE id >= 12"),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"]),
+            Check::Rows(V::Base, USERS_CONSTRAINTS, &["email_at|t", "users_email_key|t", "users_pkey|t"]),
         ],
         after_complete: vec![
             Check::Rows(
                 V::Base,
                 USERS_CONSTRAINTS,
-                &["team_fk|t", "team_positive|t", "users_pkey|t", "users_team_id_key|t"],
+                &["email_at|t", "team_fk|t", "team_positive|t", "users_email_key|t", "users_pkey|t", "users_team_id_key|t"],
             ),
             Check::Rows(
                 V::Base,
@@ -600,14 +631,26 @@ async fn several_columns_of_one_table_in_one_migration() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id|t", "name|f", "description|f", "stock|t", "category|t"],
+            &[
+                "id|t",
+                "name|f",
+                "email|f",
+                "role|f",
+                "description|f",
+                "stock|t",
+                "category|t",
+            ],
         )],
     })
     .await;
@@ -651,7 +694,7 @@ async fn on_a_table_created_in_the_same_migration() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM items", SqlState::UNDEFINED_TABLE)],
@@ -666,7 +709,7 @@ async fn on_a_table_created_in_the_same_migration() {
 
 #[tokio::test]
 async fn validation_errors_come_before_any_ddl() {
-    let env = setup(vec![setup_users()], SEED).await;
+    let env = setup(vec![setup_users()], USERS_SEED).await;
     let before = dump(&env);
     let m = env.migrator().await;
     let p = "operations[0].add_column.";
@@ -728,7 +771,7 @@ async fn validation_errors_come_before_any_ddl() {
 #[tokio::test]
 async fn a_failing_start_leaves_nothing_behind() {
     // Valid for the planner; PostgreSQL refuses the expression when it fills the rows.
-    let env = setup(vec![setup_users()], SEED).await;
+    let env = setup(vec![setup_users()], USERS_SEED).await;
     let before = dump(&env);
     let m = env.migrator().await;
     let bad = yaml(

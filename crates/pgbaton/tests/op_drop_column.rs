@@ -7,32 +7,8 @@
 
 mod common;
 
+use common::fixtures::{setup_users, USERS_COLUMNS, USERS_SEED};
 use common::lifecycle::*;
-use pgbaton::format::Migration;
-
-fn setup_users() -> Migration {
-    yaml(
-        "01_users",
-        "operations:
-  - create_table:
-      name: users
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: name, type: text, nullable: true}
-        - {name: email, type: text, nullable: true, unique: true, check: {name: email_at, constraint: \"email LIKE '%@%'\"}}
-  - create_table:
-      name: orders
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: user_id, type: integer, nullable: true, references: {name: orders_user_fk, table: users, column: id}}
-",
-    )
-}
-
-const SEED: &str = "INSERT INTO users VALUES (1, 'alice', 'a@x'), (2, 'bob', 'b@x')";
-
-const USERS_COLUMNS: &str = "SELECT attname FROM pg_attribute
-    WHERE attrelid = 'users'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
 
 #[tokio::test]
 async fn hidden_at_start_dropped_at_complete() {
@@ -52,7 +28,7 @@ async fn hidden_at_start_dropped_at_complete() {
         Check::Rows(
             V::New,
             "SELECT * FROM users ORDER BY id",
-            &["1|alice", "2|bob"],
+            &["1|alice|admin", "2|bob|dev"],
         ),
         // The old version still has it, constraints and all.
         Check::Rows(
@@ -72,19 +48,19 @@ async fn hidden_at_start_dropped_at_complete() {
             "SELECT id, email FROM users WHERE id >= 10 ORDER BY id",
             &["10|c@x", "11|NULL"],
         ),
-        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
             Check::Rows(V::Old, "SELECT email FROM users WHERE id = 10", &["c@x"]),
         ],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"]),
             // The unique index and the check went with it; the primary key stays.
             Check::Rows(
                 V::Base,
@@ -268,6 +244,7 @@ async fn add_column_then_drop_it() {
                 "id",
                 "name",
                 "email",
+                "role",
                 "_pgbaton_new_description",
                 "_pgbaton_touched",
             ],
@@ -281,21 +258,21 @@ async fn add_column_then_drop_it() {
         Check::Rows(
             V::New,
             "SELECT * FROM users ORDER BY id",
-            &["1|alice|a@x", "2|bob|b@x", "10|x|NULL"],
+            &["1|alice|a@x|admin", "2|bob|b@x|dev", "10|x|NULL|NULL"],
         ),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id", "name", "email"],
+            &["id", "name", "email", "role"],
         )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
             Check::Fails(
                 V::New,
                 "SELECT description FROM users",
@@ -331,7 +308,7 @@ async fn rename_column_then_drop_it() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![Check::Ok(
@@ -339,8 +316,8 @@ async fn rename_column_then_drop_it() {
             "INSERT INTO users (id, name) VALUES (11, 'y')",
         )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email"]),
-            Check::Rows(V::New, "SELECT * FROM users WHERE id = 1", &["1|a@x"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email", "role"]),
+            Check::Rows(V::New, "SELECT * FROM users WHERE id = 1", &["1|a@x|admin"]),
         ],
     })
     .await;
@@ -376,16 +353,16 @@ async fn a_dropped_name_is_added_again() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id", "name", "email"],
+            &["id", "name", "email", "role"],
         )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email", "name"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "email", "role", "name"]),
             Check::Rows(
                 V::Base,
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
@@ -413,7 +390,7 @@ async fn validation_errors_come_before_any_ddl() {
         - {name: email, type: text, references: {name: invites_email_fk, table: users, column: email}}
 ",
     );
-    let env = setup(vec![setup_users(), invites], SEED).await;
+    let env = setup(vec![setup_users(), invites], USERS_SEED).await;
     let before = dump(&env);
     let m = env.migrator().await;
     let p = "operations[0].drop_column.";

@@ -7,33 +7,20 @@
 
 mod common;
 
+use common::fixtures::{setup_users, USERS_COLUMNS};
 use common::lifecycle::*;
-use pgbaton::format::Migration;
 
-fn setup_users() -> Migration {
-    yaml(
-        "01_users",
-        "operations:
-  - create_table:
-      name: users
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: name, type: text, nullable: true, default: \"'anon'\", unique: true, check: {name: name_len, constraint: length(name) > 1}}
-        - {name: role, type: text, nullable: true}
-  - create_table:
-      name: posts
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: author, type: text, nullable: true, references: {name: posts_author_fk, table: users, column: name}}
-",
-    )
-}
-
-const SEED: &str = "INSERT INTO users VALUES (1, 'alice', 'admin'), (2, 'bob', 'dev');
-                    INSERT INTO posts VALUES (1, 'alice')";
-
-const USERS_COLUMNS: &str = "SELECT attname FROM pg_attribute
-    WHERE attrelid = 'users'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+/// `common::fixtures::USERS_SEED`, and what renaming `name` must carry along: a default, a unique constraint, a
+/// check and a foreign key from `posts` referencing it.
+const SEED: &str = concat!(
+    crate::users_seed!(),
+    "ALTER TABLE users ALTER COLUMN name SET DEFAULT 'anon',
+         ADD CONSTRAINT users_name_key UNIQUE (name),
+         ADD CONSTRAINT name_len CHECK (length(name) > 1);
+     CREATE TABLE posts (id integer PRIMARY KEY,
+         author text CONSTRAINT posts_author_fk REFERENCES users (name));
+     INSERT INTO posts VALUES (1, 'alice');"
+);
 
 #[tokio::test]
 async fn virtual_at_start_physical_at_complete() {
@@ -68,7 +55,7 @@ async fn virtual_at_start_physical_at_complete() {
         Check::Rows(V::Old, "SELECT name FROM users WHERE id = 2", &["bobby"]),
         Check::Ok(V::Base, "UPDATE users SET name = 'bob' WHERE id = 2"),
         // Nothing physical changed: no trigger, same column.
-        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"]),
+        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
         Check::Rows(
             V::Base,
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal",
@@ -81,11 +68,11 @@ async fn virtual_at_start_physical_at_complete() {
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
             Check::Rows(V::Old, "SELECT name FROM users WHERE id = 10", &["carol"]),
         ],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "full_name", "role"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "full_name", "email", "role"]),
             Check::Rows(
                 V::New,
                 "SELECT id, full_name FROM users ORDER BY id",
@@ -97,8 +84,10 @@ async fn virtual_at_start_physical_at_complete() {
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
                   WHERE conrelid IN ('users'::regclass, 'posts'::regclass) AND contype <> 'p' ORDER BY 1",
                 &[
+                    "email_at|CHECK ((email ~~ '%@%'::text))",
                     "name_len|CHECK ((length(full_name) > 1))",
                     "posts_author_fk|FOREIGN KEY (author) REFERENCES users(full_name)",
+                    "users_email_key|UNIQUE (email)",
                     "users_name_key|UNIQUE (full_name)",
                 ],
             ),
@@ -156,11 +145,15 @@ async fn add_column_then_rename_it_twice() {
         seed: SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id", "name", "email", "role"],
+        )],
         after_complete: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id", "name", "role", "Rank \"R\""],
+            &["id", "name", "email", "role", "Rank \"R\""],
         )],
     })
     .await;
@@ -199,7 +192,7 @@ async fn swap_two_names() {
             &["alice|admin"],
         )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "role", "name"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "role", "email", "name"]),
             Check::Rows(
                 V::Base,
                 "SELECT name, role FROM users WHERE id = 1",
