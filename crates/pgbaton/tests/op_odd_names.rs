@@ -17,8 +17,11 @@ struct OddCase {
     case: Case,
 }
 
+/// Builds one operation's case.
+type MakeCase = fn() -> OddCase;
+
 /// The cases, keyed by the operation kind each one's migration consists of.
-const CASES: &[(&str, fn() -> OddCase)] = &[
+const CASES: &[(&str, MakeCase)] = &[
     ("add_column", add_column),
     ("alter_column", alter_column),
     ("create_constraint", create_constraint),

@@ -283,8 +283,9 @@ pub fn schema_dump(url: &str, schema: &str) -> String {
 /// The `pgbaton` binary of this build, pointed at `url` (`PGBATON_PG_URL`), with `args`. Only the
 /// `pgbaton-cli` crate's tests have the binary (cargo names it in `CARGO_BIN_EXE_pgbaton`).
 pub fn pgbaton_command(url: &str, args: &[&str]) -> Command {
-    let bin = option_env!("CARGO_BIN_EXE_pgbaton")
-        .expect("the pgbaton binary is only built for the pgbaton-cli crate's tests");
+    let Some(bin) = option_env!("CARGO_BIN_EXE_pgbaton") else {
+        panic!("the pgbaton binary is only built for the pgbaton-cli crate's tests");
+    };
     let mut c = Command::new(bin);
     c.args(args)
         .env("PGBATON_PG_URL", url)
