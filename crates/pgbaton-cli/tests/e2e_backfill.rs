@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::scalar_i64;
 use pgbaton_lab::workload::{OpMix, UsersTable, VersionPin, Workload, WorkloadConfig};
+use tokio_postgres::error::SqlState;
 
 const ROWS: i64 = 200_000;
 
@@ -158,7 +159,7 @@ async fn kill_9_mid_backfill_under_load_then_resume_verify_complete() {
     let raced: u64 = ["resume", "complete"]
         .iter()
         .filter_map(|p| report.phase(p))
-        .map(|p| p.failures_with("0A000"))
+        .map(|p| p.failures_with(SqlState::FEATURE_NOT_SUPPORTED.code()))
         .sum();
     assert!(
         raced <= 12,

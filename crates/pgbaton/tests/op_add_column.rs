@@ -9,29 +9,8 @@
 
 mod common;
 
+use common::fixtures::{setup_users, USERS_SEED};
 use common::lifecycle::*;
-use pgbaton::format::Migration;
-
-/// The first version: `users (id int pk, name text)` and `teams (id int pk)`.
-fn setup_users() -> Migration {
-    yaml(
-        "01_users",
-        "operations:
-  - create_table:
-      name: users
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: name, type: text, nullable: true}
-  - create_table:
-      name: teams
-      columns:
-        - {name: id, type: integer, pk: true}
-",
-    )
-}
-
-const SEED: &str = "INSERT INTO users VALUES (1, 'alice'), (2, 'bob');
-                    INSERT INTO teams VALUES (1), (2), (3)";
 
 /// The physical columns of `users`, in order, with NOT NULL.
 const USERS_COLUMNS: &str = "SELECT attname, attnotnull FROM pg_attribute
@@ -67,7 +46,7 @@ async fn not_null_with_up_on_a_table_with_rows() {
             &["1|alice|ALICE", "2|bob|BOB"],
         ),
         // The old version does not see the column...
-        Check::Fails(V::Old, "SELECT code FROM users", "42703"),
+        Check::Fails(V::Old, "SELECT code FROM users", SqlState::UNDEFINED_COLUMN),
         Check::Rows(
             V::Old,
             "SELECT id, name FROM users ORDER BY id",
@@ -87,7 +66,7 @@ async fn not_null_with_up_on_a_table_with_rows() {
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name) VALUES (12, 'eve')",
-            "23514",
+            SqlState::CHECK_VIOLATION,
         ),
         // Physically: a temporary column, a NOT VALID check, the dual-write trigger.
         Check::Rows(
@@ -96,6 +75,8 @@ async fn not_null_with_up_on_a_table_with_rows() {
             &[
                 "id|t",
                 "name|f",
+                "email|f",
+                "role|f",
                 "_pgbaton_new_code|f",
                 "_pgbaton_touched|f",
             ],
@@ -103,7 +84,12 @@ async fn not_null_with_up_on_a_table_with_rows() {
         Check::Rows(
             V::Base,
             USERS_CONSTRAINTS,
-            &["_pgbaton_nn_code|f", "users_pkey|t"],
+            &[
+                "_pgbaton_nn_code|f",
+                "email_at|t",
+                "users_email_key|t",
+                "users_pkey|t",
+            ],
         ),
         Check::Rows(V::Base, USERS_TRIGGERS, &["1"]),
         Check::Rows(
@@ -115,11 +101,15 @@ async fn not_null_with_up_on_a_table_with_rows() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f"],
+            ),
             Check::Rows(V::Base, USERS_TRIGGERS, &["0"]),
             Check::Rows(
                 V::Old,
@@ -139,8 +129,16 @@ async fn not_null_with_up_on_a_table_with_rows() {
                 ],
             ),
             // The right name, NOT NULL, no leftover check, trigger or marker.
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "code|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "code|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Rows(V::Base, USERS_TRIGGERS, &["0"]),
             Check::Rows(
                 V::Base,
@@ -156,7 +154,7 @@ async fn not_null_with_up_on_a_table_with_rows() {
             Check::Fails(
                 V::New,
                 "INSERT INTO users (id, name) VALUES (20, 'x')",
-                "23502",
+                SqlState::NOT_NULL_VIOLATION,
             ),
             Check::Ok(
                 V::New,
@@ -199,12 +197,12 @@ async fn nullable_with_constant_default_is_catalog_only() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"])],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "age|f"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f", "age|f"]),
             Check::Rows(
                 V::Base,
                 "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'users'::regclass",
@@ -240,7 +238,7 @@ async fn not_null_with_constant_default_is_enforced_at_once() {
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name, age) VALUES (12, 'eve', NULL)",
-            "23502",
+            SqlState::NOT_NULL_VIOLATION,
         ),
         Check::Rows(
             V::New,
@@ -250,18 +248,30 @@ async fn not_null_with_constant_default_is_enforced_at_once() {
         Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id|t", "name|f", "_pgbaton_new_age|t"],
+            &["id|t", "name|f", "email|f", "role|f", "_pgbaton_new_age|t"],
         ),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "age|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "age|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (20, 'x')"),
             Check::Rows(V::New, "SELECT age FROM users WHERE id = 20", &["0"]),
         ],
@@ -269,12 +279,12 @@ async fn not_null_with_constant_default_is_enforced_at_once() {
     .await;
 }
 
-/// [`SEED`] and a volatile function, as in pgroll's tests.
-const SEED_ALWAYS_TEN: &str =
+/// [`USERS_SEED`] and a volatile function, as in pgroll's tests.
+const SEED_ALWAYS_TEN: &str = concat!(
     "CREATE FUNCTION always_ten() RETURNS integer LANGUAGE plpgsql VOLATILE
-                                 AS $$ BEGIN RETURN 10; END $$;
-                               INSERT INTO users VALUES (1, 'alice'), (2, 'bob');
-                               INSERT INTO teams VALUES (1), (2), (3)";
+         AS $$ BEGIN RETURN 10; END $$;\n",
+    crate::users_seed!()
+);
 
 #[tokio::test]
 async fn volatile_default_fills_existing_rows_without_a_rewrite() {
@@ -324,9 +334,17 @@ async fn volatile_default_fills_existing_rows_without_a_rewrite() {
         seed: SEED_ALWAYS_TEN,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "score|f"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "score|f"],
+            ),
             Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (20, 'x')"),
             Check::Rows(
                 V::New,
@@ -360,7 +378,7 @@ async fn not_null_volatile_default_with_up() {
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name, score) VALUES (12, 'eve', NULL)",
-            "23514",
+            SqlState::CHECK_VIOLATION,
         ),
         Check::Rows(
             V::New,
@@ -373,14 +391,26 @@ async fn not_null_volatile_default_with_up() {
         seed: SEED_ALWAYS_TEN,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "score|t"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(
+                V::Base,
+                USERS_COLUMNS,
+                &["id|t", "name|f", "email|f", "role|f", "score|t"],
+            ),
+            Check::Rows(
+                V::Base,
+                USERS_CONSTRAINTS,
+                &["email_at|t", "users_email_key|t", "users_pkey|t"],
+            ),
             Check::Fails(
                 V::New,
                 "INSERT INTO users (id, name, score) VALUES (20, 'x', NULL)",
-                "23502",
+                SqlState::NOT_NULL_VIOLATION,
             ),
             Check::Ok(V::New, "INSERT INTO users (id, name) VALUES (21, 'y')"),
             Check::Rows(V::New, "SELECT score FROM users WHERE id = 21", &["10"]),
@@ -428,11 +458,11 @@ async fn serial_column_on_a_table_with_rows() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"]),
             Check::Rows(
                 V::Base,
                 "SELECT count(*) FROM pg_class WHERE relname = 'users_counter_seq'",
@@ -440,7 +470,7 @@ async fn serial_column_on_a_table_with_rows() {
             ),
         ],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "counter|t"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f", "counter|t"]),
             Check::Rows(
                 V::Base,
                 "SELECT pg_get_serial_sequence('users', 'counter')",
@@ -482,7 +512,11 @@ async fn unique_check_and_foreign_key() {
     let after_start =
         vec![
         Check::Ok(V::Base, "DELETE FROM users WHERE id >= 3"),
-        Check::Rows(V::New, "SELECT id, team_id FROM users ORDER BY id", &["1|1", "2|2"]),
+        Check::Rows(
+            V::New,
+            "SELECT id, team_id FROM users ORDER BY id",
+            &["1|1", "2|2"],
+        ),
         // Old-version insert: `up` gives team 3.
         Check::Ok(V::Old, "INSERT INTO users (id, name) VALUES (3, 'carol')"),
         Check::Rows(V::New, "SELECT team_id FROM users WHERE id = 3", &["3"]),
@@ -490,48 +524,55 @@ async fn unique_check_and_foreign_key() {
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name, team_id) VALUES (12, 'x', 99)",
-            "23503",
+            SqlState::FOREIGN_KEY_VIOLATION,
         ),
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name, team_id) VALUES (12, 'x', 1)",
-            "23505",
+            SqlState::UNIQUE_VIOLATION,
         ),
         Check::Fails(
             V::New,
             "INSERT INTO users (id, name, team_id) VALUES (12, 'x', -1)",
-            "23514",
+            SqlState::CHECK_VIOLATION,
         ),
-        Check::Fails(V::Old, "INSERT INTO users (id, name) VALUES (99, 'x')", "23503"),
-        Check::Ok(V::New, "INSERT INTO users (id, name, team_id) VALUES (12, 'x', NULL)"),
+        Check::Fails(
+            V::Old,
+            "INSERT INTO users (id, name) VALUES (99, 'x')",
+            SqlState::FOREIGN_KEY_VIOLATION,
+        ),
+        Check::Ok(
+            V::New,
+            "INSERT INTO users (id, name, team_id) VALUES (12, 'x', NULL)",
+        ),
         Check::Rows(
             V::Base,
             USERS_CONSTRAINTS,
-            &["team_fk|f", "team_positive|f", "users_pkey|t"],
+            &["email_at|t", "team_fk|f", "team_positive|f", "users_email_key|t", "users_pkey|t"],
         ),
         Check::Rows(
             V::Base,
             "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
               WHERE i.indrelid = 'users'::regclass ORDER BY 1",
-            &["_pgbaton_uniq_users_team_id|t", "users_pkey|t"],
+            &["_pgbaton_uniq_users_team_id|t", "users_email_key|t", "users_pkey|t"],
         ),
         // Rows kept past rollback are filled again by the second start: keep only valid ones.
         Check::Ok(V::Base, "DELETE FROM users WHERE id >= 12"),
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"]),
-            Check::Rows(V::Base, USERS_CONSTRAINTS, &["users_pkey|t"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f", "email|f", "role|f"]),
+            Check::Rows(V::Base, USERS_CONSTRAINTS, &["email_at|t", "users_email_key|t", "users_pkey|t"]),
         ],
         after_complete: vec![
             Check::Rows(
                 V::Base,
                 USERS_CONSTRAINTS,
-                &["team_fk|t", "team_positive|t", "users_pkey|t", "users_team_id_key|t"],
+                &["email_at|t", "team_fk|t", "team_positive|t", "users_email_key|t", "users_pkey|t", "users_team_id_key|t"],
             ),
             Check::Rows(
                 V::Base,
@@ -546,7 +587,7 @@ async fn unique_check_and_foreign_key() {
             Check::Fails(
                 V::New,
                 "INSERT INTO users (id, name, team_id) VALUES (20, 'x', 1)",
-                "23505",
+                SqlState::UNIQUE_VIOLATION,
             ),
             Check::Ok(V::Base, "DELETE FROM teams WHERE id = 1"),
             Check::Rows(V::New, "SELECT team_id FROM users WHERE id = 1", &["NULL"]),
@@ -590,14 +631,26 @@ async fn several_columns_of_one_table_in_one_migration() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id|t", "name|f"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id|t", "name|f", "email|f", "role|f"],
+        )],
         after_complete: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id|t", "name|f", "description|f", "stock|t", "category|t"],
+            &[
+                "id|t",
+                "name|f",
+                "email|f",
+                "role|f",
+                "description|f",
+                "stock|t",
+                "category|t",
+            ],
         )],
     })
     .await;
@@ -623,9 +676,9 @@ async fn on_a_table_created_in_the_same_migration() {
     let after_start = vec![
         Check::Ok(V::Base, "DELETE FROM items"),
         Check::Ok(V::New, "INSERT INTO items VALUES (1, 'a')"),
-        Check::Fails(V::New, "INSERT INTO items (id) VALUES (2)", "23502"),
-        Check::Fails(V::New, "INSERT INTO items VALUES (2, 'a')", "23505"),
-        Check::Fails(V::New, "INSERT INTO items VALUES (2, '')", "23514"),
+        Check::Fails(V::New, "INSERT INTO items (id) VALUES (2)", SqlState::NOT_NULL_VIOLATION),
+        Check::Fails(V::New, "INSERT INTO items VALUES (2, 'a')", SqlState::UNIQUE_VIOLATION),
+        Check::Fails(V::New, "INSERT INTO items VALUES (2, '')", SqlState::CHECK_VIOLATION),
         Check::Rows(V::New, "SELECT id, sku FROM items", &["1|a"]),
         // No trigger on a table nothing else uses; constraints valid at once.
         Check::Rows(
@@ -641,10 +694,10 @@ async fn on_a_table_created_in_the_same_migration() {
     ];
     run(Case {
         setup: vec![setup_users()],
-        seed: SEED,
+        seed: USERS_SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM items", "42P01")],
+        after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM items", SqlState::UNDEFINED_TABLE)],
         after_complete: vec![Check::Rows(
             V::Base,
             "SELECT attname, attnotnull FROM pg_attribute WHERE attrelid = 'items'::regclass AND attnum > 0 ORDER BY attnum",
@@ -655,113 +708,8 @@ async fn on_a_table_created_in_the_same_migration() {
 }
 
 #[tokio::test]
-async fn odd_names_in_another_schema() {
-    let env = Env::with_schema("App \"S\"").await;
-    let setup = yaml(
-        "01_setup",
-        r#"operations:
-  - create_table:
-      name: Weird "T"
-      columns:
-        - {name: Key Col, type: int, pk: true}
-        - {name: Name, type: text, nullable: true}
-"#,
-    );
-    let migration = yaml(
-        "02_odd",
-        r#"operations:
-  - add_column:
-      table: Weird "T"
-      up: '"Key Col" * 2'
-      column:
-        name: Mixed "Case"
-        type: bigint
-        unique: true
-        comment: it's "odd"
-        check: {name: Chk "Odd", constraint: '"Mixed ""Case""" > 0'}
-"#,
-    );
-    let after_start = vec![
-        Check::Ok(
-            V::Base,
-            r#"DELETE FROM "Weird ""T""" WHERE "Key Col" >= 10"#,
-        ),
-        Check::Rows(
-            V::New,
-            r#"SELECT "Key Col", "Mixed ""Case""" FROM "Weird ""T""" ORDER BY 1"#,
-            &["1|2", "2|4"],
-        ),
-        Check::Ok(
-            V::Old,
-            r#"INSERT INTO "Weird ""T""" ("Key Col", "Name") VALUES (10, 'x')"#,
-        ),
-        Check::Rows(
-            V::New,
-            r#"SELECT "Mixed ""Case""" FROM "Weird ""T""" WHERE "Key Col" = 10"#,
-            &["20"],
-        ),
-        Check::Fails(
-            V::New,
-            r#"INSERT INTO "Weird ""T""" ("Key Col", "Mixed ""Case""") VALUES (11, 2)"#,
-            "23505",
-        ),
-        Check::Fails(
-            V::New,
-            r#"INSERT INTO "Weird ""T""" ("Key Col", "Mixed ""Case""") VALUES (11, -1)"#,
-            "23514",
-        ),
-        Check::Rows(
-            V::Base,
-            r#"SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relname = '_pgbaton_uniq_Weird "T"_Mixed "Case"'"#,
-            &["App \"S\""],
-        ),
-    ];
-    run_in(
-        &env,
-        Case {
-            setup: vec![setup],
-            seed: r#"INSERT INTO "App ""S"""."Weird ""T""" VALUES (1, 'a'), (2, 'b')"#,
-            migration,
-            after_start,
-            after_rollback: vec![Check::Rows(
-                V::Base,
-                r#"SELECT count(*) FROM pg_attribute WHERE attrelid = '"App ""S"""."Weird ""T"""'::regclass AND attnum > 0 AND NOT attisdropped"#,
-                &["2"],
-            )],
-            after_complete: vec![
-                Check::Rows(
-                    V::Base,
-                    r#"SELECT attname, attnotnull, col_description(attrelid, attnum) FROM pg_attribute
-                        WHERE attrelid = '"App ""S"""."Weird ""T"""'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"#,
-                    &["Key Col|t|NULL", "Name|f|NULL", "Mixed \"Case\"|t|it's \"odd\""],
-                ),
-                Check::Rows(
-                    V::Base,
-                    r#"SELECT conname FROM pg_constraint WHERE conrelid = '"App ""S"""."Weird ""T"""'::regclass ORDER BY 1"#,
-                    &["Chk \"Odd\"", "Weird \"T\"_Mixed \"Case\"_key", "Weird \"T\"_pkey"],
-                ),
-            ],
-        },
-    )
-    .await;
-    let public: i64 = env
-        .db
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'public'",
-            &[],
-        )
-        .await
-        .expect("query")
-        .get(0);
-    assert_eq!(public, 0, "nothing is created in public");
-}
-
-#[tokio::test]
 async fn validation_errors_come_before_any_ddl() {
-    let env = setup(vec![setup_users()], SEED).await;
+    let env = setup(vec![setup_users()], USERS_SEED).await;
     let before = dump(&env);
     let m = env.migrator().await;
     let p = "operations[0].add_column.";
@@ -823,7 +771,7 @@ async fn validation_errors_come_before_any_ddl() {
 #[tokio::test]
 async fn a_failing_start_leaves_nothing_behind() {
     // Valid for the planner; PostgreSQL refuses the expression when it fills the rows.
-    let env = setup(vec![setup_users()], SEED).await;
+    let env = setup(vec![setup_users()], USERS_SEED).await;
     let before = dump(&env);
     let m = env.migrator().await;
     let bad = yaml(

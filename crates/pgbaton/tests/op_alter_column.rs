@@ -43,7 +43,7 @@ async fn change_type_copies_the_column() {
             Check::Rows(V::Old, "SELECT rating FROM reviews WHERE username = 'alice'", &["7"]),
             Check::Ok(V::Old, "UPDATE reviews SET rating = '8' WHERE username = 'bob'"),
             Check::Rows(V::New, "SELECT rating FROM reviews WHERE username = 'bob'", &["8"]),
-            Check::Fails(V::New, "INSERT INTO reviews (username, product, rating) VALUES ('x', 'y', 'nope')", "22P02"),
+            Check::Fails(V::New, "INSERT INTO reviews (username, product, rating) VALUES ('x', 'y', 'nope')", SqlState::INVALID_TEXT_REPRESENTATION),
             // Back to the seeded values, so the second start sees the same rows.
             Check::Ok(V::New, "UPDATE reviews SET rating = 5 WHERE username = 'alice'"),
             Check::Ok(V::Old, "UPDATE reviews SET rating = '3' WHERE username = 'bob'"),
@@ -111,8 +111,8 @@ async fn set_not_null_fills_nulls_with_up() {
             Check::Ok(V::Old, "DELETE FROM reviews WHERE username = 'dan'; INSERT INTO reviews (username, product) VALUES ('dan', 'date')"),
             Check::Rows(V::New, "SELECT review FROM reviews WHERE username = 'dan'", &["date is good"]),
             Check::Rows(V::Old, "SELECT review FROM reviews WHERE username = 'dan'", &["NULL"]),
-            Check::Fails(V::New, "INSERT INTO reviews (username, product) VALUES ('eve', 'elderberry')", "23514"),
-            Check::Fails(V::New, "UPDATE reviews SET review = NULL WHERE username = 'carl'", "23514"),
+            Check::Fails(V::New, "INSERT INTO reviews (username, product) VALUES ('eve', 'elderberry')", SqlState::CHECK_VIOLATION),
+            Check::Fails(V::New, "UPDATE reviews SET review = NULL WHERE username = 'carl'", SqlState::CHECK_VIOLATION),
             Check::Ok(V::New, "DELETE FROM reviews WHERE username = 'eve'; INSERT INTO reviews (username, product, review) VALUES ('eve', 'elderberry', 'sour')"),
             Check::Rows(V::Old, "SELECT review FROM reviews WHERE username = 'eve'", &["sour"]),
             Check::Rows(V::Base, nullable("reviews", "review"), &["YES"]),
@@ -129,7 +129,7 @@ async fn set_not_null_fills_nulls_with_up() {
                 "SELECT username, review FROM reviews ORDER BY username",
                 &["alice|tasty", "bob|banana is good", "carl|ok", "dan|date is good", "eve|sour"],
             ),
-            Check::Fails(V::New, "INSERT INTO reviews (username, product) VALUES ('fay', 'fig')", "23502"),
+            Check::Fails(V::New, "INSERT INTO reviews (username, product) VALUES ('fay', 'fig')", SqlState::NOT_NULL_VIOLATION),
             Check::Rows(V::Base, NO_LEFTOVERS, &["0"]),
             Check::Rows(V::Base, NO_COPY, &["0"]),
         ],
@@ -171,7 +171,7 @@ async fn drop_not_null_on_an_indexed_column_maps_nulls_down() {
             Check::Fails(
                 V::Old,
                 "INSERT INTO fruits (id, name) VALUES (11, NULL)",
-                "23502",
+                SqlState::NOT_NULL_VIOLATION,
             ),
             Check::Rows(
                 V::Base,
@@ -232,7 +232,7 @@ async fn unique_is_built_concurrently_on_the_copy() {
         after_start: vec![
             Check::Rows(V::New, "SELECT review FROM reviews WHERE id <= 3 ORDER BY id", &["tasty-1", "NULL", "ok-3"]),
             Check::Rows(V::Base, "SELECT indisvalid, indisunique FROM pg_index WHERE indexrelid = 'reviews_review_unique'::regclass", &["t|t"]),
-            Check::Fails(V::New, "INSERT INTO reviews (username, product, review) VALUES ('x', 'y', 'tasty-1')", "23505"),
+            Check::Fails(V::New, "INSERT INTO reviews (username, product, review) VALUES ('x', 'y', 'tasty-1')", SqlState::UNIQUE_VIOLATION),
             // The old version can write a duplicate: `up` makes it unique for the new one.
             Check::Ok(V::Old, "DELETE FROM reviews WHERE username = 'dan'; INSERT INTO reviews (id, username, product, review) VALUES (20, 'dan', 'date', 'tasty')"),
             Check::Rows(V::New, "SELECT review FROM reviews WHERE username = 'dan'", &["tasty-20"]),
@@ -243,7 +243,7 @@ async fn unique_is_built_concurrently_on_the_copy() {
         ],
         after_complete: vec![
             Check::Rows(V::Base, "SELECT contype FROM pg_constraint WHERE conname = 'reviews_review_unique'", &["u"]),
-            Check::Fails(V::New, "INSERT INTO reviews (username, product, review) VALUES ('x', 'y', 'ok-3')", "23505"),
+            Check::Fails(V::New, "INSERT INTO reviews (username, product, review) VALUES ('x', 'y', 'ok-3')", SqlState::UNIQUE_VIOLATION),
             Check::Rows(V::New, "SELECT review FROM reviews WHERE username = 'dan'", &["tasty-20"]),
         ],
     })
@@ -279,7 +279,7 @@ async fn check_constraint_not_valid_then_validated() {
             Check::Rows(V::New, "SELECT title FROM posts WHERE id = 1", &["---a"]),
             Check::Rows(V::Old, "SELECT title FROM posts WHERE id = 1", &["a"]),
             Check::Rows(V::Base, validated, &["f"]),
-            Check::Fails(V::New, "INSERT INTO posts (title) VALUES ('ab')", "23514"),
+            Check::Fails(V::New, "INSERT INTO posts (title) VALUES ('ab')", SqlState::CHECK_VIOLATION),
             Check::Ok(V::Old, "DELETE FROM posts WHERE id = 50; INSERT INTO posts (id, title) VALUES (50, 'ab')"),
             Check::Rows(V::New, "SELECT title FROM posts WHERE id = 50", &["--ab"]),
         ],
@@ -294,7 +294,7 @@ async fn check_constraint_not_valid_then_validated() {
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'title_length'",
                 &["CHECK ((length((title)::text) > 3))"],
             ),
-            Check::Fails(V::New, "INSERT INTO posts (title) VALUES ('ab')", "23514"),
+            Check::Fails(V::New, "INSERT INTO posts (title) VALUES ('ab')", SqlState::CHECK_VIOLATION),
             Check::Rows(V::New, "SELECT id, title FROM posts ORDER BY id", &["1|---a", "2|hello", "3|orphan", "50|--ab"]),
         ],
     })
@@ -326,7 +326,7 @@ async fn foreign_key_on_the_copy() {
         after_start: vec![
             Check::Rows(V::New, "SELECT id, user_id FROM posts WHERE id <= 3 ORDER BY id", &["1|1", "2|2", "3|NULL"]),
             Check::Rows(V::Old, "SELECT user_id FROM posts WHERE id = 3", &["99"]),
-            Check::Fails(V::New, "INSERT INTO posts (title, user_id) VALUES ('new', 42)", "23503"),
+            Check::Fails(V::New, "INSERT INTO posts (title, user_id) VALUES ('new', 42)", SqlState::FOREIGN_KEY_VIOLATION),
             Check::Ok(V::Old, "DELETE FROM posts WHERE id = 60; INSERT INTO posts (id, title, user_id) VALUES (60, 'old', 42)"),
             Check::Rows(V::New, "SELECT user_id FROM posts WHERE id = 60", &["NULL"]),
             Check::Rows(V::Base, fk, &["f|FOREIGN KEY (_pgbaton_new_user_id) REFERENCES users(id) ON DELETE CASCADE NOT VALID"]),
@@ -334,7 +334,7 @@ async fn foreign_key_on_the_copy() {
         after_rollback: vec![Check::Rows(V::Base, fk, &[])],
         after_complete: vec![
             Check::Rows(V::Base, fk, &["t|FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"]),
-            Check::Fails(V::New, "INSERT INTO posts (title, user_id) VALUES ('new', 42)", "23503"),
+            Check::Fails(V::New, "INSERT INTO posts (title, user_id) VALUES ('new', 42)", SqlState::FOREIGN_KEY_VIOLATION),
             Check::Ok(V::New, "DELETE FROM users WHERE id = 2"),
             Check::Rows(V::New, "SELECT id, user_id FROM posts ORDER BY id", &["1|1", "3|NULL", "60|NULL"]),
         ],
@@ -468,7 +468,7 @@ async fn varchar_widening_is_catalog_only_at_complete() {
             Check::Ok(V::New, "DELETE FROM users WHERE id = 5000; INSERT INTO users (id) VALUES (5000)"),
             Check::Rows(V::Old, "SELECT email FROM users WHERE id = 5000", &["nobody@example.com"]),
             // Until complete the new version is held to the old length.
-            Check::Fails(V::New, sql(format!("INSERT INTO users (id, email) VALUES (5001, '{long}')")), "22001"),
+            Check::Fails(V::New, sql(format!("INSERT INTO users (id, email) VALUES (5001, '{long}')")), SqlState::STRING_DATA_RIGHT_TRUNCATION),
         ],
         after_rollback: vec![
             Check::Rows(V::Base, same_files, &["t"]),
@@ -511,12 +511,12 @@ async fn a_type_change_with_a_check_on_the_column_takes_the_copy_path() {
         migration,
         after_start: vec![
             Check::Rows(V::Base, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = '_pgbaton_new_email'", &["1"]),
-            Check::Fails(V::New, "INSERT INTO users (email) VALUES ('nope')", "23514"),
+            Check::Fails(V::New, "INSERT INTO users (email) VALUES ('nope')", SqlState::CHECK_VIOLATION),
         ],
         after_rollback: vec![],
         after_complete: vec![
             Check::Rows(V::Base, "SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c'", &["users_email_check|t"]),
-            Check::Fails(V::New, "INSERT INTO users (email) VALUES ('nope')", "23514"),
+            Check::Fails(V::New, "INSERT INTO users (email) VALUES ('nope')", SqlState::CHECK_VIOLATION),
             Check::Rows(V::Base, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email'", &["character varying(200)"]),
         ],
     })
@@ -565,12 +565,20 @@ async fn example_35_several_changes_at_once() {
                 "SELECT id, name FROM events WHERE id <= 3 ORDER BY id",
                 &["1|launch party", "2|ab"],
             ),
-            Check::Fails(V::New, "INSERT INTO events (name) VALUES ('abc')", "23514"),
-            Check::Fails(V::New, "INSERT INTO events (name) VALUES (NULL)", "23514"),
+            Check::Fails(
+                V::New,
+                "INSERT INTO events (name) VALUES ('abc')",
+                SqlState::CHECK_VIOLATION,
+            ),
+            Check::Fails(
+                V::New,
+                "INSERT INTO events (name) VALUES (NULL)",
+                SqlState::CHECK_VIOLATION,
+            ),
             Check::Fails(
                 V::New,
                 "INSERT INTO events (name) VALUES ('launch party')",
-                "23505",
+                SqlState::UNIQUE_VIOLATION,
             ),
             Check::Ok(
                 V::New,
@@ -621,7 +629,11 @@ async fn example_35_several_changes_at_once() {
                     "11|<placeholder>",
                 ],
             ),
-            Check::Fails(V::New, "INSERT INTO events (name) VALUES ('abc')", "23514"),
+            Check::Fails(
+                V::New,
+                "INSERT INTO events (name) VALUES ('abc')",
+                SqlState::CHECK_VIOLATION,
+            ),
             Check::Ok(
                 V::New,
                 "INSERT INTO events (id, name) VALUES (12, 'after complete')",
@@ -697,8 +709,8 @@ async fn two_alters_of_one_column_are_one_copy() {
             Check::Rows(V::New, "SELECT id, name FROM people WHERE id <= 2 ORDER BY id", &["1|Alice", "2|Jane"]),
             Check::Ok(V::Old, "DELETE FROM people WHERE id IN (3, 4); INSERT INTO people (id, name) VALUES (3, 'carl'), (4, NULL)"),
             Check::Rows(V::New, "SELECT id, name FROM people WHERE id IN (3, 4) ORDER BY id", &["3|Carl", "4|Jane"]),
-            Check::Fails(V::New, "INSERT INTO people (id, name) VALUES (5, 'bob')", "23514"),
-            Check::Fails(V::New, "INSERT INTO people (id) VALUES (6)", "23514"),
+            Check::Fails(V::New, "INSERT INTO people (id, name) VALUES (5, 'bob')", SqlState::CHECK_VIOLATION),
+            Check::Fails(V::New, "INSERT INTO people (id) VALUES (6)", SqlState::CHECK_VIOLATION),
         ],
         after_rollback: vec![Check::Rows(V::Old, "SELECT name FROM people WHERE id = 1", &["alice"])],
         after_complete: vec![
@@ -791,7 +803,7 @@ async fn primary_key_int_to_bigint_with_a_referencing_foreign_key() {
         after_start: vec![
             Check::Rows(V::Base, pk, &["people_pkey|PRIMARY KEY (id)"]),
             Check::Rows(V::New, "SELECT pg_typeof(id)::text FROM people LIMIT 1", &["bigint"]),
-            Check::Fails(V::Old, "INSERT INTO people (id, name) VALUES (31474836471, 'big')", "22003"),
+            Check::Fails(V::Old, "INSERT INTO people (id, name) VALUES (31474836471, 'big')", SqlState::NUMERIC_VALUE_OUT_OF_RANGE),
             Check::Ok(V::New, "DELETE FROM people WHERE id = 31474836471; INSERT INTO people (id, name) VALUES (31474836471, 'big')"),
             Check::Rows(V::Old, "SELECT id FROM people WHERE name = 'big'", &["0"]),
             Check::Ok(V::New, "DELETE FROM people WHERE id = 31474836471"),
@@ -808,7 +820,7 @@ async fn primary_key_int_to_bigint_with_a_referencing_foreign_key() {
             Check::Rows(V::Base, "SELECT pg_get_serial_sequence('people', 'id'), (SELECT data_type FROM information_schema.sequences WHERE sequence_name = 'people_id_seq')", &["public.people_id_seq|bigint"]),
             Check::Ok(V::New, "INSERT INTO people (name) VALUES ('dora')"),
             Check::Ok(V::New, "INSERT INTO people (id, name) VALUES (31474836472, 'huge')"),
-            Check::Fails(V::New, "INSERT INTO pets (owner, name) VALUES (77, 'ghost')", "23503"),
+            Check::Fails(V::New, "INSERT INTO pets (owner, name) VALUES (77, 'ghost')", SqlState::FOREIGN_KEY_VIOLATION),
             Check::Ok(V::New, "DELETE FROM people WHERE id = 1"),
             Check::Rows(V::New, "SELECT name FROM pets ORDER BY id", &["tom"]),
             Check::Rows(V::Base, "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgbaton\\_%'", &["0"]),
@@ -848,7 +860,7 @@ async fn identity_primary_key_keeps_its_identity_and_position() {
             // The identity continues after the highest value handed out.
             Check::Ok(V::New, "INSERT INTO orders (item) VALUES ('after')"),
             Check::Rows(V::New, "SELECT (SELECT id FROM orders WHERE item = 'after') > (SELECT max(id) FROM orders WHERE item <> 'after')", &["t"]),
-            Check::Fails(V::New, "INSERT INTO orders (id, item) VALUES (1000, 'x')", "428C9"),
+            Check::Fails(V::New, "INSERT INTO orders (id, item) VALUES (1000, 'x')", SqlState::GENERATED_ALWAYS),
             Check::Rows(V::Base, "SELECT conname FROM pg_constraint WHERE conrelid = 'orders'::regclass", &["orders_pkey"]),
         ],
     })
@@ -934,14 +946,14 @@ async fn works_in_a_non_public_schema() {
             migration,
             after_start: vec![
                 Check::Rows(V::New, "SELECT id, email FROM accounts ORDER BY id", &["1|a@x", "2|none"]),
-                Check::Fails(V::New, "INSERT INTO accounts (email) VALUES ('a@x')", "23505"),
+                Check::Fails(V::New, "INSERT INTO accounts (email) VALUES ('a@x')", SqlState::UNIQUE_VIOLATION),
             ],
             after_rollback: vec![],
             after_complete: vec![
                 Check::Rows(V::Base, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'app.accounts'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", &["bigint", "character varying(200)"]),
                 Check::Rows(V::Base, "SELECT conname, convalidated FROM pg_constraint WHERE connamespace = 'app'::regnamespace ORDER BY conname", &["accounts_email_key|t", "accounts_pkey|t", "logins_account_fkey|t", "logins_pkey|t"]),
-                Check::Fails(V::New, "INSERT INTO logins (account) VALUES (99)", "23503"),
-                Check::Fails(V::New, "INSERT INTO accounts (email) VALUES ('a@x')", "23505"),
+                Check::Fails(V::New, "INSERT INTO logins (account) VALUES (99)", SqlState::FOREIGN_KEY_VIOLATION),
+                Check::Fails(V::New, "INSERT INTO accounts (email) VALUES ('a@x')", SqlState::UNIQUE_VIOLATION),
                 Check::Ok(V::New, "INSERT INTO accounts (email) VALUES ('b@x')"),
             ],
         },

@@ -97,17 +97,28 @@ async fn a_unique_index_constrains_both_versions() {
       unique: true
 ",
     );
-    let checks =
-        vec![
+    let checks = vec![
         Check::Rows(
             V::Base,
             indexdef("idx_fruits_unique_name"),
             &["CREATE UNIQUE INDEX idx_fruits_unique_name ON public.fruits USING btree (name)"],
         ),
-        Check::Fails(V::Old, "INSERT INTO fruits (name) VALUES ('apple')", "23505"),
-        Check::Fails(V::New, "INSERT INTO fruits (name) VALUES ('apple')", "23505"),
+        Check::Fails(
+            V::Old,
+            "INSERT INTO fruits (name) VALUES ('apple')",
+            SqlState::UNIQUE_VIOLATION,
+        ),
+        Check::Fails(
+            V::New,
+            "INSERT INTO fruits (name) VALUES ('apple')",
+            SqlState::UNIQUE_VIOLATION,
+        ),
         Check::Ok(V::New, "INSERT INTO fruits (name) VALUES ('date')"),
-        Check::Fails(V::Old, "INSERT INTO fruits (name) VALUES ('date')", "23505"),
+        Check::Fails(
+            V::Old,
+            "INSERT INTO fruits (name) VALUES ('date')",
+            SqlState::UNIQUE_VIOLATION,
+        ),
         Check::Ok(V::Old, "DELETE FROM fruits WHERE name = 'date'"),
     ];
     run(Case {
@@ -217,7 +228,7 @@ async fn every_element_setting_and_odd_names() {
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'Idx \"Odd\" Name'",
             &["CREATE UNIQUE INDEX \"Idx \"\"Odd\"\" Name\" ON public.\"Fru\"\"its\" USING btree (\"Na\"\"me\" COLLATE \"C\" text_pattern_ops DESC, \"Si ze\") WITH (fillfactor='80') WHERE (\"Si ze\" > 0)"],
         ),
-        Check::Fails(V::New, "INSERT INTO \"Fru\"\"its\" (\"Na\"\"me\", \"Si ze\") VALUES ('a', 1)", "23505"),
+        Check::Fails(V::New, "INSERT INTO \"Fru\"\"its\" (\"Na\"\"me\", \"Si ze\") VALUES ('a', 1)", SqlState::UNIQUE_VIOLATION),
         // Outside the predicate, duplicates are fine.
         Check::Ok(V::Old, "INSERT INTO \"Fru\"\"its\" (\"Na\"\"me\", \"Si ze\") VALUES ('a', 0)"),
         Check::Ok(V::Old, "DELETE FROM \"Fru\"\"its\" WHERE \"Si ze\" = 0"),
@@ -303,9 +314,9 @@ async fn an_invalid_leftover_is_dropped_and_rebuilt() {
         .client
         .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY idx_fruits_name ON fruits (name)")
         .await;
-    assert!(
-        failed.is_err(),
-        "the duplicate 'apple' must make the build fail"
+    common::assert_sqlstate(
+        &failed.expect_err("the duplicate 'apple' must make the build fail"),
+        &SqlState::UNIQUE_VIOLATION,
     );
     let migration = yaml(
         "02_rebuild",

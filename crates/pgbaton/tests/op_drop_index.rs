@@ -77,10 +77,22 @@ async fn a_unique_index_keeps_constraining_until_complete() {
             seed: "",
             migration,
             after_start: vec![
-                Check::Fails(V::Old, "INSERT INTO t VALUES (2, 1)", "23505"),
-                Check::Fails(V::New, "INSERT INTO t VALUES (2, 1)", "23505"),
+                Check::Fails(
+                    V::Old,
+                    "INSERT INTO t VALUES (2, 1)",
+                    SqlState::UNIQUE_VIOLATION,
+                ),
+                Check::Fails(
+                    V::New,
+                    "INSERT INTO t VALUES (2, 1)",
+                    SqlState::UNIQUE_VIOLATION,
+                ),
             ],
-            after_rollback: vec![Check::Fails(V::Old, "INSERT INTO t VALUES (2, 1)", "23505")],
+            after_rollback: vec![Check::Fails(
+                V::Old,
+                "INSERT INTO t VALUES (2, 1)",
+                SqlState::UNIQUE_VIOLATION,
+            )],
             after_complete: vec![
                 Check::Ok(V::New, "INSERT INTO t VALUES (2, 1)"),
                 Check::Rows(

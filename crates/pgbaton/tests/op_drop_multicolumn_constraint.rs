@@ -37,15 +37,15 @@ async fn drops_a_multi_column_check() {
             Check::Ok(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('carol', -4)"),
             Check::Rows(V::New, "SELECT sellers_zip FROM tickets WHERE sellers_name = 'carol'", &["-4"]),
             Check::Rows(V::Old, "SELECT sellers_zip FROM tickets WHERE sellers_name = 'carol'", &["1"]),
-            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", "23514"),
+            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", SqlState::CHECK_VIOLATION),
             // The unique constraint on the same columns stays, for both versions.
-            Check::Fails(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", "23505"),
-            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", "23505"),
+            Check::Fails(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", SqlState::UNIQUE_VIOLATION),
+            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", SqlState::UNIQUE_VIOLATION),
             Check::Ok(V::Old, "DELETE FROM tickets WHERE ticket_id > 2"),
         ],
         after_rollback: vec![
             Check::Rows(V::Base, CONSTRAINTS, &["check_zip_name", "tickets_pkey", "unique_zip_name"]),
-            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", "23514"),
+            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", SqlState::CHECK_VIOLATION),
         ],
         after_complete: vec![
             Check::Rows(V::Base, CONSTRAINTS, &["tickets_pkey", "unique_zip_name"]),
@@ -55,7 +55,7 @@ async fn drops_a_multi_column_check() {
                 &["UNIQUE (sellers_name, sellers_zip)"],
             ),
             Check::Ok(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)"),
-            Check::Fails(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", "23505"),
+            Check::Fails(V::New, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('bob', 5)", SqlState::UNIQUE_VIOLATION),
         ],
     })
     .await;
@@ -96,13 +96,13 @@ async fn drops_a_multi_column_unique_constraint() {
             Check::Fails(
                 V::Old,
                 "INSERT INTO tickets (ticket_id, sellers_name, sellers_zip) VALUES (11, 'bob', 5)",
-                "23505",
+                SqlState::UNIQUE_VIOLATION,
             ),
             // The check on the same columns stays.
             Check::Fails(
                 V::New,
                 "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('carol', 0)",
-                "23514",
+                SqlState::CHECK_VIOLATION,
             ),
             Check::Ok(V::Old, "DELETE FROM tickets WHERE ticket_id > 2"),
         ],
@@ -125,69 +125,10 @@ async fn drops_a_multi_column_unique_constraint() {
             Check::Fails(
                 V::New,
                 "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('carol', 0)",
-                "23514",
+                SqlState::CHECK_VIOLATION,
             ),
         ],
     })
-    .await;
-}
-
-#[tokio::test]
-async fn drops_a_multi_column_foreign_key_with_odd_names_in_a_non_public_schema() {
-    let env = Env::with_schema("shop").await;
-    env.sql(
-        "SET search_path = shop;
-         CREATE TABLE \"Sel lers\" (sname text, szip int, UNIQUE (sname, szip));
-         INSERT INTO \"Sel lers\" VALUES ('alice', 1);
-         CREATE TABLE \"Tick ets\" (id serial PRIMARY KEY, \"Na\"\"me\" text, zip int,
-             CONSTRAINT \"FK \"\"sellers\"\"\" FOREIGN KEY (\"Na\"\"me\", zip) REFERENCES \"Sel lers\" (sname, szip));
-         INSERT INTO \"Tick ets\" (\"Na\"\"me\", zip) VALUES ('alice', 1);
-         RESET search_path;",
-    )
-    .await;
-    let migration = yaml(
-        "02_drop_fk",
-        r#"operations:
-  - drop_multicolumn_constraint:
-      table: Tick ets
-      name: 'FK "sellers"'
-      up:
-        'Na"me': '"Na""me"'
-      down:
-        'Na"me': 'SELECT CASE WHEN EXISTS (SELECT 1 FROM shop."Sel lers" s WHERE s.sname = "Na""me" AND s.szip = zip) THEN "Na""me" END'
-        zip: zip
-"#,
-    );
-    let q = "SELECT \"Na\"\"me\", zip FROM \"Tick ets\" ORDER BY id";
-    run_in(
-        &env,
-        Case {
-            setup: vec![],
-            seed: "",
-            migration,
-            after_start: vec![
-                Check::Ok(V::New, "INSERT INTO \"Tick ets\" (\"Na\"\"me\", zip) VALUES ('nobody', 2)"),
-                Check::Rows(V::New, q, &["alice|1", "nobody|2"]),
-                Check::Rows(V::Old, q, &["alice|1", "NULL|2"]),
-                Check::Fails(V::Old, "INSERT INTO \"Tick ets\" (\"Na\"\"me\", zip) VALUES ('nobody', 3)", "23503"),
-                Check::Ok(V::Old, "DELETE FROM \"Tick ets\" WHERE id > 1"),
-            ],
-            after_rollback: vec![Check::Fails(
-                V::Old,
-                "INSERT INTO \"Tick ets\" (\"Na\"\"me\", zip) VALUES ('nobody', 3)",
-                "23503",
-            )],
-            after_complete: vec![
-                Check::Rows(
-                    V::Base,
-                    "SELECT count(*) FROM pg_constraint WHERE connamespace = 'shop'::regnamespace AND contype = 'f'",
-                    &["0"],
-                ),
-                Check::Ok(V::New, "INSERT INTO \"Tick ets\" (\"Na\"\"me\", zip) VALUES ('nobody', 3)"),
-                Check::Rows(V::New, q, &["alice|1", "nobody|3"]),
-            ],
-        },
-    )
     .await;
 }
 
@@ -253,7 +194,7 @@ async fn after_a_table_and_column_rename_in_the_same_migration() {
         after_start: vec![
             Check::Ok(V::New, "INSERT INTO orders (sellers_name, zip) VALUES ('carol', -4)"),
             Check::Rows(V::Old, "SELECT sellers_zip FROM tickets WHERE sellers_name = 'carol'", &["1"]),
-            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", "23514"),
+            Check::Fails(V::Old, "INSERT INTO tickets (sellers_name, sellers_zip) VALUES ('dave', -4)", SqlState::CHECK_VIOLATION),
             Check::Ok(V::Old, "DELETE FROM tickets WHERE ticket_id > 2"),
         ],
         after_rollback: vec![Check::Rows(V::Base, CONSTRAINTS, &["check_zip_name", "tickets_pkey", "unique_zip_name"])],

@@ -2,37 +2,25 @@
 //! name, the old version the old one, both read and write the same physical column), nothing to
 //! undo at rollback, physical at complete — where indexes, constraints, foreign keys and defaults
 //! follow the column by themselves. Also renames chained with `add_column` in one migration, a
-//! swap of two names, odd names in another schema, and the validation errors.
+//! swap of two names, and the validation errors. (Odd names in another schema:
+//! `op_odd_names.rs`.)
 
 mod common;
 
+use common::fixtures::{setup_users, USERS_COLUMNS};
 use common::lifecycle::*;
-use pgbaton::format::Migration;
 
-fn setup_users() -> Migration {
-    yaml(
-        "01_users",
-        "operations:
-  - create_table:
-      name: users
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: name, type: text, nullable: true, default: \"'anon'\", unique: true, check: {name: name_len, constraint: length(name) > 1}}
-        - {name: role, type: text, nullable: true}
-  - create_table:
-      name: posts
-      columns:
-        - {name: id, type: integer, pk: true}
-        - {name: author, type: text, nullable: true, references: {name: posts_author_fk, table: users, column: name}}
-",
-    )
-}
-
-const SEED: &str = "INSERT INTO users VALUES (1, 'alice', 'admin'), (2, 'bob', 'dev');
-                    INSERT INTO posts VALUES (1, 'alice')";
-
-const USERS_COLUMNS: &str = "SELECT attname FROM pg_attribute
-    WHERE attrelid = 'users'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+/// `common::fixtures::USERS_SEED`, and what renaming `name` must carry along: a default, a unique constraint, a
+/// check and a foreign key from `posts` referencing it.
+const SEED: &str = concat!(
+    crate::users_seed!(),
+    "ALTER TABLE users ALTER COLUMN name SET DEFAULT 'anon',
+         ADD CONSTRAINT users_name_key UNIQUE (name),
+         ADD CONSTRAINT name_len CHECK (length(name) > 1);
+     CREATE TABLE posts (id integer PRIMARY KEY,
+         author text CONSTRAINT posts_author_fk REFERENCES users (name));
+     INSERT INTO posts VALUES (1, 'alice');"
+);
 
 #[tokio::test]
 async fn virtual_at_start_physical_at_complete() {
@@ -49,9 +37,9 @@ async fn virtual_at_start_physical_at_complete() {
             "SELECT id, full_name FROM users ORDER BY id",
             &["1|alice", "2|bob"],
         ),
-        Check::Fails(V::New, "SELECT name FROM users", "42703"),
+        Check::Fails(V::New, "SELECT name FROM users", SqlState::UNDEFINED_COLUMN),
         Check::Rows(V::Old, "SELECT id, name FROM users ORDER BY id", &["1|alice", "2|bob"]),
-        Check::Fails(V::Old, "SELECT full_name FROM users", "42703"),
+        Check::Fails(V::Old, "SELECT full_name FROM users", SqlState::UNDEFINED_COLUMN),
         // Both versions write the same column; its default and constraints apply to both.
         Check::Ok(V::New, "INSERT INTO users (id, full_name) VALUES (10, 'carol')"),
         Check::Ok(V::Old, "INSERT INTO users (id, name) VALUES (11, 'dave')"),
@@ -61,13 +49,13 @@ async fn virtual_at_start_physical_at_complete() {
             "SELECT id, name FROM users WHERE id >= 10 ORDER BY id",
             &["10|carol", "11|dave", "12|anon"],
         ),
-        Check::Fails(V::New, "INSERT INTO users (id, full_name) VALUES (13, 'dave')", "23505"),
-        Check::Fails(V::New, "INSERT INTO users (id, full_name) VALUES (13, 'x')", "23514"),
+        Check::Fails(V::New, "INSERT INTO users (id, full_name) VALUES (13, 'dave')", SqlState::UNIQUE_VIOLATION),
+        Check::Fails(V::New, "INSERT INTO users (id, full_name) VALUES (13, 'x')", SqlState::CHECK_VIOLATION),
         Check::Ok(V::New, "UPDATE users SET full_name = 'bobby' WHERE id = 2"),
         Check::Rows(V::Old, "SELECT name FROM users WHERE id = 2", &["bobby"]),
         Check::Ok(V::Base, "UPDATE users SET name = 'bob' WHERE id = 2"),
         // Nothing physical changed: no trigger, same column.
-        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"]),
+        Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
         Check::Rows(
             V::Base,
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal",
@@ -80,11 +68,11 @@ async fn virtual_at_start_physical_at_complete() {
         migration,
         after_start,
         after_rollback: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "email", "role"]),
             Check::Rows(V::Old, "SELECT name FROM users WHERE id = 10", &["carol"]),
         ],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "full_name", "role"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "full_name", "email", "role"]),
             Check::Rows(
                 V::New,
                 "SELECT id, full_name FROM users ORDER BY id",
@@ -96,14 +84,16 @@ async fn virtual_at_start_physical_at_complete() {
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
                   WHERE conrelid IN ('users'::regclass, 'posts'::regclass) AND contype <> 'p' ORDER BY 1",
                 &[
+                    "email_at|CHECK ((email ~~ '%@%'::text))",
                     "name_len|CHECK ((length(full_name) > 1))",
                     "posts_author_fk|FOREIGN KEY (author) REFERENCES users(full_name)",
+                    "users_email_key|UNIQUE (email)",
                     "users_name_key|UNIQUE (full_name)",
                 ],
             ),
             Check::Ok(V::Base, "DELETE FROM users WHERE id = 12"),
             Check::Ok(V::New, "INSERT INTO users (id) VALUES (20)"),
-            Check::Fails(V::New, "INSERT INTO users (id) VALUES (21)", "23505"),
+            Check::Fails(V::New, "INSERT INTO users (id) VALUES (21)", SqlState::UNIQUE_VIOLATION),
             Check::Rows(V::New, "SELECT full_name FROM users WHERE id = 20", &["anon"]),
         ],
     })
@@ -130,8 +120,16 @@ async fn add_column_then_rename_it_twice() {
             r#"SELECT id, "Rank ""R""" FROM users ORDER BY id"#,
             &["1|ADMIN", "2|DEV"],
         ),
-        Check::Fails(V::New, "SELECT level FROM users", "42703"),
-        Check::Fails(V::New, "SELECT grade FROM users", "42703"),
+        Check::Fails(
+            V::New,
+            "SELECT level FROM users",
+            SqlState::UNDEFINED_COLUMN,
+        ),
+        Check::Fails(
+            V::New,
+            "SELECT grade FROM users",
+            SqlState::UNDEFINED_COLUMN,
+        ),
         Check::Ok(
             V::Old,
             "INSERT INTO users (id, name, role) VALUES (10, 'carol', 'ops')",
@@ -147,11 +145,15 @@ async fn add_column_then_rename_it_twice() {
         seed: SEED,
         migration,
         after_start,
-        after_rollback: vec![Check::Rows(V::Base, USERS_COLUMNS, &["id", "name", "role"])],
+        after_rollback: vec![Check::Rows(
+            V::Base,
+            USERS_COLUMNS,
+            &["id", "name", "email", "role"],
+        )],
         after_complete: vec![Check::Rows(
             V::Base,
             USERS_COLUMNS,
-            &["id", "name", "role", "Rank \"R\""],
+            &["id", "name", "email", "role", "Rank \"R\""],
         )],
     })
     .await;
@@ -190,7 +192,7 @@ async fn swap_two_names() {
             &["alice|admin"],
         )],
         after_complete: vec![
-            Check::Rows(V::Base, USERS_COLUMNS, &["id", "role", "name"]),
+            Check::Rows(V::Base, USERS_COLUMNS, &["id", "role", "email", "name"]),
             Check::Rows(
                 V::Base,
                 "SELECT name, role FROM users WHERE id = 1",
@@ -198,51 +200,6 @@ async fn swap_two_names() {
             ),
         ],
     })
-    .await;
-}
-
-#[tokio::test]
-async fn odd_names_in_another_schema() {
-    let env = Env::with_schema("App \"S\"").await;
-    let setup = yaml(
-        "01_setup",
-        r#"operations:
-  - create_table:
-      name: Weird "T"
-      columns:
-        - {name: Key Col, type: int, pk: true}
-        - {name: Old "Name", type: text, nullable: true}
-"#,
-    );
-    let migration = yaml(
-        "02_odd",
-        r#"operations:
-  - rename_column: {table: Weird "T", from: Old "Name", to: New 'Name'}
-"#,
-    );
-    run_in(
-        &env,
-        Case {
-            setup: vec![setup],
-            seed: r#"INSERT INTO "App ""S"""."Weird ""T""" VALUES (1, 'a')"#,
-            migration,
-            after_start: vec![
-                Check::Rows(V::New, r#"SELECT "New 'Name'" FROM "Weird ""T""""#, &["a"]),
-                Check::Rows(V::Old, r#"SELECT "Old ""Name""" FROM "Weird ""T""""#, &["a"]),
-            ],
-            after_rollback: vec![Check::Rows(
-                V::Old,
-                r#"SELECT "Old ""Name""" FROM "Weird ""T""""#,
-                &["a"],
-            )],
-            after_complete: vec![Check::Rows(
-                V::Base,
-                r#"SELECT attname FROM pg_attribute WHERE attrelid = '"App ""S"""."Weird ""T"""'::regclass
-                    AND attnum > 0 AND NOT attisdropped ORDER BY attnum"#,
-                &["Key Col", "New 'Name'"],
-            )],
-        },
-    )
     .await;
 }
 

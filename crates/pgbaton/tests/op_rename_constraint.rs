@@ -20,8 +20,16 @@ async fn renames_a_check_constraint_at_complete() {
         "operations:\n  - rename_constraint:\n      table: people\n      from: age_check\n      to: age_positive\n",
     );
     let enforced = [
-        Check::Fails(V::Old, "INSERT INTO people VALUES (2, 'bob', -1)", "23514"),
-        Check::Fails(V::New, "INSERT INTO people VALUES (2, 'bob', -1)", "23514"),
+        Check::Fails(
+            V::Old,
+            "INSERT INTO people VALUES (2, 'bob', -1)",
+            SqlState::CHECK_VIOLATION,
+        ),
+        Check::Fails(
+            V::New,
+            "INSERT INTO people VALUES (2, 'bob', -1)",
+            SqlState::CHECK_VIOLATION,
+        ),
         Check::Ok(V::New, "INSERT INTO people VALUES (2, 'bob', 1)"),
         Check::Rows(
             V::Old,
@@ -63,7 +71,11 @@ async fn renaming_a_unique_constraint_renames_its_index_in_a_non_public_schema()
             migration,
             after_start: vec![
                 Check::Rows(V::Base, names, &["people_name_key / people_name_key"]),
-                Check::Fails(V::New, "INSERT INTO people VALUES (3, 'alice', 1)", "23505"),
+                Check::Fails(
+                    V::New,
+                    "INSERT INTO people VALUES (3, 'alice', 1)",
+                    SqlState::UNIQUE_VIOLATION,
+                ),
             ],
             after_rollback: vec![Check::Rows(
                 V::Base,
@@ -76,11 +88,15 @@ async fn renaming_a_unique_constraint_renames_its_index_in_a_non_public_schema()
                     names,
                     &["People \"Name\" Unique / People \"Name\" Unique"],
                 ),
-                Check::Fails(V::New, "INSERT INTO people VALUES (3, 'alice', 1)", "23505"),
+                Check::Fails(
+                    V::New,
+                    "INSERT INTO people VALUES (3, 'alice', 1)",
+                    SqlState::UNIQUE_VIOLATION,
+                ),
                 Check::Fails(
                     V::Base,
                     "INSERT INTO people VALUES (3, 'alice', 1)",
-                    "23505",
+                    SqlState::UNIQUE_VIOLATION,
                 ),
             ],
         },

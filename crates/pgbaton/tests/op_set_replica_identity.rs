@@ -1,7 +1,7 @@
 //! `set_replica_identity` through the whole lifecycle: set at start (FULL, NOTHING, DEFAULT,
 //! USING INDEX), restored to the identity the table had before by rollback (pgroll's rollback
 //! does nothing; the `pg_dump` comparison of the harness proves the restore), kept by complete.
-//! Odd names in a non-public schema, and the errors.
+//! The errors. (Odd names in a non-public schema: `op_odd_names.rs`.)
 
 mod common;
 
@@ -124,48 +124,6 @@ async fn index_to_another_index() {
         "ALTER TABLE fruits REPLICA IDENTITY USING INDEX fruits_pkey",
         ("i", "fruits_pkey"),
         ("i", "fruits_name_key"),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn odd_names_in_another_schema() {
-    let env = Env::with_schema("Rep \"L\"").await;
-    let setup = yaml(
-        "01_setup",
-        r#"operations:
-  - create_table:
-      name: Fruits "F"
-      columns:
-        - {name: Id Col, type: int, pk: true}
-      constraints:
-        - {name: Uniq "Id", type: unique, columns: [Id Col]}
-"#,
-    );
-    let migration = yaml(
-        "02_ri",
-        "operations:\n  - set_replica_identity: {table: Fruits \"F\", identity: {type: index, index: Uniq \"Id\"}}\n",
-    );
-    let q = r#"SELECT c.relreplident, coalesce((SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                WHERE i.indrelid = c.oid AND i.indisreplident), '-')
-                FROM pg_class c WHERE c.oid = '"Fruits ""F"""'::regclass"#;
-    let set = vec![
-        Check::Rows(V::Base, q, &["i|Uniq \"Id\""]),
-        Check::Ok(
-            V::New,
-            r#"INSERT INTO "Fruits ""F""" VALUES (1); DELETE FROM "Fruits ""F""""#,
-        ),
-    ];
-    run_in(
-        &env,
-        Case {
-            setup: vec![setup],
-            seed: "",
-            migration,
-            after_start: set.clone(),
-            after_rollback: vec![Check::Rows(V::Base, q, &["d|-"])],
-            after_complete: set,
-        },
     )
     .await;
 }

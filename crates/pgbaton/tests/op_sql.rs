@@ -40,7 +40,11 @@ async fn pgroll_raw_sql() {
         seed: "",
         migration,
         after_start: exists.clone(),
-        after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM test_table", "42P01")],
+        after_rollback: vec![Check::Fails(
+            V::Base,
+            "SELECT * FROM test_table",
+            SqlState::UNDEFINED_TABLE,
+        )],
         after_complete: exists,
     })
     .await;
@@ -58,7 +62,11 @@ async fn pgroll_raw_sql_on_complete() {
 ",
     );
     let absent = vec![
-        Check::Fails(V::Base, "SELECT birth_date FROM people", "42703"),
+        Check::Fails(
+            V::Base,
+            "SELECT birth_date FROM people",
+            SqlState::UNDEFINED_COLUMN,
+        ),
         Check::Ok(
             V::Old,
             "INSERT INTO people (name) VALUES ('x'); DELETE FROM people",
@@ -121,7 +129,7 @@ async fn raw_sql_after_an_on_complete_migration_and_a_migration_on_top() {
         after_rollback: vec![Check::Rows(V::Base, "SELECT count(*) FROM made", &["0"])],
         after_complete: vec![
             Check::Rows(V::New, "SELECT id, name FROM made2", &["1|one"]),
-            Check::Fails(V::Base, "SELECT * FROM made", "42P01"),
+            Check::Fails(V::Base, "SELECT * FROM made", SqlState::UNDEFINED_TABLE),
         ],
     })
     .await;
@@ -154,7 +162,7 @@ async fn raw_sql_table_with_a_generated_column() {
         after_rollback: vec![Check::Fails(
             V::Base,
             r#"SELECT * FROM "Odd ""T""""#,
-            "42P01",
+            SqlState::UNDEFINED_TABLE,
         )],
         after_complete: works,
     })
@@ -183,9 +191,13 @@ async fn later_operations_trust_what_the_sql_made() {
             "SELECT relreplident FROM pg_class WHERE relname = 'made' AND relkind = 'r'",
             &["f"],
         )],
-        after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM made", "42P01")],
+        after_rollback: vec![Check::Fails(
+            V::Base,
+            "SELECT * FROM made",
+            SqlState::UNDEFINED_TABLE,
+        )],
         after_complete: vec![
-            Check::Fails(V::Base, "SELECT * FROM made", "42P01"),
+            Check::Fails(V::Base, "SELECT * FROM made", SqlState::UNDEFINED_TABLE),
             Check::Rows(
                 V::Base,
                 "SELECT relreplident FROM pg_class WHERE relname = 'made2'",
@@ -220,7 +232,11 @@ async fn in_another_schema() {
             seed: "",
             migration,
             after_start: present.clone(),
-            after_rollback: vec![Check::Fails(V::Base, "SELECT * FROM t", "42P01")],
+            after_rollback: vec![Check::Fails(
+                V::Base,
+                "SELECT * FROM t",
+                SqlState::UNDEFINED_TABLE,
+            )],
             after_complete: present,
         },
     )

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::lifecycle::{Versions, V};
 use common::{exec, fresh_db};
 use pgbaton::ident::{Ident, QualName, RawSql};
 use pgbaton::step::{LockLevel, Work};
@@ -12,6 +13,12 @@ use tokio_postgres::Client;
 
 const MIGRATION: &str = "02_widen";
 const VERSION: &str = "public_02_widen";
+/// The versions of the tests' schema: the base schema `public` is the old version.
+const VERSIONS: Versions = Versions {
+    schema: "public",
+    old: None,
+    new: VERSION,
+};
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(Ident, Ident)> {
     p.iter()
@@ -123,27 +130,43 @@ async fn old_version_writes_fill_the_new_columns() {
     let db = fresh_db().await;
     let c = &db.client;
     users(c).await;
-    exec(
-        c,
-        "INSERT INTO users (id, email, name) VALUES (3, 'Three@x.org', 'three')",
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::Old,
+            "INSERT INTO users (id, email, name) VALUES (3, 'Three@x.org', 'three')",
+        )
+        .await;
     assert_eq!(
         row(c, 3).await,
         expect(3, "Three@x.org", "THREE@X.ORG", "three")
     );
-    exec(c, "UPDATE users SET email = 'one@y.org' WHERE id = 1").await;
+    VERSIONS
+        .exec(
+            c,
+            V::Old,
+            "UPDATE users SET email = 'one@y.org' WHERE id = 1",
+        )
+        .await;
     assert_eq!(row(c, 1).await, expect(1, "one@y.org", "ONE@Y.ORG", "one"));
     // An older version schema first in the path is the old version too.
     exec(
         c,
         "CREATE SCHEMA public_01_init;
-         CREATE VIEW public_01_init.users AS SELECT id, email, name FROM public.users;
-         SET search_path = public_01_init;
-         INSERT INTO users VALUES (4, 'four@x.org', 'four');
-         RESET search_path;",
+         CREATE VIEW public_01_init.users AS SELECT id, email, name FROM public.users;",
     )
     .await;
+    let after_01_init = Versions {
+        old: Some("public_01_init"),
+        ..VERSIONS
+    };
+    after_01_init
+        .exec(
+            c,
+            V::Old,
+            "INSERT INTO users VALUES (4, 'four@x.org', 'four')",
+        )
+        .await;
     assert_eq!(
         row(c, 4).await,
         expect(4, "four@x.org", "FOUR@X.ORG", "four")
@@ -155,28 +178,24 @@ async fn new_version_writes_fill_the_old_columns() {
     let db = fresh_db().await;
     let c = &db.client;
     users(c).await;
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             INSERT INTO users (id, email, name) VALUES (5, 'FIVE@X.ORG', 'five');
-             RESET search_path;"
-        ),
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "INSERT INTO users (id, email, name) VALUES (5, 'FIVE@X.ORG', 'five')",
+        )
+        .await;
     assert_eq!(
         row(c, 5).await,
         expect(5, "five@x.org", "FIVE@X.ORG", "five")
     );
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             UPDATE users SET email = 'Five@Z.org' WHERE id = 5;
-             RESET search_path;"
-        ),
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "UPDATE users SET email = 'Five@Z.org' WHERE id = 5",
+        )
+        .await;
     assert_eq!(
         row(c, 5).await,
         expect(5, "five@z.org", "Five@Z.org", "five")
@@ -245,18 +264,16 @@ async fn set_local_version_overrides_the_search_path() {
         expect(9, "nine@x.org", "NINE@X.ORG", "nine")
     );
     // Session on the version schema, transaction marked as the base (old) version.
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             BEGIN;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "BEGIN;
              SET LOCAL pgbaton.version = 'public';
              INSERT INTO public.users (id, email, name) VALUES (10, 'Ten@x.org', 'ten');
-             COMMIT;
-             RESET search_path;"
-        ),
-    )
-    .await;
+             COMMIT",
+        )
+        .await;
     assert_eq!(
         row(c, 10).await,
         expect(10, "Ten@x.org", "TEN@X.ORG", "ten")
@@ -279,44 +296,46 @@ async fn a_write_never_clobbers_what_the_other_version_wrote() {
     let c = &db.client;
     users(c).await;
     // The new version writes a mixed-case email; the old column gets down() = lower case.
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             INSERT INTO users (id, email, name) VALUES (20, 'MiXed@X.org', 'mixed');
-             RESET search_path;"
-        ),
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "INSERT INTO users (id, email, name) VALUES (20, 'MiXed@X.org', 'mixed')",
+        )
+        .await;
     assert_eq!(
         row(c, 20).await,
         expect(20, "mixed@x.org", "MiXed@X.org", "mixed")
     );
     // Old version: a no-op update and an update of another column leave the new value alone
     // (up(old) would be MIXED@X.ORG).
-    exec(c, "UPDATE users SET email = email WHERE id = 20").await;
-    exec(c, "UPDATE users SET name = 'renamed' WHERE id = 20").await;
+    VERSIONS
+        .exec(c, V::Old, "UPDATE users SET email = email WHERE id = 20")
+        .await;
+    VERSIONS
+        .exec(c, V::Old, "UPDATE users SET name = 'renamed' WHERE id = 20")
+        .await;
     assert_eq!(
         row(c, 20).await,
         expect(20, "mixed@x.org", "MiXed@X.org", "renamed")
     );
     // Old version changes the email: now up() applies.
-    exec(c, "UPDATE users SET email = 'Old@x.org' WHERE id = 20").await;
+    VERSIONS
+        .exec(
+            c,
+            V::Old,
+            "UPDATE users SET email = 'Old@x.org' WHERE id = 20",
+        )
+        .await;
     assert_eq!(
         row(c, 20).await,
         expect(20, "Old@x.org", "OLD@X.ORG", "renamed")
     );
     // The new version updates the name only: the old column keeps its mixed case (down() of
     // the unchanged new email would lower it).
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             UPDATE users SET name = 'again' WHERE id = 20;
-             RESET search_path;"
-        ),
-    )
-    .await;
+    VERSIONS
+        .exec(c, V::New, "UPDATE users SET name = 'again' WHERE id = 20")
+        .await;
     assert_eq!(
         row(c, 20).await,
         expect(20, "Old@x.org", "OLD@X.ORG", "again")
@@ -335,16 +354,14 @@ async fn rows_from_before_the_migration_are_filled_on_first_write() {
         (None, None, false)
     );
     // The new version can only find them by a column both versions share.
-    exec(
-        c,
-        &format!(
-            "SET search_path = {VERSION};
-             UPDATE users SET name = 'uno' WHERE name = 'one';
-             UPDATE users SET email = 'DOS@X.ORG', name = 'dos' WHERE name = 'two';
-             RESET search_path;"
-        ),
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "UPDATE users SET name = 'uno' WHERE name = 'one';
+             UPDATE users SET email = 'DOS@X.ORG', name = 'dos' WHERE name = 'two'",
+        )
+        .await;
     // Not set by the writer: derived from the old columns; the old email stays as it was.
     assert_eq!(
         row(c, 1).await,
@@ -706,14 +723,19 @@ async fn down_only_rules_fill_dropped_columns_for_new_version_writers() {
     )
     .await;
     let all = "SELECT id, sku, label, price, _pgbaton_touched FROM public.items ORDER BY id";
-    let new = |sql: &str| format!("SET search_path = {VERSION}; {sql}; RESET search_path;");
 
     // New version: an insert fills both; an update recomputes what `down` reads, and never
     // resets a constant `down`'s column (row 1 predates the trigger: untouched).
-    exec(c, &new("INSERT INTO items (id, sku) VALUES (10, 'c3')")).await;
-    exec(c, &new("UPDATE items SET sku = 'a9' WHERE id = 1")).await;
+    VERSIONS
+        .exec(c, V::New, "INSERT INTO items (id, sku) VALUES (10, 'c3')")
+        .await;
+    VERSIONS
+        .exec(c, V::New, "UPDATE items SET sku = 'a9' WHERE id = 1")
+        .await;
     // A write that changes nothing `down` reads leaves both alone.
-    exec(c, &new("UPDATE items SET sku = sku WHERE id = 2")).await;
+    VERSIONS
+        .exec(c, V::New, "UPDATE items SET sku = sku WHERE id = 2")
+        .await;
     assert_eq!(
         rows(c, all).await,
         [
@@ -724,13 +746,15 @@ async fn down_only_rules_fill_dropped_columns_for_new_version_writers() {
     );
 
     // Old version: its own values stay, on insert and on update (the trigger does nothing).
-    exec(
-        c,
-        "INSERT INTO items VALUES (11, 'd4', 'Durian', 9.99);
-         INSERT INTO items (id, sku) VALUES (12, 'e5');
-         UPDATE items SET label = 'Cherry', price = 3, sku = 'c4' WHERE id = 10;",
-    )
-    .await;
+    VERSIONS
+        .exec(
+            c,
+            V::Old,
+            "INSERT INTO items VALUES (11, 'd4', 'Durian', 9.99);
+             INSERT INTO items (id, sku) VALUES (12, 'e5');
+             UPDATE items SET label = 'Cherry', price = 3, sku = 'c4' WHERE id = 10",
+        )
+        .await;
     assert_eq!(
         rows(
             c,
@@ -786,15 +810,19 @@ async fn down_only_rules_read_the_new_version_columns() {
         c,
         &format!(
             "CREATE SCHEMA {VERSION};
-             CREATE VIEW {VERSION}.users AS SELECT id, _pgbaton_new_email AS email FROM public.users;
-             SET search_path = {VERSION};
-             INSERT INTO users (id, email) VALUES (3, 'MiXed@X.org');
-             UPDATE users SET email = 'Q@X.org' WHERE id = 1;
-             UPDATE users SET id = id WHERE id = 2;
-             RESET search_path;"
+             CREATE VIEW {VERSION}.users AS SELECT id, _pgbaton_new_email AS email FROM public.users;"
         ),
     )
     .await;
+    VERSIONS
+        .exec(
+            c,
+            V::New,
+            "INSERT INTO users (id, email) VALUES (3, 'MiXed@X.org');
+             UPDATE users SET email = 'Q@X.org' WHERE id = 1;
+             UPDATE users SET id = id WHERE id = 2",
+        )
+        .await;
     assert_eq!(
         rows(
             c,

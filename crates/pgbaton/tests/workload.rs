@@ -12,6 +12,7 @@ use pgbaton_lab::workload::{
 };
 
 use common::{exec, fresh_db, TestDb};
+use tokio_postgres::error::SqlState;
 
 const ROWS: i64 = 1_000;
 
@@ -152,18 +153,22 @@ async fn a_dropped_table_counts_failures_by_sqlstate() {
     let baseline = report.phase("baseline").expect("baseline");
     assert!(baseline.queries > 0 && baseline.failures == 0, "{report}");
     let dropped = report.phase("dropped").expect("dropped");
-    let undefined_table = dropped.failures_with("42P01");
+    let undefined_table = dropped.failures_with(SqlState::UNDEFINED_TABLE.code());
     assert!(undefined_table > 0, "{report}");
     // Queries that completed before the DROP was granted may count in the phase; all failures
     // are 42P01, none is a lost connection.
     assert_eq!(dropped.failures, undefined_table, "{report}");
-    assert_eq!(report.total.failures_with("42P01"), undefined_table);
+    assert_eq!(
+        report.total.failures_with(SqlState::UNDEFINED_TABLE.code()),
+        undefined_table
+    );
     assert_eq!(report.total.failures_by_code.len(), 1, "{report}");
     assert_eq!(report.reconnects, 0);
     // Failing fast is no stall, but it is an outage.
     let outage = report.longest_outage.as_ref().expect("an outage");
     assert!(outage.duration() >= Duration::from_millis(400), "{report}");
-    assert!(report.to_string().contains("failures: 42P01 ×"), "{report}");
+    let failures_line = format!("failures: {} ×", SqlState::UNDEFINED_TABLE.code());
+    assert!(report.to_string().contains(&failures_line), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +254,7 @@ async fn clients_reconnect_after_their_sessions_are_terminated() {
 
     assert_eq!(report.reconnects, 3, "{report}");
     let t = report.phase("terminated").expect("phase");
-    let lost = t.failures_with("57P01") + t.failures_with(CONNECTION);
+    let lost = t.failures_with(SqlState::ADMIN_SHUTDOWN.code()) + t.failures_with(CONNECTION);
     assert!(lost >= 1, "{report}");
     assert_eq!(t.failures, lost, "{report}");
     let after = report.phase("after").expect("phase");
@@ -457,7 +462,10 @@ async fn invalid_configurations_are_refused_before_connecting() {
     missing.duration = Some(Duration::from_millis(100));
     // SET search_path accepts a missing schema; the table is then not found: 42P01 per query.
     let report = Workload::run(missing).await.expect("runs");
-    assert!(report.total.failures_with("42P01") > 0, "{report}");
+    assert!(
+        report.total.failures_with(SqlState::UNDEFINED_TABLE.code()) > 0,
+        "{report}"
+    );
     assert_eq!(report.total.failures, report.total.queries, "{report}");
     // An unreachable server fails at start.
     let nowhere =

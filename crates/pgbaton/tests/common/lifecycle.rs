@@ -8,6 +8,8 @@
 
 use pgbaton::format::{self, FileKind, Migration};
 use pgbaton::migrator::{Migrator, Settings};
+/// Expected failures name their SQLSTATE: `Check::Fails(V::New, sql, SqlState::UNIQUE_VIOLATION)`.
+pub use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{connect, fresh_db, schema_dump, TestDb};
@@ -29,8 +31,8 @@ pub enum V {
 pub enum Check {
     /// Must succeed.
     Ok(V, &'static str),
-    /// Must fail with this SQLSTATE.
-    Fails(V, &'static str, &'static str),
+    /// Must fail with this SQLSTATE (by name: `SqlState::UNIQUE_VIOLATION`).
+    Fails(V, &'static str, SqlState),
     /// Must return exactly these rows, each rendered as its columns joined by `|` (NULL as `NULL`).
     Rows(V, &'static str, &'static [&'static str]),
 }
@@ -150,16 +152,19 @@ impl Env {
                     )
                 }
                 (Check::Fails(_, _, code), Err(e)) => {
-                    let got = e.code().map(|c| c.code().to_string()).unwrap_or_default();
                     assert_eq!(
-                        &got,
-                        code,
-                        "[{stage}] {v:?} `{sql}` failed with {}",
+                        e.code(),
+                        Some(code),
+                        "[{stage}] {v:?} `{sql}` should fail with {}, failed with {}",
+                        code.code(),
                         super::describe(&e)
                     );
                 }
                 (Check::Fails(_, _, code), Ok(_)) => {
-                    panic!("[{stage}] {v:?} `{sql}` should fail with {code} but succeeded")
+                    panic!(
+                        "[{stage}] {v:?} `{sql}` should fail with {} but succeeded",
+                        code.code()
+                    )
                 }
                 (Check::Rows(_, _, expect), Ok(msgs)) => {
                     let rows = render_rows(&msgs);
@@ -286,4 +291,43 @@ pub async fn client(env: &Env) -> Client {
 
 pub fn dump(env: &Env) -> String {
     env.base_dump()
+}
+
+/// The versions of a schema whose version schemas a test builds by hand (no migrator state, so
+/// no [`Env::check`]): the same vocabulary — act as [`V::Old`], [`V::New`] or [`V::Base`] — and
+/// the same search path per version as [`Env::check`] sets.
+#[derive(Clone, Copy, Debug)]
+pub struct Versions<'a> {
+    /// The base schema, where the tables are.
+    pub schema: &'a str,
+    /// The previous version schema; `None` when the old version is the base schema (the
+    /// application predating pgbaton).
+    pub old: Option<&'a str>,
+    /// The migration's version schema.
+    pub new: &'a str,
+}
+
+impl Versions<'_> {
+    /// The search path of version `v`.
+    pub fn search_path(&self, v: V) -> String {
+        let q = pgbaton::ident::quote_ident;
+        match (v, self.old) {
+            (V::Base, _) | (V::Old, None) => q(self.schema),
+            (V::Old, Some(old)) => format!("{}, {}", q(old), q(self.schema)),
+            (V::New, _) => format!("{}, {}", q(self.new), q(self.schema)),
+        }
+    }
+
+    /// Runs `sql` (one or more statements) on `client` as a client of version `v`: with its
+    /// search path for the session, reset afterwards.
+    pub async fn exec(&self, client: &Client, v: V, sql: &str) {
+        super::exec(
+            client,
+            &format!(
+                "SET search_path = {};\n{sql};\nRESET search_path",
+                self.search_path(v)
+            ),
+        )
+        .await;
+    }
 }

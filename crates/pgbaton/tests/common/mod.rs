@@ -4,6 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod lifecycle;
 
 use std::process::Command;
@@ -331,4 +332,17 @@ pub async fn wait_for_killed_pgbaton(client: &Client) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Asserts that `err` is a database error with SQLSTATE `expected` (by name:
+/// `assert_sqlstate(&err, &SqlState::UNIQUE_VIOLATION)`); the panic shows the server's full
+/// message.
+pub fn assert_sqlstate(err: &tokio_postgres::Error, expected: &tokio_postgres::error::SqlState) {
+    assert_eq!(
+        err.code(),
+        Some(expected),
+        "expected SQLSTATE {}, got: {}",
+        expected.code(),
+        describe(err)
+    );
 }
