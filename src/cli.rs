@@ -385,6 +385,8 @@ pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::StartFailed { cause, .. } => exit_code(cause),
         Error::Format(_) | Error::Invalid { .. } | Error::UnsafePlan(_) => exit::INVALID,
+        // A connection string or option that cannot be read: the command line (or environment).
+        Error::Pg(crate::pg::PgError::Config(_)) => exit::USAGE,
         Error::Locked { .. }
         | Error::AlreadyActive { .. }
         | Error::NoActiveMigration { .. }
@@ -392,8 +394,22 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::HistoryMismatch { .. }
         | Error::NotActive { .. }
         | Error::LockDeadline { .. }
-        | Error::NotInitialized { .. } => exit::CONFLICT,
-        _ => exit::FAILED,
+        | Error::NotInitialized { .. }
+        | Error::ChangedWhileActive { .. }
+        | Error::VersionSchemaExists { .. }
+        | Error::RollingBack { .. }
+        | Error::Completing { .. }
+        | Error::NothingToPause { .. }
+        | Error::Privilege { .. } => exit::CONFLICT,
+        Error::Pg(crate::pg::PgError::Connect { .. } | crate::pg::PgError::SetRole { .. })
+        | Error::Db(_)
+        | Error::Step { .. }
+        | Error::Backfill(_)
+        | Error::Verify(_)
+        | Error::Cluster(_)
+        | Error::Workload(_)
+        | Error::Io { .. }
+        | Error::Other(_) => exit::FAILED,
     }
 }
 

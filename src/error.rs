@@ -106,6 +106,33 @@ pub enum Error {
     #[error("{cause}\n{outcome}")]
     StartFailed { cause: Box<Error>, outcome: String },
 
+    /// The file of the active migration changed since it was started.
+    #[error("migration \"{name}\" is active but {file} differs from the document it was started with; roll it back first to start the changed file")]
+    ChangedWhileActive { name: String, file: String },
+
+    /// The version schema's name is taken by a schema pgbaton did not create.
+    #[error("schema {version_schema} already exists; pgbaton creates it as the version schema of \"{migration}\": drop or rename it, or set version_schema in the file")]
+    VersionSchemaExists {
+        version_schema: String,
+        migration: String,
+    },
+
+    /// The active migration is being rolled back; only `rollback` may go on.
+    #[error("migration \"{name}\" is being rolled back: run `pgbaton rollback` to finish that first")]
+    RollingBack { name: String },
+
+    /// The active migration is part way through complete; only `complete` may go on.
+    #[error("migration \"{name}\" is part way through complete ({done} contract step(s) done, old columns may already be gone): run `pgbaton complete` to finish it; it cannot be rolled back")]
+    Completing { name: String, done: usize },
+
+    /// `pause` with no backfill to pause.
+    #[error("no migration is being started in schema {schema}: there is no backfill to pause")]
+    NothingToPause { schema: String },
+
+    /// The connecting role lacks a privilege the migration needs (checked before any DDL).
+    #[error("{role} cannot run this migration: {detail}")]
+    Privilege { role: String, detail: String },
+
     #[error("{0}")]
     Other(String),
 }

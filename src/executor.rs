@@ -271,7 +271,10 @@ impl<'a> Executor<'a> {
     /// Runs one step; returns the number of attempts it took.
     async fn run_step(&self, phase: Phase, ordinal: usize, step: &Step) -> Result<u32> {
         match &step.action {
-            Action::Transaction(sql) => self.run_transaction(phase, ordinal, step, sql).await,
+            Action::Transaction(sql) => {
+                self.run_transaction(phase, ordinal, step, sql, Statements::EachAlone)
+                    .await
+            }
             Action::UserSql(sql) => {
                 // User SQL sees the migrated schema, as pgroll runs it.
                 let search_path = format!(
@@ -279,7 +282,8 @@ impl<'a> Executor<'a> {
                     crate::ident::quote_ident(&self.journal.schema)
                 );
                 let sql = [search_path, sql.as_str().to_string()];
-                self.run_transaction(phase, ordinal, step, &sql).await
+                self.run_transaction(phase, ordinal, step, &sql, Statements::UserScript)
+                    .await
             }
             Action::NonTransactional(sql) => {
                 self.journaled(phase, ordinal, self.run_outside_transaction(step, sql))
@@ -380,7 +384,9 @@ impl<'a> Executor<'a> {
             // Separate round trips: several statements in one simple query form an implicit
             // transaction block, where CONCURRENTLY is refused.
             self.client.batch_execute("SET lock_timeout = 0").await?;
-            let (result, _) = self.watch(step, self.client.batch_execute(sql)).await;
+            // The extended protocol: one statement, never a script.
+            let statement = async { self.client.execute_typed(sql, &[]).await.map(|_| ()) };
+            let (result, _) = self.watch(step, statement).await;
             let _ = self.client.batch_execute("RESET lock_timeout").await;
             match result {
                 Ok(()) => return Ok(attempt),
@@ -402,30 +408,43 @@ impl<'a> Executor<'a> {
     }
 
     /// One transaction: lock timeout, the statements, the journal flip; retried as a unit.
+    ///
+    /// Each generated statement runs on its own through the extended protocol, which refuses a
+    /// string of two statements: a user fragment inside one (a `type`, a `default`, a `check`)
+    /// can never run as a statement of its own, whatever it contains. Only a `sql` operation's
+    /// own script (the last statement of a [`Statements::UserScript`]) runs as a script.
     async fn run_transaction(
         &self,
         phase: Phase,
         ordinal: usize,
         step: &Step,
         sql: &[String],
+        statements: Statements,
     ) -> Result<u32> {
-        let mut script = format!(
-            "BEGIN;\nSET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0;\n",
+        let begin = format!(
+            "BEGIN;\nSET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0",
             Literal::new(format!("{}ms", self.opts.lock_timeout.as_millis().max(1)))
         );
-        for s in sql {
-            script.push_str(s.trim_end().trim_end_matches(';'));
-            script.push_str(";\n");
-        }
-        script.push_str(&self.mark(phase, ordinal, "done"));
-        script.push_str(";\nCOMMIT");
+        let commit = format!("{};\nCOMMIT", self.mark(phase, ordinal, "done"));
+        let run = || async {
+            self.client.batch_execute(&begin).await?;
+            for (i, s) in sql.iter().enumerate() {
+                let s = s.trim_end().trim_end_matches(';');
+                if statements == Statements::UserScript && i + 1 == sql.len() {
+                    self.client.batch_execute(s).await?;
+                } else {
+                    self.client.execute_typed(s, &[]).await?;
+                }
+            }
+            self.client.batch_execute(&commit).await
+        };
 
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut last_blockers: Vec<Blocker> = Vec::new();
         loop {
             attempt += 1;
-            let (result, blockers) = self.watch(step, self.client.batch_execute(&script)).await;
+            let (result, blockers) = self.watch(step, run()).await;
             match result {
                 Ok(()) => return Ok(attempt),
                 Err(e) => {
@@ -520,6 +539,15 @@ impl<'a> Executor<'a> {
             }
         }
     }
+}
+
+/// How the statements of a transaction step run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Statements {
+    /// Each one alone, through the extended protocol (one statement per execution).
+    EachAlone,
+    /// The same, except the last, a user's `sql` script, which runs as written.
+    UserScript,
 }
 
 /// Drops an index (an INVALID one left by a failed concurrent build) without blocking writes.

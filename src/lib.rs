@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod fragment;
 pub mod ident;
 pub mod migrator;
 pub mod ops;

@@ -198,6 +198,13 @@ impl Migrator {
         exec.run_plan(plan, phase).await
     }
 
+    /// How many steps of `phase` are journaled as done.
+    async fn steps_done(&self, name: &str, phase: Phase) -> Result<usize> {
+        let statuses =
+            state::step_statuses(&self.client, &self.state, self.schema(), name, phase).await?;
+        Ok(statuses.iter().filter(|s| *s == "done").count())
+    }
+
     /// Whether any start step of `name` ran (or may have run: `running` after a crash).
     async fn start_touched_anything(&self, name: &str) -> Result<bool> {
         let statuses =
@@ -282,11 +289,10 @@ impl Migrator {
             let record = match state::active(&self.client, &self.state, schema).await? {
                 Some(active) if active.name == migration.name => {
                     if active.document != migration.raw {
-                        return Err(Error::Other(format!(
-                            "migration \"{}\" is active but {} differs from the document it was started with; \
-                             roll it back first to start the changed file",
-                            active.name, migration.file
-                        )));
+                        return Err(Error::ChangedWhileActive {
+                            name: active.name,
+                            file: migration.file.clone(),
+                        });
                     }
                     resumed = true;
                     active
@@ -306,11 +312,10 @@ impl Migrator {
                     }
                     let (plan, ctx, parent) = self.prepare(migration).await?;
                     if catalog::schema_exists(&self.client, ctx.version_schema.as_str()).await? {
-                        return Err(Error::Other(format!(
-                            "schema {} already exists; pgbaton creates it as the version schema of \"{}\": \
-                             drop or rename it, or set version_schema in the file",
-                            ctx.version_schema, migration.name
-                        )));
+                        return Err(Error::VersionSchemaExists {
+                            version_schema: ctx.version_schema.to_string(),
+                            migration: migration.name.clone(),
+                        });
                     }
                     crate::backfill::clear(&self.client, &self.state, &migration.name).await?;
                     state::insert_migration(
@@ -334,13 +339,13 @@ impl Migrator {
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
                 state::ACTIVE => {}
-                other => {
-                    return Err(Error::Other(format!(
-                        "migration \"{}\" is {other}: run `pgbaton {}` to finish that first",
-                        record.name,
-                        if other == state::COMPLETING { "complete" } else { "rollback" }
-                    )))
+                state::COMPLETING => {
+                    return Err(Error::Completing {
+                        done: self.steps_done(&record.name, Phase::Complete).await?,
+                        name: record.name,
+                    })
                 }
+                _ => return Err(Error::RollingBack { name: record.name }),
             }
             if complete {
                 self.finish_complete(&record).await?;
@@ -452,12 +457,7 @@ impl Migrator {
             let record = self.require_active().await?;
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
-                state::ROLLING_BACK => {
-                    return Err(Error::Other(format!(
-                    "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
-                    record.name
-                )))
-                }
+                state::ROLLING_BACK => return Err(Error::RollingBack { name: record.name }),
                 _ => {}
             }
             self.finish_complete(&record).await?;
@@ -483,11 +483,10 @@ impl Migrator {
             state::upgrade(&self.client, &self.state).await?;
             let record = self.require_active().await?;
             if record.status == state::COMPLETING {
-                return Err(Error::Other(format!(
-                    "migration \"{}\" is part way through complete (old columns may already be gone): \
-                     run `pgbaton complete` to finish it; it cannot be rolled back",
-                    record.name
-                )));
+                return Err(Error::Completing {
+                    done: self.steps_done(&record.name, Phase::Complete).await?,
+                    name: record.name,
+                });
             }
             let schema = self.schema();
             state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLING_BACK).await?;

@@ -1,0 +1,280 @@
+//! Issue #8, as a hostile but fair user tries pgbaton: SQL smuggled through the fields of a
+//! migration file, and the exit codes of bad input. Every case runs the real binary against a
+//! real server and checks that the database was not touched.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use pgbaton::config::ConnConfig;
+use pgbaton::executor::{ExecOptions, Executor, Journal, Quiet};
+use pgbaton::ident::{Ident, QualName};
+use pgbaton::step::{LockLevel, Phase, Step};
+
+/// A database, a directory for migration files, and the binary pointed at both.
+struct Cli {
+    db: common::TestDb,
+    dir: PathBuf,
+}
+
+impl Cli {
+    async fn new(tag: &str) -> Cli {
+        let db = common::fresh_db().await;
+        let dir = std::env::temp_dir().join(format!(
+            "pgbaton-hostile-{tag}-{}-{}",
+            std::process::id(),
+            db.name
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cli = Cli { db, dir };
+        cli.expect(&["init"], 0);
+        cli
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgbaton"));
+        c.args(args)
+            .env("PGBATON_PG_URL", &self.db.url)
+            .env_remove("DATABASE_URL")
+            .env_remove("PGBATON_SCHEMA")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs and asserts the exit code; returns stdout + stderr.
+    fn expect(&self, args: &[&str], code: i32) -> String {
+        let out = self.command(args).output().expect("run pgbaton");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pgbaton {args:?} exited {:?}:\n{text}",
+            out.status.code()
+        );
+        text
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write migration");
+        p.to_str().expect("utf-8 path").to_string()
+    }
+
+    async fn sql(&self, sql: &str) {
+        common::exec(&self.db.client, sql).await;
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        common::scalar_i64(&self.db.client, sql).await
+    }
+
+    async fn victims_alive(&self) -> bool {
+        self.count("SELECT count(*) FROM pg_class WHERE relname = 'victims'")
+            .await
+            == 1
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const SETUP: &str = "CREATE TABLE victims (id int PRIMARY KEY); INSERT INTO victims VALUES (1);
+     CREATE TABLE users (id int PRIMARY KEY, name text, email text);
+     INSERT INTO users SELECT g, 'n' || g, 'e' || g FROM generate_series(1, 100) g;";
+
+/// Each file smuggles a statement through one field; (file name, text, the field's path, line).
+fn smuggled() -> Vec<(&'static str, &'static str, &'static str, usize)> {
+    vec![
+        (
+            "01_type.yaml",
+            "operations:\n  - add_column:\n      table: users\n      column:\n        name: age\n        type: 'int; DROP TABLE victims; --'\n        nullable: true\n",
+            "operations[0].add_column.column.type",
+            6,
+        ),
+        (
+            "02_default.yaml",
+            "operations:\n  - add_column:\n      table: users\n      column:\n        name: age\n        type: int\n        default: \"1); DROP TABLE victims; --\"\n",
+            "operations[0].add_column.column.default",
+            7,
+        ),
+        (
+            "03_check.yaml",
+            "operations:\n  - add_column:\n      table: users\n      column:\n        name: chk\n        type: int\n        nullable: true\n        check:\n          name: chk_pos\n          constraint: \"chk > 0); DROP TABLE victims; --\"\n",
+            "operations[0].add_column.column.check.constraint",
+            10,
+        ),
+        (
+            "04_alter_type.yaml",
+            "operations:\n  - alter_column:\n      table: users\n      column: id\n      type: \"bigint; DROP TABLE victims; --\"\n      up: id\n      down: id\n",
+            "operations[0].alter_column.type",
+            5,
+        ),
+        (
+            "05_up.yaml",
+            "operations:\n  - alter_column:\n      table: users\n      column: email\n      type: varchar(200)\n      up: \"email); DROP TABLE victims; SELECT (1\"\n      down: email\n",
+            "operations[0].alter_column.up",
+            6,
+        ),
+        (
+            "06_predicate.yaml",
+            "operations:\n  - create_index:\n      name: users_name\n      table: users\n      columns: [name]\n      predicate: \"id > 0; DROP TABLE victims\"\n",
+            "operations[0].create_index.predicate",
+            6,
+        ),
+        (
+            "07_storage.yaml",
+            "operations:\n  - create_index:\n      name: users_name\n      table: users\n      columns: [name]\n      storage_parameters: \"fillfactor = 70); DROP TABLE victims; --\"\n",
+            "operations[0].create_index.storage_parameters",
+            6,
+        ),
+        (
+            "08_create_table.yaml",
+            "operations:\n  - create_table:\n      name: t2\n      columns:\n        - name: id\n          type: int\n          pk: true\n        - name: x\n          type: \"text); DROP TABLE victims; CREATE TABLE t3 (x text\"\n",
+            "operations[0].create_table.columns[1].type",
+            9,
+        ),
+        (
+            "09_table_check.yaml",
+            "operations:\n  - create_table:\n      name: t2\n      columns:\n        - name: id\n          type: int\n          pk: true\n      constraints:\n        - name: c\n          type: check\n          check: \"id > 0) NOT VALID; DROP TABLE victims; --\"\n",
+            "operations[0].create_table.constraints[0].check",
+            11,
+        ),
+    ]
+}
+
+/// Issue #8, item 1: `validate`, `plan` and `start` refuse every smuggled statement with exit 3,
+/// naming the file, the line and the field, and `victims` is still there.
+#[tokio::test]
+async fn smuggled_statements_are_refused_before_any_ddl() {
+    let cli = Cli::new("smuggle").await;
+    cli.sql(SETUP).await;
+    let before = common::schema_dump(&cli.db.url, "public");
+    for (name, text, field, line) in smuggled() {
+        let path = cli.file(name, text);
+        for command in ["validate", "plan", "start"] {
+            let out = cli.expect(&[command, &path], 3);
+            assert!(
+                out.contains(&format!("{path}:{line}")) && out.contains(field),
+                "{command} {name}: the message names neither {path}:{line} nor {field}:\n{out}"
+            );
+            assert!(cli.victims_alive().await, "{command} {name} dropped victims");
+        }
+    }
+    assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
+    assert_eq!(
+        cli.count("SELECT count(*) FROM pgbaton.migrations").await,
+        0,
+        "a refused file left a migration behind"
+    );
+}
+
+/// A checked fragment is spliced whole: a trailing `--` comment in `type` or `default` does not
+/// swallow the rest of the column definition (`DEFAULT`, `NOT NULL`).
+#[tokio::test]
+async fn a_comment_in_a_fragment_does_not_swallow_the_generated_sql() {
+    let cli = Cli::new("comment").await;
+    cli.sql(SETUP).await;
+    let path = cli.file(
+        "01_count.yaml",
+        "operations:\n  - add_column:\n      table: users\n      column:\n        name: hits\n        type: 'integer -- how many'\n        default: '7 -- a start'\n        nullable: false\n        check:\n          name: hits_pos\n          constraint: 'hits >= 0 -- never negative'\n",
+    );
+    cli.expect(&["start", "--complete", &path], 0);
+    let row = cli
+        .db
+        .client
+        .query_one(
+            "SELECT is_nullable, column_default FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name = 'hits'",
+            &[],
+        )
+        .await
+        .expect("column");
+    assert_eq!(row.get::<_, String>(0), "NO");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("7"));
+    assert_eq!(
+        cli.count("SELECT count(*) FROM users WHERE hits = 7").await,
+        100
+    );
+    assert_eq!(
+        cli.count("SELECT count(*) FROM pg_constraint WHERE conname = 'hits_pos'")
+            .await,
+        1
+    );
+}
+
+/// In depth: even if a second statement got into a step's SQL, the executor runs each statement
+/// through the extended protocol, which refuses it, and the transaction is rolled back whole.
+#[tokio::test]
+async fn the_executor_never_runs_step_sql_as_a_script() {
+    let db = common::fresh_db().await;
+    common::exec(
+        &db.client,
+        "CREATE TABLE victims (id int); CREATE TABLE t (id int PRIMARY KEY)",
+    )
+    .await;
+    let conn = ConnConfig::parse(&db.url).expect("url");
+    let client = pgbaton::pg::connect(&conn).await.expect("connect");
+    let journal = Journal {
+        state: Ident::new("pgbaton"),
+        schema: "public".into(),
+        migration: "m1".into(),
+    };
+    pgbaton::state::init(&client, &journal.state)
+        .await
+        .expect("init");
+    let t = QualName::new("public", "t");
+    let steps = [
+        Step::catalog(
+            "a good step",
+            Some(t.clone()),
+            LockLevel::AccessExclusive,
+            "ALTER TABLE public.t ADD COLUMN a int",
+        ),
+        Step::catalog(
+            "a step with a smuggled statement",
+            Some(t.clone()),
+            LockLevel::AccessExclusive,
+            "ALTER TABLE public.t ADD COLUMN b int; DROP TABLE victims",
+        ),
+    ];
+    let exec = Executor::new(&client, &conn, &journal, &ExecOptions::default(), &Quiet)
+        .await
+        .expect("executor");
+    let err = exec
+        .run_phase(Phase::Start, &steps)
+        .await
+        .expect_err("a step of two statements must fail");
+    assert!(
+        err.to_string().contains("multiple commands"),
+        "unexpected error: {err}"
+    );
+    let count = |sql: &'static str| common::scalar_i64(&db.client, sql);
+    assert_eq!(
+        count("SELECT count(*) FROM pg_class WHERE relname = 'victims'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' \
+             AND column_name = 'b'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' \
+             AND column_name = 'a'"
+        )
+        .await,
+        1
+    );
+}
