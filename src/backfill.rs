@@ -522,6 +522,17 @@ impl BackfillError {
     /// connections, lock waits, cancellations, resource shortages, serialization failures. False
     /// for errors in the data or the expressions (SQLSTATE classes 22, 23, 42, ...), which a
     /// retry would only hit again.
+    /// True when the server refused a row's data: a data exception (`22`: division by zero, a
+    /// value too long), an integrity violation (`23`) or an error raised by a function (`P0`).
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            BackfillError::Db { source, .. } => source
+                .code()
+                .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "P0")),
+            _ => false,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         let source = match self {
             BackfillError::Db { source, .. } | BackfillError::State { source, .. } => source,

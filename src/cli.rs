@@ -192,7 +192,7 @@ pub enum Latest {
 impl Global {
     pub fn conn(&self) -> Result<ConnConfig, Error> {
         let conn = ConnConfig::from_env(self.postgres_url.as_deref())
-            .map_err(|e| Error::Other(format!("connection settings: {e}")))?;
+            .map_err(Error::from)?;
         Ok(conn.with_role(self.role.clone()))
     }
 
@@ -383,7 +383,9 @@ fn human_duration(d: Duration) -> String {
 /// The exit code for an error.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::StartFailed { cause, .. } => exit_code(cause),
+        Error::StartFailed { cause, .. }
+        | Error::CompleteFailed { cause, .. }
+        | Error::FailingRow { cause, .. } => exit_code(cause),
         Error::Format(_) | Error::Invalid { .. } | Error::UnsafePlan(_) => exit::INVALID,
         // A connection string or option that cannot be read: the command line (or environment).
         Error::Pg(crate::pg::PgError::Config(_)) => exit::USAGE,
@@ -512,6 +514,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             dry_run: false,
         } => {
             let m = load(&file)?;
+            if migrator.backfills_paused().await.unwrap_or(false) {
+                eprintln!(
+                    "note: backfills of schema {} are paused (`pgbaton pause`): this start waits \
+                     before its first batch until `pgbaton resume`",
+                    g.schema
+                );
+            }
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
             if g.json {
@@ -732,6 +741,12 @@ fn render_status(s: &crate::migrator::Status) -> String {
         return out;
     }
     let _ = writeln!(out, "schema: {}", s.schema);
+    if s.backfills_paused {
+        let _ = writeln!(
+            out,
+            "backfills: paused by `pgbaton pause` (`pgbaton resume` lets them go on)"
+        );
+    }
     let _ = writeln!(
         out,
         "latest completed: {} ({} completed)",

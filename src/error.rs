@@ -133,6 +133,14 @@ pub enum Error {
     #[error("{role} cannot run this migration: {detail}")]
     Privilege { role: String, detail: String },
 
+    /// A failure caused by one row's data, with that row named (see [`crate::diagnose`]).
+    #[error("{cause}\nfirst failing row: {row}")]
+    FailingRow { cause: Box<Error>, row: String },
+
+    /// A complete that failed before any contract step ran: the migration is still active.
+    #[error("{cause}\n{outcome}")]
+    CompleteFailed { cause: Box<Error>, outcome: String },
+
     #[error("{0}")]
     Other(String),
 }

@@ -226,10 +226,14 @@ impl<'a> Executor<'a> {
                     attempts,
                 }),
                 Err(e) => {
-                    let message = e.to_string();
+                    let mut message = e.to_string();
                     // The connection may be in an aborted transaction; the journal write must not
                     // hide the original error.
                     let _ = self.client.batch_execute("ROLLBACK").await;
+                    // "violated by some row": name the rows.
+                    if let Some(rows) = crate::diagnose::violating_rows(self.client, &e).await {
+                        message = format!("{message}\n{rows}");
+                    }
                     let _ = state::fail_step(
                         self.client,
                         &self.journal.state,
@@ -345,7 +349,7 @@ impl<'a> Executor<'a> {
     async fn backfill(&self, spec: &crate::step::BackfillSpec) -> Result<u32> {
         let observer = self.observer;
         let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
-        crate::backfill::run(
+        let result = crate::backfill::run(
             self.client,
             &self.journal.state,
             &self.journal.migration,
@@ -353,8 +357,24 @@ impl<'a> Executor<'a> {
             &self.opts.backfill,
             &mut on_progress,
         )
-        .await?;
-        Ok(1)
+        .await;
+        match result {
+            Ok(_) => Ok(1),
+            // An error in the data (an `up` that raises, a value that does not fit): name the
+            // first row that causes it.
+            Err(e) if e.is_data_error() => {
+                let row = crate::diagnose::failing_backfill_row(self.client, spec).await;
+                let cause = Error::Backfill(e);
+                Err(match row {
+                    Some(row) => Error::FailingRow {
+                        cause: Box::new(cause),
+                        row,
+                    },
+                    None => cause,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `CREATE INDEX CONCURRENTLY`; a failed build leaves an INVALID index, dropped before the

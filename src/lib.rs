@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod error;
 pub mod executor;
 pub mod format;

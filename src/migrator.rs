@@ -61,6 +61,8 @@ pub struct Status {
     pub latest_version_schema: Option<String>,
     pub active: Option<ActiveStatus>,
     pub completed_count: usize,
+    /// An operator pause (`pgbaton pause`) holds the schema's backfills.
+    pub backfills_paused: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -196,6 +198,14 @@ impl Migrator {
         )
         .await?;
         exec.run_plan(plan, phase).await
+    }
+
+    /// Whether any complete step of `name` ran (or may have run: `running` after a crash).
+    async fn complete_touched_anything(&self, name: &str) -> Result<bool> {
+        let statuses =
+            state::step_statuses(&self.client, &self.state, self.schema(), name, Phase::Complete)
+                .await?;
+        Ok(statuses.iter().any(|s| s != "planned" && s != "failed"))
     }
 
     /// How many steps of `phase` are journaled as done.
@@ -436,8 +446,27 @@ impl Migrator {
             state::COMPLETING,
         )
         .await?;
-        self.run_phase(&record.name, Phase::Complete, &record.plan)
-            .await?;
+        if let Err(e) = self
+            .run_phase(&record.name, Phase::Complete, &record.plan)
+            .await
+        {
+            if self.complete_touched_anything(&record.name).await? {
+                return Err(e);
+            }
+            // Nothing of the contract ran: the migration is exactly as it was before `complete`.
+            state::set_status(&self.client, &self.state, schema, &record.name, state::ACTIVE)
+                .await?;
+            return Err(Error::CompleteFailed {
+                cause: Box::new(e),
+                outcome: format!(
+                    "complete changed nothing: migration \"{}\" is still active, both versions work. \
+                     Fix the cause (for a row named above: update it through the old version so that \
+                     its `up` gives a valid value, or change it) and run `pgbaton complete` again, \
+                     or `pgbaton rollback`",
+                    record.name
+                ),
+            });
+        }
         crate::backfill::clear(&self.client, &self.state, &record.name).await?;
         state::set_status(
             &self.client,
@@ -482,7 +511,11 @@ impl Migrator {
             state::require_initialized(&self.client, &self.state).await?;
             state::upgrade(&self.client, &self.state).await?;
             let record = self.require_active().await?;
-            if record.status == state::COMPLETING {
+            // A complete that ran no contract step (killed before its first one) left nothing
+            // to finish: rolling back is as safe as before it began.
+            if record.status == state::COMPLETING
+                && self.complete_touched_anything(&record.name).await?
+            {
                 return Err(Error::Completing {
                     done: self.steps_done(&record.name, Phase::Complete).await?,
                     name: record.name,
@@ -528,10 +561,12 @@ impl Migrator {
             latest_version_schema: None,
             active: None,
             completed_count: 0,
+            backfills_paused: false,
         };
         if !initialized {
             return Ok(status);
         }
+        status.backfills_paused = self.backfills_paused().await.unwrap_or(false);
         let history = state::history(&self.client, &self.state, schema).await?;
         status.completed_count = history
             .iter()
@@ -702,9 +737,28 @@ impl Migrator {
         Ok(written)
     }
 
-    /// Pauses the running backfill of this schema (from any machine).
+    /// Whether an operator pause holds this schema's backfills.
+    pub async fn backfills_paused(&self) -> Result<bool> {
+        if !state::is_initialized(&self.client, &self.state).await? {
+            return Ok(false);
+        }
+        crate::backfill::is_paused(&self.client, &self.state, &Ident::new(self.schema()))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Pauses the running backfill of this schema (from any machine). Refused when no start is
+    /// under way: a pause left behind would hold the next start without a word.
     pub async fn pause(&self) -> Result<()> {
         state::require_initialized(&self.client, &self.state).await?;
+        match state::active(&self.client, &self.state, self.schema()).await? {
+            Some(active) if active.status == state::STARTING => {}
+            _ => {
+                return Err(Error::NothingToPause {
+                    schema: self.schema().to_string(),
+                })
+            }
+        }
         crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema()))
             .await
             .map_err(Error::from)
