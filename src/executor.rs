@@ -248,11 +248,11 @@ impl<'a> Executor<'a> {
                         // These carry their own context; a backfill error must stay recognisable: the
                         // migrator keeps its checkpoint instead of rolling back.
                         Error::LockDeadline { .. } | Error::Backfill(_) => e,
-                        other => Error::Step {
+                        _ => Error::Step {
                             phase,
                             ordinal,
                             title: step.title.clone(),
-                            message: other.to_string(),
+                            message,
                         },
                     });
                 }

@@ -117,7 +117,7 @@ async fn a_comment_in_a_fragment_does_not_swallow_the_generated_sql() {
         .client
         .query_one(
             "SELECT is_nullable, column_default FROM information_schema.columns \
-             WHERE table_name = 'users' AND column_name = 'hits'",
+             WHERE table_schema = 'public' AND table_name = 'users' AND column_name = 'hits'",
             &[],
         )
         .await
@@ -170,7 +170,8 @@ async fn the_executor_never_runs_step_sql_as_a_script() {
             "ALTER TABLE public.t ADD COLUMN b int; DROP TABLE victims",
         ),
     ];
-    let exec = Executor::new(&client, &conn, &journal, &ExecOptions::default(), &Quiet)
+    let opts = ExecOptions::default();
+    let exec = Executor::new(&client, &conn, &journal, &opts, &Quiet)
         .await
         .expect("executor");
     let err = exec
