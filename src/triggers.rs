@@ -265,6 +265,8 @@ pub fn trigger_sql(spec: &TriggerSpec) -> String {
 /// Names for the function's own variables that no scope name shadows.
 struct Locals {
     version: Ident,
+    /// The writer's search_path, restored before the function returns.
+    search_path: Ident,
     untouched: Ident,
     new_row: Ident,
     old_row: Ident,
@@ -290,6 +292,7 @@ impl Locals {
         };
         Locals {
             version: fresh("_pgbaton_version"),
+            search_path: fresh("_pgbaton_search_path"),
             untouched: fresh("_pgbaton_untouched"),
             new_row: fresh("_pgbaton_new_row"),
             old_row: fresh("_pgbaton_old_row"),
@@ -331,6 +334,11 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
         l.version,
         Literal::new(VERSION_SETTING)
     );
+    let _ = writeln!(
+        body,
+        "  {} text := current_setting('search_path');",
+        l.search_path
+    );
     let _ = writeln!(body, "  {} boolean;", l.untouched);
     let _ = writeln!(body, "  {n} ALIAS FOR new;");
     let _ = writeln!(body, "  {o} ALIAS FOR old;");
@@ -369,6 +377,13 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
         let _ = writeln!(body, "  {after} {ty}%TYPE;");
     }
     body.push_str("BEGIN\n");
+    // `up`/`down` resolve names as when the migration was planned, whatever the writer's
+    // search_path (the writer's version was read from it above); restored before returning.
+    let _ = writeln!(
+        body,
+        "  PERFORM pg_catalog.set_config('search_path', {}, true);",
+        Literal::new(fixed_search_path(spec))
+    );
     let _ = writeln!(
         body,
         "  IF TG_OP = 'INSERT' THEN\n    {u} := true;\n  ELSE\n    {u} := {o}.{marker} IS NOT TRUE;\n  END IF;",
@@ -390,12 +405,26 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
     body.push_str("  ELSE\n");
     old_writer(&mut body, spec, &l);
     body.push_str("  END IF;\n");
-    let _ = writeln!(body, "  {n}.{marker} := true;\n  RETURN {n};\nEND");
+    let _ = writeln!(
+        body,
+        "  {n}.{marker} := true;\n  PERFORM pg_catalog.set_config('search_path', {}, true);\n  RETURN {n};\nEND",
+        l.search_path
+    );
 
     let function = function_name(spec);
     let tag = dollar_tag(&body);
     format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n{body}{tag}"
+    )
+}
+
+/// The search_path `up` and `down` run with in the trigger: the migrated table's schema (where
+/// the migration's names resolve, as for the backfill and for `sql` operations), then
+/// `pg_catalog`, then `pg_temp` last (so no temporary object can shadow a name).
+pub fn fixed_search_path(spec: &TriggerSpec) -> String {
+    format!(
+        "{}, pg_catalog, pg_temp",
+        crate::ident::quote_ident(spec.table.schema.as_str())
     )
 }
 
@@ -688,7 +717,16 @@ mod tests {
     #[test]
     fn direction_never_matches_the_search_path() {
         let sql = function_sql(&spec());
-        assert!(!sql.contains("search_path"));
+        // The search_path is only saved, fixed and restored (see `fixed_search_path`); the
+        // writer's version is never decided from it.
+        for line in sql.lines().filter(|l| l.contains("search_path")) {
+            assert!(!line.contains("_pgbaton_version"), "{line}");
+            assert!(
+                line.contains("set_config('search_path'")
+                    || line.contains(":= current_setting('search_path')"),
+                "{line}"
+            );
+        }
         assert!(sql.contains(
             "\"_pgbaton_version\" = 'public_02_widen' OR \"_pgbaton_version\" = '02_widen'"
         ));

@@ -204,3 +204,85 @@ async fn the_executor_never_runs_step_sql_as_a_script() {
         1
     );
 }
+
+/// Issue #8, item 2: `up`/`down` resolve names in the migrated schema whatever the writer's
+/// search_path: a new-version writer connected with only the version schema on its path (as
+/// `pgbaton latest url` gives it) and an old-version writer whose path lacks `public` both write,
+/// both columns come out right, and each writer's own search_path is as it set it afterwards.
+#[tokio::test]
+async fn up_and_down_resolve_names_in_the_migrated_schema() {
+    let cli = Cli::new("searchpath").await;
+    cli.sql(
+        "CREATE FUNCTION public.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(trim(t))';
+         CREATE TABLE users (id int PRIMARY KEY, email text);
+         INSERT INTO users SELECT g, ' E' || g || ' ' FROM generate_series(1, 100) g;",
+    )
+    .await;
+    let path = cli.file(
+        "01_norm.yaml",
+        "operations:\n  - alter_column:\n      table: users\n      column: email\n      type: varchar(200)\n      up: norm(email)\n      down: norm(email)\n",
+    );
+    cli.expect(&["start", &path], 0);
+
+    let new_writer = cli.db.connect().await;
+    common::exec(&new_writer, "SET search_path = public_01_norm").await;
+    common::exec(
+        &new_writer,
+        "INSERT INTO users (id, email) VALUES (1001, '  New@Writer ');
+         UPDATE users SET email = ' Upd@New ' WHERE id = 5",
+    )
+    .await;
+    assert_eq!(
+        common::scalar_i64(
+            &new_writer,
+            "SELECT count(*) FROM pg_settings WHERE name = 'search_path' AND setting = 'public_01_norm'"
+        )
+        .await,
+        1,
+        "the new-version writer's search_path changed"
+    );
+
+    let old_writer = cli.db.connect().await;
+    common::exec(&old_writer, "SET search_path = pg_catalog").await;
+    common::exec(
+        &old_writer,
+        "INSERT INTO public.users (id, email) VALUES (1002, ' Old@Writer ');
+         UPDATE public.users SET email = ' Upd@Old ' WHERE id = 6",
+    )
+    .await;
+    assert_eq!(
+        common::scalar_i64(
+            &old_writer,
+            "SELECT count(*) FROM pg_settings WHERE name = 'search_path' AND setting = 'pg_catalog'"
+        )
+        .await,
+        1,
+        "the old-version writer's search_path changed"
+    );
+
+    let rows = |sql: &'static str| {
+        let client = &cli.db.client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {}", common::describe(&e)))
+                .iter()
+                .map(|r| format!("{}|{}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The old version's column: `down` of what the new version wrote.
+    assert_eq!(
+        rows("SELECT id, email FROM public.users WHERE id IN (5, 6, 1001, 1002) ORDER BY id")
+            .await,
+        ["5|upd@new", "6| Upd@Old ", "1001|new@writer", "1002| Old@Writer "]
+    );
+    // The new version's column: `up` of what the old version wrote.
+    assert_eq!(
+        rows("SELECT id, email::text FROM public_01_norm.users WHERE id IN (5, 6, 1001, 1002) ORDER BY id")
+            .await,
+        ["5| Upd@New ", "6|upd@old", "1001|  New@Writer ", "1002|old@writer"]
+    );
+    cli.expect(&["complete"], 0);
+}
