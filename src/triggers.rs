@@ -144,6 +144,17 @@ fn drop_trigger_sql(trigger: &str, table: &QualName, function: &QualName) -> Vec
 /// transaction. Idempotent: running it twice leaves one trigger. With a write window, the same
 /// transaction closes it (the window's trigger and function go).
 pub fn install_step(spec: &TriggerSpec, closes_window: bool) -> Step {
+    install_step_guarded(spec, closes_window, None)
+}
+
+/// [`install_step`], with the trigger's backfill bypass tied to the transactions the backfill
+/// recorded in `state_schema` (see [`bypass_function`]): a session that only sets
+/// `pgbaton.backfill` cannot switch the dual writes off.
+pub fn install_step_guarded(
+    spec: &TriggerSpec,
+    closes_window: bool,
+    state_schema: Option<&Ident>,
+) -> Step {
     let table = &spec.table;
     let mut sql = vec![
         // A constant default is catalog-only (PG11+): no rewrite, existing rows read false.
@@ -156,7 +167,7 @@ pub fn install_step(spec: &TriggerSpec, closes_window: bool) -> Step {
             "DROP TRIGGER IF EXISTS {} ON {table}",
             Ident::new(TRIGGER_NAME)
         ),
-        trigger_sql(spec),
+        trigger_sql_guarded(spec, state_schema),
     ];
     if closes_window {
         sql.extend(close_window_sql(table));
@@ -252,9 +263,27 @@ pub fn teardown_sql(spec: &TriggerSpec, window: Option<&WriteWindow>) -> Vec<Str
 
 /// `CREATE TRIGGER ...` for the table (after `DROP TRIGGER IF EXISTS`).
 pub fn trigger_sql(spec: &TriggerSpec) -> String {
+    trigger_sql_guarded(spec, None)
+}
+
+/// The function, in the state schema, that tells whether the current transaction is one of a
+/// backfill's (its id is in `backfill_xids`, which only pgbaton writes). Created by the state
+/// schema's DDL ([`crate::backfill::state_ddl`]).
+pub fn bypass_function(state_schema: &Ident) -> QualName {
+    QualName::new(state_schema.clone(), Ident::new("backfill_transaction"))
+}
+
+/// `CREATE TRIGGER ...`; with a state schema, skipping needs both the setting and a transaction
+/// the backfill recorded (the function runs only when the setting is on: the backfill's own
+/// batches, or a session trying to skip the trigger).
+pub fn trigger_sql_guarded(spec: &TriggerSpec, state_schema: Option<&Ident>) -> String {
+    let bypass = match state_schema {
+        Some(state) => format!(" OR NOT {}()", bypass_function(state)),
+        None => String::new(),
+    };
     format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW \
-         WHEN (current_setting({}, true) IS DISTINCT FROM 'on') EXECUTE FUNCTION {}()",
+         WHEN (current_setting({}, true) IS DISTINCT FROM 'on'{bypass}) EXECUTE FUNCTION {}()",
         Ident::new(TRIGGER_NAME),
         spec.table,
         Literal::new(BACKFILL_SETTING),

@@ -286,3 +286,40 @@ async fn up_and_down_resolve_names_in_the_migrated_schema() {
     );
     cli.expect(&["complete"], 0);
 }
+
+/// Issue #8, item 5: a session that sets `pgbaton.backfill = 'on'` (the backfill's own setting)
+/// no longer switches the dual writes off: its write reaches the new version, `verify` finds no
+/// mismatch, and `complete` keeps the application's value.
+#[tokio::test]
+async fn setting_the_backfill_flag_does_not_skip_the_dual_write_trigger() {
+    let cli = Cli::new("forge").await;
+    cli.sql(
+        "CREATE TABLE users (id int PRIMARY KEY, email text);
+         INSERT INTO users SELECT g, 'E' || g FROM generate_series(1, 2000) g;",
+    )
+    .await;
+    let path = cli.file(
+        "01_lower.yaml",
+        "operations:\n  - alter_column:\n      table: users\n      column: email\n      type: varchar(100)\n      up: lower(email)\n      down: email\n",
+    );
+    cli.expect(&["start", &path], 0);
+    let writer = cli.db.connect().await;
+    common::exec(
+        &writer,
+        "BEGIN; SET LOCAL pgbaton.backfill = 'on';
+         UPDATE users SET email = 'Forged@Write' WHERE id = 7;
+         INSERT INTO users VALUES (5001, 'Forged@Insert');
+         COMMIT;",
+    )
+    .await;
+    cli.expect(&["verify"], 0);
+    cli.expect(&["complete"], 0);
+    let rows = cli
+        .db
+        .client
+        .query("SELECT email FROM users WHERE id IN (7, 5001) ORDER BY id", &[])
+        .await
+        .expect("read");
+    let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(emails, ["forged@write", "forged@insert"]);
+}
