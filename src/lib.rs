@@ -26,6 +26,7 @@ pub mod migrator;
 pub mod ops;
 pub mod pg;
 pub mod plan;
+pub mod precheck;
 pub mod schema;
 pub mod state;
 pub mod step;

@@ -286,6 +286,15 @@ impl Migrator {
             }
             plan = plan_migration(migration, live, &ctx)?.0;
         }
+        // What only the server can tell about the file (types, `up` against the old version),
+        // before any DDL.
+        crate::precheck::check(
+            &self.client,
+            migration,
+            schema,
+            ctx.previous_version_schema.as_ref(),
+        )
+        .await?;
         Ok((plan, ctx, parent.map(|p| p.name)))
     }
 
@@ -328,6 +337,7 @@ impl Migrator {
                             migration: migration.name.clone(),
                         });
                     }
+                    crate::precheck::privileges(&self.client, schema, &plan).await?;
                     crate::backfill::clear(&self.client, &self.state, &migration.name).await?;
                     state::insert_migration(
                         &self.client,

@@ -323,3 +323,136 @@ async fn setting_the_backfill_flag_does_not_skip_the_dual_write_trigger() {
     let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(emails, ["forged@write", "forged@insert"]);
 }
+
+/// Issue #8, item 6: what only the server can tell about a file is found by `validate`, `plan`
+/// and `start` before any DDL (exit 3, naming the file, line and field): a type that does not
+/// exist, an `up` naming a missing column or function or yielding the wrong type, a foreign key
+/// between types without an equality, a bad second operation after a good first one.
+#[tokio::test]
+async fn file_against_database_errors_are_found_before_any_ddl() {
+    let cli = Cli::new("prechecks").await;
+    cli.sql(
+        "CREATE TABLE teams (id int PRIMARY KEY);
+         CREATE TABLE users (id int PRIMARY KEY, name text, team text);
+         INSERT INTO users SELECT g, 'n' || g, 't' FROM generate_series(1, 50) g;",
+    )
+    .await;
+    let before = common::schema_dump(&cli.db.url, "public");
+    let add = |column: &str, ty: &str, up: &str| {
+        format!(
+            "  - add_column:\n      table: users\n      column:\n        name: {column}\n        type: {ty}\n        nullable: true\n      up: \"{up}\"\n"
+        )
+    };
+    let cases = [
+        (
+            "01_type.yaml",
+            format!("operations:\n{}", add("a", "nosuchtype", "1")),
+            "2: operations[0].add_column.column.type: type \"nosuchtype\" does not exist",
+        ),
+        (
+            "02_column.yaml",
+            format!("operations:\n{}", add("a", "int", "nope + 1")),
+            "2: operations[0].add_column.up: column \"nope\" does not exist",
+        ),
+        (
+            "03_function.yaml",
+            format!("operations:\n{}", add("a", "int", "no_such_function(id)")),
+            "2: operations[0].add_column.up: function no_such_function(integer) does not exist",
+        ),
+        (
+            "04_result_type.yaml",
+            format!("operations:\n{}", add("a", "int", "now()")),
+            "2: operations[0].add_column.up: column \"v\" is of type integer but expression is of type timestamp with time zone",
+        ),
+        (
+            "05_second.yaml",
+            format!(
+                "operations:\n{}{}",
+                add("a", "int", "id * 2"),
+                "  - alter_column:\n      table: teams\n      column: id\n      type: bigint\n      up: missing_col\n      down: id\n"
+            ),
+            "9: operations[1].alter_column.up: column \"missing_col\" does not exist",
+        ),
+        (
+            "06_fk.yaml",
+            "operations:\n  - alter_column:\n      table: users\n      column: team\n      references:\n        name: users_team_fk\n        table: teams\n        column: id\n      up: team\n      down: team\n".to_string(),
+            "2: operations[0].alter_column.references: operator does not exist: integer = text",
+        ),
+    ];
+    for (name, text, expected) in &cases {
+        let path = cli.file(name, text);
+        for command in ["validate", "plan", "start"] {
+            let out = cli.expect(&[command, &path], 3);
+            assert!(
+                out.contains(&format!("{path}:{expected}")),
+                "{command} {name}: expected {path}:{expected}\n{out}"
+            );
+        }
+    }
+    assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
+    assert_eq!(
+        cli.count("SELECT count(*) FROM pgbaton.migrations").await,
+        0
+    );
+}
+
+/// Duplicates only the data can tell: a unique column over duplicate values fails at start
+/// naming the duplicated key, and the start is rolled back.
+#[tokio::test]
+async fn a_unique_column_over_duplicates_names_the_key() {
+    let cli = Cli::new("dupes").await;
+    cli.sql(
+        "CREATE TABLE users (id int PRIMARY KEY, email text);
+         INSERT INTO users SELECT g, 'e' || (g % 40) FROM generate_series(1, 50) g;",
+    )
+    .await;
+    let before = common::schema_dump(&cli.db.url, "public");
+    let path = cli.file(
+        "01_unique.yaml",
+        "operations:\n  - alter_column:\n      table: users\n      column: email\n      unique:\n        name: users_email_key\n      up: email\n      down: email\n",
+    );
+    let out = cli.expect(&["start", &path], 1);
+    assert!(out.contains("Key (") && out.contains("is duplicated"), "{out}");
+    assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
+}
+
+/// Issue #8, item 8: a role that may not create the version schema, or does not own the table,
+/// is refused by a check before the first step (exit 4), and nothing is changed.
+#[tokio::test]
+async fn missing_privileges_are_found_before_the_first_step() {
+    let cli = Cli::new("privileges").await;
+    cli.sql(&format!(
+        "CREATE TABLE users (id int PRIMARY KEY, name text);
+         INSERT INTO users SELECT g, 'n' || g FROM generate_series(1, 50) g;
+         DROP ROLE IF EXISTS {r}; CREATE ROLE {r} LOGIN;
+         GRANT USAGE ON SCHEMA public TO {r};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON users TO {r};
+         GRANT USAGE ON SCHEMA pgbaton TO {r};
+         GRANT ALL ON ALL TABLES IN SCHEMA pgbaton TO {r};
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA pgbaton TO {r};
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         REVOKE CREATE ON DATABASE {db} FROM PUBLIC;",
+        r = format!("{}_app", cli.db.name),
+        db = cli.db.name
+    ))
+    .await;
+    let before = common::schema_dump(&cli.db.url, "public");
+    let path = cli.file(
+        "01_add.yaml",
+        "operations:\n  - add_column:\n      table: users\n      column:\n        name: age\n        type: int\n        nullable: true\n",
+    );
+    let role = format!("{}_app", cli.db.name);
+    let out = cli.expect(&["start", "--role", &role, &path], 4);
+    assert!(
+        out.contains("CREATE on the database")
+            && out.contains("CREATE on schema \"public\"")
+            && out.contains("ownership of \"public\".\"users\""),
+        "{out}"
+    );
+    assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
+    assert_eq!(
+        cli.count("SELECT count(*) FROM pgbaton.migrations").await,
+        0
+    );
+    cli.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+}
