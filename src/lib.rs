@@ -7,6 +7,9 @@
 //! - [`executor`]: runs steps with lock timeouts, retries and the journal in [`state`].
 //! - [`backfill`], [`views`], [`triggers`]: the machinery behind the steps.
 //! - [`catalog`]: reads `pg_catalog` into the schema model; [`pg`] and [`config`]: connections.
+//! - [`fragment`]: user SQL fragments checked with PostgreSQL's parser when a file is read;
+//!   [`precheck`]: the file against the live database before any DDL; [`diagnose`]: names the row
+//!   behind a failure.
 //! - [`cluster`], [`workload`]: a throwaway PostgreSQL server and a concurrent client workload,
 //!   shared by `pgbaton demo`, the benchmarks and the tests.
 

@@ -456,3 +456,43 @@ async fn missing_privileges_are_found_before_the_first_step() {
     );
     cli.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
 }
+
+/// The other side of item 5: pgbaton's own backfill, when it cannot use
+/// `session_replication_role` (`TriggerBypass::Setting`), still skips the guarded trigger: its
+/// batches record their transaction ids first. A partitioned table keeps the trigger during the
+/// fill, so every filled row shows whether the trigger ran (its marker).
+#[tokio::test]
+async fn the_backfill_itself_still_skips_the_guarded_trigger() {
+    use common::lifecycle::{yaml, Env};
+    let env = Env::new().await;
+    env.sql(
+        "CREATE TABLE events (id int NOT NULL, part int NOT NULL, name text, PRIMARY KEY (id, part))
+           PARTITION BY LIST (part);
+         CREATE TABLE events_1 PARTITION OF events FOR VALUES IN (1);
+         CREATE TABLE events_2 PARTITION OF events FOR VALUES IN (2);
+         INSERT INTO events SELECT g, 1 + g % 2, 'N' || g FROM generate_series(1, 4000) g;",
+    )
+    .await;
+    let mut settings = env.settings();
+    settings.exec.backfill.bypass = pgbaton::backfill::TriggerBypass::Setting;
+    let conn = ConnConfig::parse(&env.db.url).expect("url");
+    let m = pgbaton::migrator::Migrator::connect(conn, settings)
+        .await
+        .expect("migrator");
+    let mig = yaml(
+        "01_lower",
+        "operations:\n  - alter_column:\n      table: events\n      column: name\n      type: varchar(50)\n      up: lower(name)\n      down: name\n",
+    );
+    m.start(&mig, false).await.expect("start");
+    let count = |sql: &'static str| common::scalar_i64(&env.db.client, sql);
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE _pgbaton_new_name = lower(name)").await,
+        4000
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE _pgbaton_touched").await,
+        0,
+        "the trigger ran for the backfill's own rows"
+    );
+    m.complete().await.expect("complete");
+}

@@ -110,6 +110,30 @@ async fn pause_with_nothing_running_is_refused() {
         .await;
     let status = cli.expect(&["status"], 0);
     assert!(status.contains("paused by `pgbaton pause`"), "{status}");
+    // A start then says why it waits (stderr is not a terminal here).
+    let path = cli.file(
+        "01_add.yaml",
+        "operations:\n  - add_column:\n      table: users\n      column:\n        name: m\n        type: int\n        nullable: true\n      up: n * 2\n",
+    );
+    let mut child = cli
+        .command(&["start", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pgbaton");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "a paused start returned"
+    );
+    child.kill().expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("paused") && stderr.contains("pgbaton resume"),
+        "{stderr}"
+    );
+    common::wait_for_killed_pgbaton(&cli.db.client).await;
     cli.expect(&["resume"], 0);
     let status = cli.expect(&["status"], 0);
     assert!(!status.contains("paused by"), "{status}");
