@@ -634,7 +634,9 @@ $_pgbaton_$",
 )"
         ),
         // Looked up by the dual-write trigger for a batch that skips it (see below).
-        format!("CREATE INDEX IF NOT EXISTS backfill_xids_xid ON {s}.backfill_xids USING hash (xid)"),
+        format!(
+            "CREATE INDEX IF NOT EXISTS backfill_xids_xid ON {s}.backfill_xids USING hash (xid)"
+        ),
         // A batch that cannot use `session_replication_role` sets `pgbaton.backfill` and records
         // its transaction id here first; the dual-write trigger skips a row only when both hold,
         // so no other session can switch the dual writes off by setting `pgbaton.backfill`.

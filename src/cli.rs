@@ -191,8 +191,7 @@ pub enum Latest {
 
 impl Global {
     pub fn conn(&self) -> Result<ConnConfig, Error> {
-        let conn = ConnConfig::from_env(self.postgres_url.as_deref())
-            .map_err(Error::from)?;
+        let conn = ConnConfig::from_env(self.postgres_url.as_deref()).map_err(Error::from)?;
         Ok(conn.with_role(self.role.clone()))
     }
 

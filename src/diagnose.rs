@@ -26,13 +26,19 @@ async fn key_of(client: &Client, table: &QualName) -> Option<(String, String)> {
         )
         .await
         .ok()?;
-    let columns: Vec<Ident> = rows.iter().map(|r| Ident::new(r.get::<_, String>(0))).collect();
+    let columns: Vec<Ident> = rows
+        .iter()
+        .map(|r| Ident::new(r.get::<_, String>(0)))
+        .collect();
     Some(key_sql(&columns))
 }
 
 fn key_sql(columns: &[Ident]) -> (String, String) {
     if columns.is_empty() {
-        return ("json_build_object('ctid', ctid::text)".into(), "ctid".into());
+        return (
+            "json_build_object('ctid', ctid::text)".into(),
+            "ctid".into(),
+        );
     }
     let pairs = columns
         .iter()

@@ -118,7 +118,9 @@ pub enum Error {
     },
 
     /// The active migration is being rolled back; only `rollback` may go on.
-    #[error("migration \"{name}\" is being rolled back: run `pgbaton rollback` to finish that first")]
+    #[error(
+        "migration \"{name}\" is being rolled back: run `pgbaton rollback` to finish that first"
+    )]
     RollingBack { name: String },
 
     /// The active migration is part way through complete; only `complete` may go on.

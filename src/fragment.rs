@@ -103,7 +103,11 @@ const FIELDS: &[(&str, &[&str], Kind)] = &[
     ("drop_column", &["down"], Kind::Expression),
     ("drop_constraint", &["up"], Kind::Expression),
     ("drop_constraint", &["down"], Kind::Expression),
-    ("drop_multicolumn_constraint", &["up", "*"], Kind::Expression),
+    (
+        "drop_multicolumn_constraint",
+        &["up", "*"],
+        Kind::Expression,
+    ),
     (
         "drop_multicolumn_constraint",
         &["down", "*"],
@@ -254,9 +258,8 @@ fn expression(text: &str) -> Result<(), String> {
     if !target.name.is_empty() || !target.indirection.is_empty() {
         return Err("more than one expression".into());
     }
-    let implicit_row = |r: &protobuf::RowExpr| {
-        r.row_format != protobuf::CoercionForm::CoerceExplicitCall as i32
-    };
+    let implicit_row =
+        |r: &protobuf::RowExpr| r.row_format != protobuf::CoercionForm::CoerceExplicitCall as i32;
     if matches!(target.val.as_deref().and_then(|v| v.node.as_ref()), Some(N::RowExpr(r)) if implicit_row(r))
     {
         return Err("a list of values, not one expression".into());
@@ -488,9 +491,15 @@ mod tests {
     #[test]
     fn lists() {
         ok(Kind::StorageParameters, "fillfactor = 70");
-        ok(Kind::StorageParameters, "fillfactor=70, autovacuum_enabled=false");
+        ok(
+            Kind::StorageParameters,
+            "fillfactor=70, autovacuum_enabled=false",
+        );
         refused(Kind::StorageParameters, "fillfactor=70); DROP TABLE x; --");
-        refused(Kind::StorageParameters, "fillfactor=70) TABLESPACE pg_default --");
+        refused(
+            Kind::StorageParameters,
+            "fillfactor=70) TABLESPACE pg_default --",
+        );
         ok(Kind::SequenceOptions, "START 10 INCREMENT 2");
         refused(Kind::SequenceOptions, "START 10)); DROP TABLE x; --");
         ok(Kind::ExcludeElements, "room WITH =, during WITH &&");
@@ -515,7 +524,15 @@ mod tests {
             Some(Kind::TypeName)
         );
         assert_eq!(
-            k(&["operations", "3", "create_table", "columns", "1", "check", "constraint"]),
+            k(&[
+                "operations",
+                "3",
+                "create_table",
+                "columns",
+                "1",
+                "check",
+                "constraint"
+            ]),
             Some(Kind::Check)
         );
         assert_eq!(
@@ -523,6 +540,9 @@ mod tests {
             Some(Kind::Expression)
         );
         assert_eq!(k(&["operations", "0", "sql", "up"]), None);
-        assert_eq!(k(&["operations", "0", "add_column", "column", "name"]), None);
+        assert_eq!(
+            k(&["operations", "0", "add_column", "column", "name"]),
+            None
+        );
     }
 }

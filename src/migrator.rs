@@ -202,9 +202,14 @@ impl Migrator {
 
     /// Whether any complete step of `name` ran (or may have run: `running` after a crash).
     async fn complete_touched_anything(&self, name: &str) -> Result<bool> {
-        let statuses =
-            state::step_statuses(&self.client, &self.state, self.schema(), name, Phase::Complete)
-                .await?;
+        let statuses = state::step_statuses(
+            &self.client,
+            &self.state,
+            self.schema(),
+            name,
+            Phase::Complete,
+        )
+        .await?;
         Ok(statuses.iter().any(|s| s != "planned" && s != "failed"))
     }
 
@@ -325,9 +330,14 @@ impl Migrator {
                     })
                 }
                 None => {
-                    if let Some(done) = state::get(&self.client, &self.state, schema, &migration.name).await? {
+                    if let Some(done) =
+                        state::get(&self.client, &self.state, schema, &migration.name).await?
+                    {
                         if done.status == state::COMPLETED {
-                            return Err(Error::AlreadyApplied { schema: schema.to_string(), name: done.name });
+                            return Err(Error::AlreadyApplied {
+                                schema: schema.to_string(),
+                                name: done.name,
+                            });
                         }
                     }
                     let (plan, ctx, parent) = self.prepare(migration).await?;
@@ -354,7 +364,9 @@ impl Migrator {
                     .await?;
                     state::get(&self.client, &self.state, schema, &migration.name)
                         .await?
-                        .ok_or_else(|| Error::Other("the migration row vanished after insert".into()))?
+                        .ok_or_else(|| {
+                            Error::Other("the migration row vanished after insert".into())
+                        })?
                 }
             };
             match record.status.as_str() {
@@ -465,8 +477,14 @@ impl Migrator {
                 return Err(e);
             }
             // Nothing of the contract ran: the migration is exactly as it was before `complete`.
-            state::set_status(&self.client, &self.state, schema, &record.name, state::ACTIVE)
-                .await?;
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ACTIVE,
+            )
+            .await?;
             return Err(Error::CompleteFailed {
                 cause: Box::new(e),
                 outcome: format!(
@@ -533,16 +551,41 @@ impl Migrator {
                 });
             }
             let schema = self.schema();
-            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLING_BACK).await?;
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ROLLING_BACK,
+            )
+            .await?;
             let mut skipped = Vec::new();
             loop {
-                match self.run_phase(&record.name, Phase::Rollback, &record.plan).await {
+                match self
+                    .run_phase(&record.name, Phase::Rollback, &record.plan)
+                    .await
+                {
                     Ok(()) => break,
-                    Err(Error::Step { phase: Phase::Rollback, ordinal, title, message })
-                        if force && matches!(record.plan.rollback.get(ordinal).map(|s| &s.action), Some(crate::step::Action::UserSql(_))) =>
+                    Err(Error::Step {
+                        phase: Phase::Rollback,
+                        ordinal,
+                        title,
+                        message,
+                    }) if force
+                        && matches!(
+                            record.plan.rollback.get(ordinal).map(|s| &s.action),
+                            Some(crate::step::Action::UserSql(_))
+                        ) =>
                     {
                         self.client
-                            .batch_execute(&state::mark_step_sql(&self.state, schema, &record.name, Phase::Rollback, ordinal, "done"))
+                            .batch_execute(&state::mark_step_sql(
+                                &self.state,
+                                schema,
+                                &record.name,
+                                Phase::Rollback,
+                                ordinal,
+                                "done",
+                            ))
                             .await?;
                         skipped.push(SkippedStep {
                             title,
@@ -554,8 +597,18 @@ impl Migrator {
                 }
             }
             crate::backfill::clear(&self.client, &self.state, &record.name).await?;
-            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLED_BACK).await?;
-            Ok(RollbackOutcome { migration: record.name, skipped })
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ROLLED_BACK,
+            )
+            .await?;
+            Ok(RollbackOutcome {
+                migration: record.name,
+                skipped,
+            })
         })
         .await
     }

@@ -440,7 +440,11 @@ impl PlanBuilder {
         }
         for spec in self.triggers.values() {
             if !windows.contains_key(&spec.table) {
-                start.push(crate::triggers::install_step_guarded(spec, false, self.state_schema.as_ref()));
+                start.push(crate::triggers::install_step_guarded(
+                    spec,
+                    false,
+                    self.state_schema.as_ref(),
+                ));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -466,7 +470,11 @@ impl PlanBuilder {
                 start.push(backfill_step(format!("backfill {table}"), spec));
                 // A window is only opened on a table with a trigger.
                 if let Some(trigger) = self.triggers.get(&table) {
-                    start.push(crate::triggers::install_step_guarded(trigger, true, self.state_schema.as_ref()));
+                    start.push(crate::triggers::install_step_guarded(
+                        trigger,
+                        true,
+                        self.state_schema.as_ref(),
+                    ));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));

@@ -127,8 +127,7 @@ async fn probes(
         let (Some(table), Some(ty)) = (table, target_type) else {
             continue;
         };
-        if !fresh || up.is_empty() || SERIALS.contains(&ty.trim().to_ascii_lowercase().as_str())
-        {
+        if !fresh || up.is_empty() || SERIALS.contains(&ty.trim().to_ascii_lowercase().as_str()) {
             continue;
         }
         // The old version's names: its version schema's view, else the table itself.
@@ -161,10 +160,7 @@ async fn probes(
 async fn relation_exists(client: &Client, schema: &str, name: &str) -> Result<bool> {
     let q = QualName::new(Ident::new(schema), Ident::new(name));
     let row = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&q.to_string()],
-        )
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&q.to_string()])
         .await?;
     Ok(row.get(0))
 }
@@ -286,9 +282,6 @@ pub async fn privileges(client: &Client, schema: &str, plan: &Plan) -> Result<()
     }
     Err(Error::Privilege {
         role: quote_ident(&role),
-        detail: format!(
-            "it lacks {}; nothing was changed",
-            missing.join(", ")
-        ),
+        detail: format!("it lacks {}; nothing was changed", missing.join(", ")),
     })
 }

@@ -90,7 +90,10 @@ async fn smuggled_statements_are_refused_before_any_ddl() {
                 out.contains(&format!("{path}:{line}")) && out.contains(field),
                 "{command} {name}: the message names neither {path}:{line} nor {field}:\n{out}"
             );
-            assert!(cli.victims_alive().await, "{command} {name} dropped victims");
+            assert!(
+                cli.victims_alive().await,
+                "{command} {name} dropped victims"
+            );
         }
     }
     assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
@@ -274,9 +277,13 @@ async fn up_and_down_resolve_names_in_the_migrated_schema() {
     };
     // The old version's column: `down` of what the new version wrote.
     assert_eq!(
-        rows("SELECT id, email FROM public.users WHERE id IN (5, 6, 1001, 1002) ORDER BY id")
-            .await,
-        ["5|upd@new", "6| Upd@Old ", "1001|new@writer", "1002| Old@Writer "]
+        rows("SELECT id, email FROM public.users WHERE id IN (5, 6, 1001, 1002) ORDER BY id").await,
+        [
+            "5|upd@new",
+            "6| Upd@Old ",
+            "1001|new@writer",
+            "1002| Old@Writer "
+        ]
     );
     // The new version's column: `up` of what the old version wrote.
     assert_eq!(
@@ -317,7 +324,10 @@ async fn setting_the_backfill_flag_does_not_skip_the_dual_write_trigger() {
     let rows = cli
         .db
         .client
-        .query("SELECT email FROM users WHERE id IN (7, 5001) ORDER BY id", &[])
+        .query(
+            "SELECT email FROM users WHERE id IN (7, 5001) ORDER BY id",
+            &[],
+        )
         .await
         .expect("read");
     let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -412,7 +422,10 @@ async fn a_unique_column_over_duplicates_names_the_key() {
         "operations:\n  - alter_column:\n      table: users\n      column: email\n      unique:\n        name: users_email_key\n      up: email\n      down: email\n",
     );
     let out = cli.expect(&["start", &path], 1);
-    assert!(out.contains("Key (") && out.contains("is duplicated"), "{out}");
+    assert!(
+        out.contains("Key (") && out.contains("is duplicated"),
+        "{out}"
+    );
     assert_eq!(common::schema_dump(&cli.db.url, "public"), before);
 }
 
@@ -454,7 +467,8 @@ async fn missing_privileges_are_found_before_the_first_step() {
         cli.count("SELECT count(*) FROM pgbaton.migrations").await,
         0
     );
-    cli.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+    cli.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await;
 }
 
 /// The other side of item 5: pgbaton's own backfill, when it cannot use

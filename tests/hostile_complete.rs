@@ -69,7 +69,8 @@ async fn a_complete_that_gives_up_on_its_locks_leaves_the_migration_active() {
     assert!(status.contains("01_add (active)"), "{status}");
     cli.expect(&["complete"], 0);
     assert_eq!(
-        cli.count("SELECT count(*) FROM users WHERE m = n * 2").await,
+        cli.count("SELECT count(*) FROM users WHERE m = n * 2")
+            .await,
         5000
     );
 }

@@ -77,4 +77,3 @@ impl Drop for Cli {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
-
