@@ -510,3 +510,38 @@ async fn the_backfill_itself_still_skips_the_guarded_trigger() {
     );
     m.complete().await.expect("complete");
 }
+
+/// In depth, at planning time: the probes that ask the server whether a default is volatile or a
+/// type change rewrites run each statement alone, so even a fragment that got past the file
+/// check could not end their rolled-back transaction and run a statement of its own.
+#[tokio::test]
+async fn planning_probes_never_run_user_text_as_a_script() {
+    use pgbaton::plan::Probe;
+    let db = common::fresh_db().await;
+    common::exec(&db.client, "CREATE TABLE victims (id int)").await;
+    let answers = pgbaton::catalog::probe(
+        &db.client,
+        &[
+            Probe::DefaultIsVolatile {
+                type_name: "int".into(),
+                expr: "1; COMMIT; DROP TABLE victims; BEGIN".into(),
+            },
+            Probe::TypeChangeRewrites {
+                from: "int; COMMIT; DROP TABLE victims; BEGIN; SELECT 1".into(),
+                to: "bigint".into(),
+            },
+        ],
+    )
+    .await
+    .expect("probe");
+    // A probe whose SQL fails is answered with the conservative `true`.
+    assert!(answers.iter().all(|(_, answer)| *answer), "{answers:?}");
+    assert_eq!(
+        common::scalar_i64(
+            &db.client,
+            "SELECT count(*) FROM pg_class WHERE relname = 'victims'"
+        )
+        .await,
+        1
+    );
+}
