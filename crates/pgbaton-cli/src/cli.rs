@@ -219,8 +219,7 @@ pub enum Latest {
 
 impl Global {
     pub fn conn(&self) -> Result<ConnConfig, Error> {
-        let conn = ConnConfig::from_env(self.postgres_url.as_deref())
-            .map_err(|e| Error::Other(format!("connection settings: {e}")))?;
+        let conn = ConnConfig::from_env(self.postgres_url.as_deref()).map_err(Error::from)?;
         Ok(conn.with_role(self.role.clone()))
     }
 
@@ -528,6 +527,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             dry_run: false,
         } => {
             let m = load(&file)?;
+            if migrator.backfills_paused().await.unwrap_or(false) {
+                eprintln!(
+                    "note: backfills of schema {} are paused (`pgbaton pause`): this start waits \
+                     before its first batch until `pgbaton resume`",
+                    g.schema
+                );
+            }
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
             if g.json {
@@ -809,6 +815,12 @@ fn render_status(s: &pgbaton::migrator::Status) -> String {
         return out;
     }
     let _ = writeln!(out, "schema: {}", s.schema);
+    if s.backfills_paused {
+        let _ = writeln!(
+            out,
+            "backfills: paused by `pgbaton pause` (`pgbaton resume` lets them go on)"
+        );
+    }
     let _ = writeln!(
         out,
         "latest completed: {} ({} completed)",

@@ -522,6 +522,17 @@ impl BackfillError {
     /// connections, lock waits, cancellations, resource shortages, serialization failures. False
     /// for errors in the data or the expressions (SQLSTATE classes 22, 23, 42, ...), which a
     /// retry would only hit again.
+    /// True when the server refused a row's data: a data exception (`22`: division by zero, a
+    /// value too long), an integrity violation (`23`) or an error raised by a function (`P0`).
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            BackfillError::Db { source, .. } => source
+                .code()
+                .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "P0")),
+            _ => false,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         let source = match self {
             BackfillError::Db { source, .. } | BackfillError::State { source, .. } => source,
@@ -621,6 +632,20 @@ $_pgbaton_$",
     table_name text NOT NULL,
     xid xid NOT NULL
 )"
+        ),
+        // Looked up by the dual-write trigger for a batch that skips it (see below).
+        format!(
+            "CREATE INDEX IF NOT EXISTS backfill_xids_xid ON {s}.backfill_xids USING hash (xid)"
+        ),
+        // A batch that cannot use `session_replication_role` sets `pgbaton.backfill` and records
+        // its transaction id here first; the dual-write trigger skips a row only when both hold,
+        // so no other session can switch the dual writes off by setting `pgbaton.backfill`.
+        format!(
+            "CREATE OR REPLACE FUNCTION {f}() RETURNS boolean LANGUAGE sql STABLE \
+             SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS \
+             $_pgbaton_$SELECT EXISTS (SELECT 1 FROM {s}.backfill_xids \
+             WHERE xid = pg_current_xact_id_if_assigned()::xid)$_pgbaton_$",
+            f = crate::triggers::bypass_function(state_schema)
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.controls (
@@ -2242,7 +2267,19 @@ impl<'a> Runner<'a> {
                 break;
             };
             let index_walk = !matches!(batch, Batch::Ctid { .. });
-            let begin = batch_begin(self.opts, self.bypass, index_walk);
+            let mut begin = batch_begin(self.opts, self.bypass, index_walk);
+            if self.bypass == TriggerBypass::Setting {
+                // The trigger lets this transaction skip it only once its id is recorded.
+                let _ = writeln!(
+                    begin,
+                    "INSERT INTO {}.backfill_xids (migration, table_schema, table_name, xid) \
+                     VALUES ({}, {}, {}, pg_current_xact_id()::xid);",
+                    self.state,
+                    Literal::new(self.migration),
+                    Literal::new(self.spec.table.schema.as_str()),
+                    Literal::new(self.spec.table.name.as_str()),
+                );
+            }
             let batch_start = Instant::now();
             let messages = match self.execute(&begin, &statement, &controls_query).await {
                 Ok(messages) => messages,

@@ -293,13 +293,22 @@ pub async fn probe(
         client.batch_execute("BEGIN").await?;
         let answer = match p {
             Probe::DefaultIsVolatile { type_name, expr } => {
-                let sql = format!(
-                    "CREATE TEMP TABLE _pgbaton_probe (k int) ON COMMIT DROP;
-                     INSERT INTO _pgbaton_probe VALUES (1);
-                     ALTER TABLE _pgbaton_probe ADD COLUMN c {type_name} DEFAULT {expr}"
-                );
-                match client.batch_execute(&sql).await {
-                    Ok(()) => {
+                // One statement per execution (the extended protocol): the user's type and
+                // default never run as a script.
+                let statements = [
+                    "CREATE TEMP TABLE _pgbaton_probe (k int) ON COMMIT DROP".to_string(),
+                    "INSERT INTO _pgbaton_probe VALUES (1)".to_string(),
+                    format!("ALTER TABLE _pgbaton_probe ADD COLUMN c {type_name} DEFAULT {expr}"),
+                ];
+                let mut run = Ok(0);
+                for sql in &statements {
+                    run = client.execute_typed(sql, &[]).await;
+                    if run.is_err() {
+                        break;
+                    }
+                }
+                match run {
+                    Ok(_) => {
                         let row = client
                             .query_one(
                                 "SELECT atthasmissing FROM pg_attribute
@@ -314,8 +323,8 @@ pub async fn probe(
             }
             Probe::TypeChangeRewrites { from, to } => {
                 let setup = format!("CREATE TEMP TABLE _pgbaton_probe (c {from}) ON COMMIT DROP");
-                match client.batch_execute(&setup).await {
-                    Ok(()) => {
+                match client.execute_typed(&setup, &[]).await {
+                    Ok(_) => {
                         // An index too, when the type has a default btree opclass, so an index
                         // rebuild counts as a rewrite.
                         let _ = client.batch_execute("SAVEPOINT idx").await;
@@ -332,12 +341,13 @@ pub async fn probe(
                                                      WHERE indrelid = 'pg_temp._pgbaton_probe'::regclass)";
                         let before: Vec<i64> = client.query_one(files, &[]).await?.get(0);
                         match client
-                            .batch_execute(&format!(
-                                "ALTER TABLE _pgbaton_probe ALTER COLUMN c TYPE {to}"
-                            ))
+                            .execute_typed(
+                                &format!("ALTER TABLE _pgbaton_probe ALTER COLUMN c TYPE {to}"),
+                                &[],
+                            )
                             .await
                         {
-                            Ok(()) => {
+                            Ok(_) => {
                                 let after: Vec<i64> = client.query_one(files, &[]).await?.get(0);
                                 before != after
                             }

@@ -122,6 +122,43 @@ pub enum Error {
     #[error("pgroll's history of schema {schema} and pgbaton's disagree: {detail}; nothing was imported")]
     PgrollHistoryDisagrees { schema: String, detail: String },
 
+    /// The file of the active migration changed since it was started.
+    #[error("migration \"{name}\" is active but {file} differs from the document it was started with; roll it back first to start the changed file")]
+    ChangedWhileActive { name: String, file: String },
+
+    /// The version schema's name is taken by a schema pgbaton did not create.
+    #[error("schema {version_schema} already exists; pgbaton creates it as the version schema of \"{migration}\": drop or rename it, or set version_schema in the file")]
+    VersionSchemaExists {
+        version_schema: String,
+        migration: String,
+    },
+
+    /// The active migration is being rolled back; only `rollback` may go on.
+    #[error(
+        "migration \"{name}\" is being rolled back: run `pgbaton rollback` to finish that first"
+    )]
+    RollingBack { name: String },
+
+    /// The active migration is part way through complete; only `complete` may go on.
+    #[error("migration \"{name}\" is part way through complete ({done} contract step(s) done, old columns may already be gone): run `pgbaton complete` to finish it; it cannot be rolled back")]
+    Completing { name: String, done: usize },
+
+    /// `pause` with no backfill to pause.
+    #[error("no migration is being started in schema {schema}: there is no backfill to pause")]
+    NothingToPause { schema: String },
+
+    /// The connecting role lacks a privilege the migration needs (checked before any DDL).
+    #[error("{role} cannot run this migration: {detail}")]
+    Privilege { role: String, detail: String },
+
+    /// A failure caused by one row's data, with that row named (see [`crate::diagnose`]).
+    #[error("{cause}\nfirst failing row: {row}")]
+    FailingRow { cause: Box<Error>, row: String },
+
+    /// A complete that failed before any contract step ran: the migration is still active.
+    #[error("{cause}\n{outcome}")]
+    CompleteFailed { cause: Box<Error>, outcome: String },
+
     #[error("{0}")]
     Other(String),
 }
@@ -150,8 +187,12 @@ impl Error {
     /// say which class it is.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::StartFailed { cause, .. } => cause.exit_code(),
+            Error::StartFailed { cause, .. }
+            | Error::CompleteFailed { cause, .. }
+            | Error::FailingRow { cause, .. } => cause.exit_code(),
             Error::Format(_) | Error::Plan(_) => exit::INVALID,
+            // A connection string or option that cannot be read: the command line (or environment).
+            Error::Pg(crate::pg::PgError::Config(_)) => exit::USAGE,
             Error::Locked { .. }
             | Error::AlreadyActive { .. }
             | Error::NoActiveMigration { .. }
@@ -165,8 +206,14 @@ impl Error {
             | Error::PgrollActive { .. }
             | Error::PgrollHistoryDisagrees { .. }
             | Error::LockDeadline { .. }
-            | Error::NotInitialized { .. } => exit::CONFLICT,
-            Error::Pg(_)
+            | Error::NotInitialized { .. }
+            | Error::ChangedWhileActive { .. }
+            | Error::VersionSchemaExists { .. }
+            | Error::RollingBack { .. }
+            | Error::Completing { .. }
+            | Error::NothingToPause { .. }
+            | Error::Privilege { .. } => exit::CONFLICT,
+            Error::Pg(crate::pg::PgError::Connect { .. } | crate::pg::PgError::SetRole { .. })
             | Error::Db(_)
             | Error::Step { .. }
             | Error::Backfill(_)

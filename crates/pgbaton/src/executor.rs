@@ -226,10 +226,14 @@ impl<'a> Executor<'a> {
                     attempts,
                 }),
                 Err(e) => {
-                    let message = e.to_string();
+                    let mut message = e.to_string();
                     // The connection may be in an aborted transaction; the journal write must not
                     // hide the original error.
                     let _ = self.client.batch_execute("ROLLBACK").await;
+                    // "violated by some row": name the rows.
+                    if let Some(rows) = crate::diagnose::violating_rows(self.client, &e).await {
+                        message = format!("{message}\n{rows}");
+                    }
                     let _ = state::fail_step(
                         self.client,
                         &self.journal.state,
@@ -244,11 +248,11 @@ impl<'a> Executor<'a> {
                         // These carry their own context; a backfill error must stay recognisable: the
                         // migrator keeps its checkpoint instead of rolling back.
                         Error::LockDeadline { .. } | Error::Backfill(_) => e,
-                        other => Error::Step {
+                        _ => Error::Step {
                             phase,
                             ordinal,
                             title: step.title.clone(),
-                            message: other.to_string(),
+                            message,
                         },
                     });
                 }
@@ -271,7 +275,10 @@ impl<'a> Executor<'a> {
     /// Runs one step; returns the number of attempts it took.
     async fn run_step(&self, phase: Phase, ordinal: usize, step: &Step) -> Result<u32> {
         match &step.action {
-            Action::Transaction(sql) => self.run_transaction(phase, ordinal, step, sql).await,
+            Action::Transaction(sql) => {
+                self.run_transaction(phase, ordinal, step, sql, Statements::EachAlone)
+                    .await
+            }
             Action::UserSql(sql) => {
                 // User SQL sees the migrated schema, as pgroll runs it.
                 let search_path = format!(
@@ -279,7 +286,8 @@ impl<'a> Executor<'a> {
                     crate::ident::quote_ident(&self.journal.schema)
                 );
                 let sql = [search_path, sql.as_str().to_string()];
-                self.run_transaction(phase, ordinal, step, &sql).await
+                self.run_transaction(phase, ordinal, step, &sql, Statements::UserScript)
+                    .await
             }
             Action::NonTransactional(sql) => {
                 self.journaled(phase, ordinal, self.run_outside_transaction(step, sql))
@@ -341,7 +349,7 @@ impl<'a> Executor<'a> {
     async fn backfill(&self, spec: &crate::step::BackfillSpec) -> Result<u32> {
         let observer = self.observer;
         let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
-        crate::backfill::run(
+        let result = crate::backfill::run(
             self.client,
             &self.journal.state,
             &self.journal.migration,
@@ -349,8 +357,24 @@ impl<'a> Executor<'a> {
             &self.opts.backfill,
             &mut on_progress,
         )
-        .await?;
-        Ok(1)
+        .await;
+        match result {
+            Ok(_) => Ok(1),
+            // An error in the data (an `up` that raises, a value that does not fit): name the
+            // first row that causes it.
+            Err(e) if e.is_data_error() => {
+                let row = crate::diagnose::failing_backfill_row(self.client, spec).await;
+                let cause = Error::Backfill(e);
+                Err(match row {
+                    Some(row) => Error::FailingRow {
+                        cause: Box::new(cause),
+                        row,
+                    },
+                    None => cause,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `CREATE INDEX CONCURRENTLY`; a failed build leaves an INVALID index, dropped before the
@@ -380,7 +404,9 @@ impl<'a> Executor<'a> {
             // Separate round trips: several statements in one simple query form an implicit
             // transaction block, where CONCURRENTLY is refused.
             self.client.batch_execute("SET lock_timeout = 0").await?;
-            let (result, _) = self.watch(step, self.client.batch_execute(sql)).await;
+            // The extended protocol: one statement, never a script.
+            let statement = async { self.client.execute_typed(sql, &[]).await.map(|_| ()) };
+            let (result, _) = self.watch(step, statement).await;
             let _ = self.client.batch_execute("RESET lock_timeout").await;
             match result {
                 Ok(()) => return Ok(attempt),
@@ -402,30 +428,43 @@ impl<'a> Executor<'a> {
     }
 
     /// One transaction: lock timeout, the statements, the journal flip; retried as a unit.
+    ///
+    /// Each generated statement runs on its own through the extended protocol, which refuses a
+    /// string of two statements: a user fragment inside one (a `type`, a `default`, a `check`)
+    /// can never run as a statement of its own, whatever it contains. Only a `sql` operation's
+    /// own script (the last statement of a [`Statements::UserScript`]) runs as a script.
     async fn run_transaction(
         &self,
         phase: Phase,
         ordinal: usize,
         step: &Step,
         sql: &[String],
+        statements: Statements,
     ) -> Result<u32> {
-        let mut script = format!(
-            "BEGIN;\nSET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0;\n",
+        let begin = format!(
+            "BEGIN;\nSET LOCAL lock_timeout = {};\nSET LOCAL statement_timeout = 0",
             Literal::new(format!("{}ms", self.opts.lock_timeout.as_millis().max(1)))
         );
-        for s in sql {
-            script.push_str(s.trim_end().trim_end_matches(';'));
-            script.push_str(";\n");
-        }
-        script.push_str(&self.mark(phase, ordinal, "done"));
-        script.push_str(";\nCOMMIT");
+        let commit = format!("{};\nCOMMIT", self.mark(phase, ordinal, "done"));
+        let run = || async {
+            self.client.batch_execute(&begin).await?;
+            for (i, s) in sql.iter().enumerate() {
+                let s = s.trim_end().trim_end_matches(';');
+                if statements == Statements::UserScript && i + 1 == sql.len() {
+                    self.client.batch_execute(s).await?;
+                } else {
+                    self.client.execute_typed(s, &[]).await?;
+                }
+            }
+            self.client.batch_execute(&commit).await
+        };
 
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut last_blockers: Vec<Blocker> = Vec::new();
         loop {
             attempt += 1;
-            let (result, blockers) = self.watch(step, self.client.batch_execute(&script)).await;
+            let (result, blockers) = self.watch(step, run()).await;
             match result {
                 Ok(()) => return Ok(attempt),
                 Err(e) => {
@@ -520,6 +559,15 @@ impl<'a> Executor<'a> {
             }
         }
     }
+}
+
+/// How the statements of a transaction step run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Statements {
+    /// Each one alone, through the extended protocol (one statement per execution).
+    EachAlone,
+    /// The same, except the last, a user's `sql` script, which runs as written.
+    UserScript,
 }
 
 /// Drops an index (an INVALID one left by a failed concurrent build) without blocking writes.

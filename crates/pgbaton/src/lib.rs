@@ -9,6 +9,9 @@
 //! - [`executor`]: runs steps with lock timeouts, retries and the journal in [`state`].
 //! - [`backfill`], [`views`], [`triggers`]: the machinery behind the steps.
 //! - [`catalog`]: reads `pg_catalog` into the schema model; [`pg`] and [`config`]: connections.
+//! - [`fragment`]: user SQL fragments checked with PostgreSQL's parser when a file is read;
+//!   [`precheck`]: the file against the live database before any DDL; [`diagnose`]: names the row
+//!   behind a failure.
 //!
 //! The command line lives in the `pgbaton-cli` crate; throwaway servers, the workload and the demo in
 //! `pgbaton-lab`.
@@ -16,9 +19,11 @@
 pub mod backfill;
 pub mod catalog;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod fragment;
 pub mod history;
 pub mod ident;
 pub mod migrator;
@@ -29,6 +34,7 @@ pub mod pg;
 pub mod pgroll_import;
 pub mod plan;
 pub mod planner;
+pub mod precheck;
 pub mod schema;
 pub mod state;
 pub mod step;

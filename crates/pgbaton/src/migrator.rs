@@ -62,6 +62,8 @@ pub struct Status {
     pub latest_version_schema: Option<String>,
     pub active: Option<ActiveStatus>,
     pub completed_count: usize,
+    /// An operator pause (`pgbaton pause`) holds the schema's backfills.
+    pub backfills_paused: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -220,6 +222,26 @@ impl Migrator {
         exec.run_plan(plan, phase).await
     }
 
+    /// Whether any complete step of `name` ran (or may have run: `running` after a crash).
+    async fn complete_touched_anything(&self, name: &str) -> Result<bool> {
+        let statuses = state::step_statuses(
+            &self.client,
+            &self.state,
+            self.schema(),
+            name,
+            Phase::Complete,
+        )
+        .await?;
+        Ok(statuses.iter().any(|s| s != "planned" && s != "failed"))
+    }
+
+    /// How many steps of `phase` are journaled as done.
+    async fn steps_done(&self, name: &str, phase: Phase) -> Result<usize> {
+        let statuses =
+            state::step_statuses(&self.client, &self.state, self.schema(), name, phase).await?;
+        Ok(statuses.iter().filter(|s| *s == "done").count())
+    }
+
     /// Whether any start step of `name` ran (or may have run: `running` after a crash).
     async fn start_touched_anything(&self, name: &str) -> Result<bool> {
         let statuses =
@@ -277,6 +299,7 @@ impl Migrator {
             version_schema,
             previous_version_schema,
             server_version_num: self.server_version_num,
+            state_schema: Some(self.state.clone()),
             facts: Default::default(),
             missing: Default::default(),
         };
@@ -291,6 +314,15 @@ impl Migrator {
             }
             plan = plan_migration(migration, live, &ctx)?.0;
         }
+        // What only the server can tell about the file (types, `up` against the old version),
+        // before any DDL.
+        crate::precheck::check(
+            &self.client,
+            migration,
+            schema,
+            ctx.previous_version_schema.as_ref(),
+        )
+        .await?;
         Ok((plan, ctx, parent.map(|p| p.name)))
     }
 
@@ -305,11 +337,10 @@ impl Migrator {
             let record = match state::active(&self.client, &self.state, schema).await? {
                 Some(active) if active.name == migration.name => {
                     if active.document != migration.raw {
-                        return Err(Error::Other(format!(
-                            "migration \"{}\" is active but {} differs from the document it was started with; \
-                             roll it back first to start the changed file",
-                            active.name, migration.file
-                        )));
+                        return Err(Error::ChangedWhileActive {
+                            name: active.name,
+                            file: migration.file.clone(),
+                        });
                     }
                     resumed = true;
                     active
@@ -322,20 +353,25 @@ impl Migrator {
                     })
                 }
                 None => {
-                    if let Some(done) = state::get(&self.client, &self.state, schema, &migration.name).await? {
+                    if let Some(done) =
+                        state::get(&self.client, &self.state, schema, &migration.name).await?
+                    {
                         if done.status == state::COMPLETED {
                             crate::history::refuse_changed(schema, &done, migration)?;
-                            return Err(Error::AlreadyApplied { schema: schema.to_string(), name: done.name });
+                            return Err(Error::AlreadyApplied {
+                                schema: schema.to_string(),
+                                name: done.name,
+                            });
                         }
                     }
                     let (plan, ctx, parent) = self.prepare(migration).await?;
                     if catalog::schema_exists(&self.client, ctx.version_schema.as_str()).await? {
-                        return Err(Error::Other(format!(
-                            "schema {} already exists; pgbaton creates it as the version schema of \"{}\": \
-                             drop or rename it, or set version_schema in the file",
-                            ctx.version_schema, migration.name
-                        )));
+                        return Err(Error::VersionSchemaExists {
+                            version_schema: ctx.version_schema.to_string(),
+                            migration: migration.name.clone(),
+                        });
                     }
+                    crate::precheck::privileges(&self.client, schema, &plan).await?;
                     crate::backfill::clear(&self.client, &self.state, &migration.name).await?;
                     state::insert_migration(
                         &self.client,
@@ -352,19 +388,21 @@ impl Migrator {
                     .await?;
                     state::get(&self.client, &self.state, schema, &migration.name)
                         .await?
-                        .ok_or_else(|| Error::Other("the migration row vanished after insert".into()))?
+                        .ok_or_else(|| {
+                            Error::Other("the migration row vanished after insert".into())
+                        })?
                 }
             };
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
                 state::ACTIVE => {}
-                other => {
-                    return Err(Error::Other(format!(
-                        "migration \"{}\" is {other}: run `pgbaton {}` to finish that first",
-                        record.name,
-                        if other == state::COMPLETING { "complete" } else { "rollback" }
-                    )))
+                state::COMPLETING => {
+                    return Err(Error::Completing {
+                        done: self.steps_done(&record.name, Phase::Complete).await?,
+                        name: record.name,
+                    })
                 }
+                _ => return Err(Error::RollingBack { name: record.name }),
             }
             if complete {
                 self.finish_complete(&record).await?;
@@ -455,8 +493,33 @@ impl Migrator {
             state::COMPLETING,
         )
         .await?;
-        self.run_phase(&record.name, Phase::Complete, &record.plan)
+        if let Err(e) = self
+            .run_phase(&record.name, Phase::Complete, &record.plan)
+            .await
+        {
+            if self.complete_touched_anything(&record.name).await? {
+                return Err(e);
+            }
+            // Nothing of the contract ran: the migration is exactly as it was before `complete`.
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ACTIVE,
+            )
             .await?;
+            return Err(Error::CompleteFailed {
+                cause: Box::new(e),
+                outcome: format!(
+                    "complete changed nothing: migration \"{}\" is still active, both versions work. \
+                     Fix the cause (for a row named above: update it through the old version so that \
+                     its `up` gives a valid value, or change it) and run `pgbaton complete` again, \
+                     or `pgbaton rollback`",
+                    record.name
+                ),
+            });
+        }
         crate::backfill::clear(&self.client, &self.state, &record.name).await?;
         state::set_status(
             &self.client,
@@ -476,12 +539,7 @@ impl Migrator {
             let record = self.require_active().await?;
             match record.status.as_str() {
                 state::STARTING => self.finish_start(&record).await?,
-                state::ROLLING_BACK => {
-                    return Err(Error::Other(format!(
-                    "migration \"{}\" is being rolled back: run `pgbaton rollback` to finish that",
-                    record.name
-                )))
-                }
+                state::ROLLING_BACK => return Err(Error::RollingBack { name: record.name }),
                 _ => {}
             }
             self.finish_complete(&record).await?;
@@ -506,24 +564,52 @@ impl Migrator {
             state::require_initialized(&self.client, &self.state).await?;
             state::upgrade(&self.client, &self.state).await?;
             let record = self.require_active().await?;
-            if record.status == state::COMPLETING {
-                return Err(Error::Other(format!(
-                    "migration \"{}\" is part way through complete (old columns may already be gone): \
-                     run `pgbaton complete` to finish it; it cannot be rolled back",
-                    record.name
-                )));
+            // A complete that ran no contract step (killed before its first one) left nothing
+            // to finish: rolling back is as safe as before it began.
+            if record.status == state::COMPLETING
+                && self.complete_touched_anything(&record.name).await?
+            {
+                return Err(Error::Completing {
+                    done: self.steps_done(&record.name, Phase::Complete).await?,
+                    name: record.name,
+                });
             }
             let schema = self.schema();
-            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLING_BACK).await?;
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ROLLING_BACK,
+            )
+            .await?;
             let mut skipped = Vec::new();
             loop {
-                match self.run_phase(&record.name, Phase::Rollback, &record.plan).await {
+                match self
+                    .run_phase(&record.name, Phase::Rollback, &record.plan)
+                    .await
+                {
                     Ok(()) => break,
-                    Err(Error::Step { phase: Phase::Rollback, ordinal, title, message })
-                        if force && matches!(record.plan.rollback.get(ordinal).map(|s| &s.action), Some(crate::step::Action::UserSql(_))) =>
+                    Err(Error::Step {
+                        phase: Phase::Rollback,
+                        ordinal,
+                        title,
+                        message,
+                    }) if force
+                        && matches!(
+                            record.plan.rollback.get(ordinal).map(|s| &s.action),
+                            Some(crate::step::Action::UserSql(_))
+                        ) =>
                     {
                         self.client
-                            .batch_execute(&state::mark_step_sql(&self.state, schema, &record.name, Phase::Rollback, ordinal, "done"))
+                            .batch_execute(&state::mark_step_sql(
+                                &self.state,
+                                schema,
+                                &record.name,
+                                Phase::Rollback,
+                                ordinal,
+                                "done",
+                            ))
                             .await?;
                         skipped.push(SkippedStep {
                             title,
@@ -535,8 +621,18 @@ impl Migrator {
                 }
             }
             crate::backfill::clear(&self.client, &self.state, &record.name).await?;
-            state::set_status(&self.client, &self.state, schema, &record.name, state::ROLLED_BACK).await?;
-            Ok(RollbackOutcome { migration: record.name, skipped })
+            state::set_status(
+                &self.client,
+                &self.state,
+                schema,
+                &record.name,
+                state::ROLLED_BACK,
+            )
+            .await?;
+            Ok(RollbackOutcome {
+                migration: record.name,
+                skipped,
+            })
         })
         .await
     }
@@ -553,10 +649,12 @@ impl Migrator {
             latest_version_schema: None,
             active: None,
             completed_count: 0,
+            backfills_paused: false,
         };
         if !initialized {
             return Ok(status);
         }
+        status.backfills_paused = self.backfills_paused().await.unwrap_or(false);
         let history = state::history(&self.client, &self.state, schema).await?;
         status.completed_count = history
             .iter()
@@ -688,9 +786,28 @@ impl Migrator {
         Ok(written)
     }
 
-    /// Pauses the running backfill of this schema (from any machine).
+    /// Whether an operator pause holds this schema's backfills.
+    pub async fn backfills_paused(&self) -> Result<bool> {
+        if !state::is_initialized(&self.client, &self.state).await? {
+            return Ok(false);
+        }
+        crate::backfill::is_paused(&self.client, &self.state, &Ident::new(self.schema()))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Pauses the running backfill of this schema (from any machine). Refused when no start is
+    /// under way: a pause left behind would hold the next start without a word.
     pub async fn pause(&self) -> Result<()> {
         state::require_initialized(&self.client, &self.state).await?;
+        match state::active(&self.client, &self.state, self.schema()).await? {
+            Some(active) if active.status == state::STARTING => {}
+            _ => {
+                return Err(Error::NothingToPause {
+                    schema: self.schema().to_string(),
+                })
+            }
+        }
         crate::backfill::pause(&self.client, &self.state, &Ident::new(self.schema()))
             .await
             .map_err(Error::from)

@@ -339,6 +339,7 @@ impl Migrator {
             version_schema,
             previous_version_schema,
             server_version_num: self.server_version_num(),
+            state_schema: Some(self.state_ident().clone()),
             facts: Default::default(),
             missing: Default::default(),
         };

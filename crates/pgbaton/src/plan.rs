@@ -76,6 +76,9 @@ pub struct PlanContext {
     /// The version schema of the migration before, if it still exists.
     pub previous_version_schema: Option<Ident>,
     pub server_version_num: i32,
+    /// pgbaton's state schema: the dual-write triggers let only the backfill's own transactions
+    /// (recorded there) skip them. `None` in plans made without one (unit tests).
+    pub state_schema: Option<Ident>,
     /// Answers to probes, filled in by the migrator.
     pub facts: Facts,
     /// Probes asked during planning that `facts` could not answer.
@@ -192,6 +195,8 @@ pub struct PlanBuilder {
     copies: crate::ops::duplicate::Copies,
     /// Partitioned tables: their backfills get no write window.
     partitioned: std::collections::BTreeSet<QualName>,
+    /// The state schema whose backfill transactions may skip the dual-write triggers.
+    state_schema: Option<Ident>,
 }
 
 impl PlanBuilder {
@@ -400,6 +405,11 @@ impl PlanBuilder {
 
     /// Declares which tables are partitioned (by physical name): their backfills run with the
     /// dual-write trigger already installed, without a write window.
+    /// The state schema whose backfill transactions may skip the dual-write triggers.
+    pub fn set_state_schema(&mut self, state_schema: Option<Ident>) {
+        self.state_schema = state_schema;
+    }
+
     pub fn set_partitioned(&mut self, tables: impl IntoIterator<Item = QualName>) {
         self.partitioned = tables.into_iter().collect();
     }
@@ -462,7 +472,11 @@ impl PlanBuilder {
         }
         for spec in self.triggers.values() {
             if !windows.contains_key(&spec.table) {
-                start.push(crate::triggers::install_step(spec, false));
+                start.push(crate::triggers::install_step_guarded(
+                    spec,
+                    false,
+                    self.state_schema.as_ref(),
+                ));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -488,7 +502,11 @@ impl PlanBuilder {
                 start.push(backfill_step(format!("backfill {table}"), spec));
                 // A window is only opened on a table with a trigger.
                 if let Some(trigger) = self.triggers.get(&table) {
-                    start.push(crate::triggers::install_step(trigger, true));
+                    start.push(crate::triggers::install_step_guarded(
+                        trigger,
+                        true,
+                        self.state_schema.as_ref(),
+                    ));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));

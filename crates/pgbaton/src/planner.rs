@@ -70,6 +70,7 @@ pub fn plan_migrations(
         }
     }
     let version_steps = crate::views::create_version_steps(&schema, ctx);
+    builder.set_state_schema(ctx.state_schema.clone());
     builder.set_partitioned(
         schema
             .tables

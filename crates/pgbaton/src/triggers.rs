@@ -144,6 +144,17 @@ fn drop_trigger_sql(trigger: &str, table: &QualName, function: &QualName) -> Vec
 /// transaction. Idempotent: running it twice leaves one trigger. With a write window, the same
 /// transaction closes it (the window's trigger and function go).
 pub fn install_step(spec: &TriggerSpec, closes_window: bool) -> Step {
+    install_step_guarded(spec, closes_window, None)
+}
+
+/// [`install_step`], with the trigger's backfill bypass tied to the transactions the backfill
+/// recorded in `state_schema` (see [`bypass_function`]): a session that only sets
+/// `pgbaton.backfill` cannot switch the dual writes off.
+pub fn install_step_guarded(
+    spec: &TriggerSpec,
+    closes_window: bool,
+    state_schema: Option<&Ident>,
+) -> Step {
     let table = &spec.table;
     let mut sql = vec![
         // A constant default is catalog-only (PG11+): no rewrite, existing rows read false.
@@ -156,7 +167,7 @@ pub fn install_step(spec: &TriggerSpec, closes_window: bool) -> Step {
             "DROP TRIGGER IF EXISTS {} ON {table}",
             Ident::new(TRIGGER_NAME)
         ),
-        trigger_sql(spec),
+        trigger_sql_guarded(spec, state_schema),
     ];
     if closes_window {
         sql.extend(close_window_sql(table));
@@ -252,9 +263,27 @@ pub fn teardown_sql(spec: &TriggerSpec, window: Option<&WriteWindow>) -> Vec<Str
 
 /// `CREATE TRIGGER ...` for the table (after `DROP TRIGGER IF EXISTS`).
 pub fn trigger_sql(spec: &TriggerSpec) -> String {
+    trigger_sql_guarded(spec, None)
+}
+
+/// The function, in the state schema, that tells whether the current transaction is one of a
+/// backfill's (its id is in `backfill_xids`, which only pgbaton writes). Created by the state
+/// schema's DDL ([`crate::backfill::state_ddl`]).
+pub fn bypass_function(state_schema: &Ident) -> QualName {
+    QualName::new(state_schema.clone(), Ident::new("backfill_transaction"))
+}
+
+/// `CREATE TRIGGER ...`; with a state schema, skipping needs both the setting and a transaction
+/// the backfill recorded (the function runs only when the setting is on: the backfill's own
+/// batches, or a session trying to skip the trigger).
+pub fn trigger_sql_guarded(spec: &TriggerSpec, state_schema: Option<&Ident>) -> String {
+    let bypass = match state_schema {
+        Some(state) => format!(" OR NOT {}()", bypass_function(state)),
+        None => String::new(),
+    };
     format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW \
-         WHEN (current_setting({}, true) IS DISTINCT FROM 'on') EXECUTE FUNCTION {}()",
+         WHEN (current_setting({}, true) IS DISTINCT FROM 'on'{bypass}) EXECUTE FUNCTION {}()",
         Ident::new(TRIGGER_NAME),
         spec.table,
         Literal::new(BACKFILL_SETTING),
@@ -265,6 +294,8 @@ pub fn trigger_sql(spec: &TriggerSpec) -> String {
 /// Names for the function's own variables that no scope name shadows.
 struct Locals {
     version: Ident,
+    /// The writer's search_path, restored before the function returns.
+    search_path: Ident,
     untouched: Ident,
     new_row: Ident,
     old_row: Ident,
@@ -290,6 +321,7 @@ impl Locals {
         };
         Locals {
             version: fresh("_pgbaton_version"),
+            search_path: fresh("_pgbaton_search_path"),
             untouched: fresh("_pgbaton_untouched"),
             new_row: fresh("_pgbaton_new_row"),
             old_row: fresh("_pgbaton_old_row"),
@@ -331,6 +363,11 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
         l.version,
         Literal::new(VERSION_SETTING)
     );
+    let _ = writeln!(
+        body,
+        "  {} text := current_setting('search_path');",
+        l.search_path
+    );
     let _ = writeln!(body, "  {} boolean;", l.untouched);
     let _ = writeln!(body, "  {n} ALIAS FOR new;");
     let _ = writeln!(body, "  {o} ALIAS FOR old;");
@@ -369,6 +406,13 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
         let _ = writeln!(body, "  {after} {ty}%TYPE;");
     }
     body.push_str("BEGIN\n");
+    // `up`/`down` resolve names as when the migration was planned, whatever the writer's
+    // search_path (the writer's version was read from it above); restored before returning.
+    let _ = writeln!(
+        body,
+        "  PERFORM pg_catalog.set_config('search_path', {}, true);",
+        Literal::new(fixed_search_path(spec))
+    );
     let _ = writeln!(
         body,
         "  IF TG_OP = 'INSERT' THEN\n    {u} := true;\n  ELSE\n    {u} := {o}.{marker} IS NOT TRUE;\n  END IF;",
@@ -390,12 +434,26 @@ pub fn function_sql(spec: &TriggerSpec) -> String {
     body.push_str("  ELSE\n");
     old_writer(&mut body, spec, &l);
     body.push_str("  END IF;\n");
-    let _ = writeln!(body, "  {n}.{marker} := true;\n  RETURN {n};\nEND");
+    let _ = writeln!(
+        body,
+        "  {n}.{marker} := true;\n  PERFORM pg_catalog.set_config('search_path', {}, true);\n  RETURN {n};\nEND",
+        l.search_path
+    );
 
     let function = function_name(spec);
     let tag = dollar_tag(&body);
     format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n{body}{tag}"
+    )
+}
+
+/// The search_path `up` and `down` run with in the trigger: the migrated table's schema (where
+/// the migration's names resolve, as for the backfill and for `sql` operations), then
+/// `pg_catalog`, then `pg_temp` last (so no temporary object can shadow a name).
+pub fn fixed_search_path(spec: &TriggerSpec) -> String {
+    format!(
+        "{}, pg_catalog, pg_temp",
+        crate::ident::quote_ident(spec.table.schema.as_str())
     )
 }
 
@@ -688,7 +746,16 @@ mod tests {
     #[test]
     fn direction_never_matches_the_search_path() {
         let sql = function_sql(&spec());
-        assert!(!sql.contains("search_path"));
+        // The search_path is only saved, fixed and restored (see `fixed_search_path`); the
+        // writer's version is never decided from it.
+        for line in sql.lines().filter(|l| l.contains("search_path")) {
+            assert!(!line.contains("_pgbaton_version"), "{line}");
+            assert!(
+                line.contains("set_config('search_path'")
+                    || line.contains(":= current_setting('search_path')"),
+                "{line}"
+            );
+        }
         assert!(sql.contains(
             "\"_pgbaton_version\" = 'public_02_widen' OR \"_pgbaton_version\" = '02_widen'"
         ));

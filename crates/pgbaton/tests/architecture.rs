@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The planning core, bottom-up: each module may use only modules listed before it.
 const CORE: &[&str] = &[
-    "ident", "path", "schema", "step", "triggers", "plan", "views", "ops", "format", "planner",
+    "ident", "path", "fragment", "schema", "step", "triggers", "plan", "views", "ops", "format",
+    "planner",
 ];
 
 /// What the planning core must never reach: connections, the runtime, the journal, the catalog

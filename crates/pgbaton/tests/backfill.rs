@@ -880,7 +880,8 @@ async fn without_superuser_the_when_clause_skips_the_trigger() {
             "CREATE ROLE {role} LOGIN;
              GRANT USAGE ON SCHEMA public, pgbaton TO {role};
              GRANT SELECT, UPDATE ON public.t TO {role};
-             GRANT SELECT, INSERT, UPDATE ON pgbaton.backfills, pgbaton.controls TO {role};"
+             GRANT SELECT, INSERT, UPDATE ON pgbaton.backfills, pgbaton.controls TO {role};
+             GRANT INSERT ON pgbaton.backfill_xids TO {role};"
         ),
     )
     .await;

@@ -447,7 +447,8 @@ async fn a_failing_start_is_rolled_back() {
     let env = setup(vec![owners()], SEED_OWNERS).await;
     let before = dump(&env);
     let m = env.migrator().await;
-    // Valid for the planner; PostgreSQL refuses the type.
+    // Valid for the planner and its pre-checks (a type that does not exist is now refused
+    // before any DDL: tests/hostile.rs); PostgreSQL refuses the check when the table is made.
     let bad = yaml(
         "02_bad",
         "operations:
@@ -456,13 +457,13 @@ async fn a_failing_start_is_rolled_back() {
       columns: [{name: id, type: int}]
   - create_table:
       name: bad
-      columns: [{name: id, type: no_such_type}]
+      columns: [{name: id, type: int, check: {name: bad_id, constraint: \"id > 'abc'\"}}]
 ",
     );
     let err = m
         .start(&bad, false)
         .await
-        .expect_err("bad type")
+        .expect_err("bad check")
         .to_string();
     assert!(err.contains("rolled back"), "{err}");
     assert_eq!(dump(&env), before);

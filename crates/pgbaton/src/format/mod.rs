@@ -261,7 +261,7 @@ pub fn parse(
     text: &str,
     kind: FileKind,
 ) -> Result<Migration, FormatError> {
-    let (root, raw) = match kind {
+    let (mut root, raw) = match kind {
         FileKind::Yaml => {
             let root = yaml_tree(text).map_err(|e| e.into_format_error(file_label, kind))?;
             let raw = root.to_json();
@@ -299,6 +299,12 @@ pub fn parse(
         path: FieldPath(path),
         problem: Box::new(problem),
     };
+
+    // User SQL fragments: checked (and their comments removed) before anything reads them.
+    let mut path = Vec::new();
+    if let Err((path, loc, problem)) = check_fragments(&mut root, &mut path) {
+        return Err(invalid(path, loc, problem));
+    }
 
     let doc = Document::deserialize(De {
         node: &root,
@@ -367,6 +373,40 @@ pub fn parse(
         op_lines,
         raw,
     })
+}
+
+/// Checks every user SQL fragment of the tree (see [`crate::fragment`]) and replaces it with
+/// the text to splice. Returns the first bad one's path, location and problem.
+fn check_fragments(
+    node: &mut Node,
+    path: &mut Vec<PathSeg>,
+) -> Result<(), (Vec<PathSeg>, Option<Loc>, Problem)> {
+    match &mut node.value {
+        Value::String(text) => {
+            if let Some(kind) = crate::fragment::kind_at(path) {
+                match crate::fragment::check(kind, text) {
+                    Ok(clean) => *text = clean,
+                    Err(why) => return Err((path.clone(), node.loc, Problem::Other(why))),
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(PathSeg::Index(i));
+                check_fragments(item, path)?;
+                path.pop();
+            }
+        }
+        Value::Map(entries) => {
+            for entry in entries.iter_mut() {
+                path.push(PathSeg::Key(entry.key.clone()));
+                check_fragments(&mut entry.value, path)?;
+                path.pop();
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
 }
 
 /// The problem with an identifier, if any: empty, or longer than PostgreSQL allows.

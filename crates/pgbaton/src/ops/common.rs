@@ -1102,6 +1102,7 @@ pub(crate) mod testing {
             schema: Ident::new("public"),
             version_schema: Ident::new("public_02_test"),
             previous_version_schema: None,
+            state_schema: None,
             server_version_num,
             facts: Default::default(),
             missing: Default::default(),

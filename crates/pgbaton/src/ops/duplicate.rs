@@ -1162,6 +1162,7 @@ mod tests {
             schema: Ident::new("public"),
             version_schema: Ident::new("public_02_change"),
             previous_version_schema: None,
+            state_schema: None,
             server_version_num: 150000,
             facts: Facts::default(),
             missing: Default::default(),

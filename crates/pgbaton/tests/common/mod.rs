@@ -4,6 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fixtures;
 pub mod lifecycle;
 
