@@ -107,6 +107,30 @@ pub struct Global {
     /// Pause the backfill while a streaming replica lags more than this (e.g. `10s`, `64MB`)
     #[arg(long, global = true, env = "PGBATON_MAX_REPLICATION_LAG", value_parser = parse_lag)]
     pub max_replication_lag: Option<crate::backfill::LagCeiling>,
+    /// Connections filling each table at once (split by key values or pages; resumable with
+    /// another count)
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_BACKFILL_WORKERS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::backfill::MAX_WORKERS))
+    )]
+    pub backfill_workers: u32,
+    /// Latency budget of the backfill: slow down while a probe query is more than this over its
+    /// baseline (`50%`, `0.5`, or `off`)
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_MAX_LATENCY_INCREASE",
+        default_value = "50%",
+        value_parser = parse_budget
+    )]
+    pub max_latency_increase: f64,
+    /// The latency budget's probe, run on its own read-only connection [default: a cheap
+    /// read of the table being filled]
+    #[arg(long, global = true, env = "PGBATON_PROBE_QUERY")]
+    pub probe_query: Option<String>,
     /// Machine-readable output: JSON (one object per line for progress)
     #[arg(long, global = true, env = "PGBATON_JSON")]
     pub json: bool,
@@ -129,8 +153,16 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Complete the active migration: drop what the old version needed
-    Complete,
+    /// Complete the active migration: drop what the old version needed. Refused (exit 4) while
+    /// the old version has written within --old-version-quiet
+    Complete {
+        /// Complete even though the old version wrote recently
+        #[arg(long)]
+        force: bool,
+        /// How long the old version must not have written, in seconds
+        #[arg(long, env = "PGBATON_OLD_VERSION_QUIET", default_value_t = 60)]
+        old_version_quiet: u64,
+    },
     /// Roll the active migration back
     Rollback {
         /// Skip user `sql` down steps that fail, and say what was left
@@ -159,6 +191,13 @@ pub enum Command {
     Plan { file: PathBuf },
     /// Pause the running backfill (from any machine)
     Pause,
+    /// Change the running backfills' settings from any machine, from their next batch:
+    /// backfill-rows-per-second=N, backfill-batch-time=250ms, backfill-workers=N,
+    /// max-latency-increase=50% (or off); VALUE `default` gives back the run's own option
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<crate::backfill::ControlSetting>,
+    },
     /// Resume a paused backfill, or continue an interrupted start
     Resume,
     /// Check that the active migration's dual-written columns agree with their up/down
@@ -210,6 +249,9 @@ impl Global {
                     max_rows_per_second: self.backfill_rows_per_second.map(|r| r as f64),
                     max_replication_lag: self.max_replication_lag,
                     lock_timeout: Duration::from_millis(self.lock_timeout),
+                    max_latency_increase: Some(self.max_latency_increase).filter(|b| b.is_finite()),
+                    probe_query: self.probe_query.clone(),
+                    workers: self.backfill_workers,
                     ..BackfillOptions::default()
                 },
                 ..ExecOptions::default()
@@ -392,7 +434,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::HistoryMismatch { .. }
         | Error::NotActive { .. }
         | Error::LockDeadline { .. }
-        | Error::NotInitialized { .. } => exit::CONFLICT,
+        | Error::NotInitialized { .. }
+        | Error::OldVersionWriting { .. } => exit::CONFLICT,
         _ => exit::FAILED,
     }
 }
@@ -516,8 +559,17 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 );
             }
         }
-        Command::Complete => {
-            let name = migrator.complete().await?;
+        Command::Complete {
+            force,
+            old_version_quiet,
+        } => {
+            let name = if force {
+                migrator.complete().await?
+            } else {
+                migrator
+                    .complete_when_quiet(Duration::from_secs(old_version_quiet))
+                    .await?
+            };
             if g.json {
                 print_json(&serde_json::json!({"event": "completed", "migration": name}))?;
             } else {
@@ -541,7 +593,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Status => {
-            let status = migrator.status().await?;
+            let mut status = migrator.status().await?;
+            if let Some(active) = &mut status.active {
+                // Two readings a second apart, for each version's writes per second.
+                active.versions = migrator
+                    .version_writes(Some(Duration::from_secs(1)))
+                    .await?;
+            }
             if g.json {
                 print_json(&status)?;
             } else {
@@ -615,6 +673,36 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 "backfill of schema {} paused (between batches); `pgbaton resume` continues",
                 g.schema
             );
+        }
+        Command::Set { settings } => {
+            migrator.set_controls(&settings).await?;
+            if g.json {
+                print_json(&serde_json::json!({"event": "set", "settings": settings}))?;
+            } else {
+                let text = settings
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}={}",
+                            s.key.name(),
+                            match s.value {
+                                Some(v)
+                                    if s.key == crate::backfill::ControlKey::MaxLatencyIncrease =>
+                                {
+                                    crate::backfill::describe_budget(v)
+                                }
+                                Some(v) => format!("{v}"),
+                                None => "default".into(),
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "backfills of schema {}: {text} (from their next batch)",
+                    g.schema
+                );
+            }
         }
         Command::Resume => {
             let continued = migrator.resume().await?;
@@ -742,9 +830,19 @@ fn render_status(s: &crate::migrator::Status) -> String {
             for b in &a.backfills {
                 let _ = writeln!(out, "  backfill {b}");
             }
+            if let Some(c) = &a.controls {
+                let _ = writeln!(out, "  controls: {c}");
+            }
+            for v in &a.versions {
+                let _ = writeln!(out, "  writes: {v}");
+            }
         }
     }
     out
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    crate::backfill::parse_latency_increase(s)
 }
 
 fn parse_lag(s: &str) -> Result<crate::backfill::LagCeiling, String> {

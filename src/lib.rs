@@ -29,6 +29,7 @@ pub mod state;
 pub mod step;
 pub mod triggers;
 pub mod verify;
+pub mod version_writes;
 pub mod views;
 pub mod workload;
 

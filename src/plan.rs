@@ -436,6 +436,7 @@ impl PlanBuilder {
         for spec in self.triggers.values() {
             if !windows.contains_key(&spec.table) {
                 start.push(crate::triggers::install_step(spec, false));
+                start.push(crate::version_writes::install_step(spec));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -462,6 +463,7 @@ impl PlanBuilder {
                 // A window is only opened on a table with a trigger.
                 if let Some(trigger) = self.triggers.get(&table) {
                     start.push(crate::triggers::install_step(trigger, true));
+                    start.push(crate::version_writes::install_step(trigger));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));

@@ -79,10 +79,12 @@ pub async fn upgrade(client: &Client, state: &Ident) -> Result<()> {
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AND EXISTS (
                  SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pass'
-                    AND NOT attisdropped)",
+                    AND NOT attisdropped) AND to_regclass($3) IS NOT NULL",
             &[
                 &format!("{state}.backfill_xids"),
                 &format!("{state}.backfills"),
+                // The newest table of the backfill's state (parallel fills, live controls).
+                &format!("{state}.backfill_chunks"),
             ],
         )
         .await?

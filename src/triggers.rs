@@ -247,6 +247,7 @@ pub fn teardown_sql(spec: &TriggerSpec, window: Option<&WriteWindow>) -> Vec<Str
     if let Some(window) = window {
         sql.extend(drop_window_sql(&spec.table, window));
     }
+    sql.extend(crate::version_writes::drop_sql(&spec.table));
     sql
 }
 

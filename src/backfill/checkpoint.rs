@@ -6,7 +6,7 @@ use crate::step::BackfillKey;
 
 use super::options::KeyWalk;
 use super::runner::{Position, Runner};
-use super::sql::{finite, IntKey};
+use super::sql::{finite, CheckpointKey, IntKey};
 use super::walk::RangeWalk;
 use super::{db, rows, state_error, BackfillError};
 
@@ -239,6 +239,26 @@ impl Runner<'_> {
         if *total_pages >= 0 {
             return Ok(());
         }
+        if self.chunk.is_some() {
+            // A chunk's pages mean nothing after a rewrite. The next run walks the whole table
+            // again from page 0 on one connection (a row done twice gets the same value).
+            let sql = format!(
+                "DELETE FROM {} WHERE {}",
+                self.cp().chunks_table(),
+                CheckpointKey {
+                    chunk: None,
+                    ..self.cp()
+                }
+                .filter()
+            );
+            let _ = self.client.batch_execute(&sql).await;
+            return Err(BackfillError::Unsupported {
+                table: self.table.clone(),
+                reason: "the table was rewritten (VACUUM FULL, CLUSTER) during a parallel fill; \
+                         run it again: it walks the table again from the start"
+                    .into(),
+            });
+        }
         let sql = format!(
             "SELECT pg_relation_size({r}) / current_setting('block_size')::bigint, pg_relation_filenode({r})",
             r = self.spec.table.regclass()
@@ -263,11 +283,12 @@ impl Runner<'_> {
 
     /// Best effort: status for `pgbaton status` while not running batches.
     pub(super) async fn set_status(&self, status: &str, reason: Option<&str>) {
+        let reason = reason.map_or_else(|| "NULL".into(), |r| Literal::new(r).to_string());
         let sql = format!(
-            "UPDATE {} SET status = {}, pause_reason = {}, paused_seconds = {}, updated_at = now() WHERE {}",
+            "UPDATE {} SET status = {}, pause_reason = {reason}, throttle_reason = {reason}, \
+             paused_seconds = {}, updated_at = now() WHERE {}",
             self.cp().table(),
             Literal::new(status),
-            reason.map(|r| Literal::new(r).to_string()).unwrap_or_else(|| "NULL".into()),
             finite(self.paused_before + self.paused.as_secs_f64()),
             self.cp().filter()
         );

@@ -19,7 +19,8 @@ pub(super) fn controls_sql(state: &Ident, schema: &Ident, lag: bool) -> String {
         ""
     };
     format!(
-        "SELECT coalesce(c.paused, false), c.max_rows_per_second{lag_cols} \
+        "SELECT coalesce(c.paused, false), c.max_rows_per_second, c.target_batch_time_ms, \
+         c.workers, c.max_latency_increase{lag_cols} \
          FROM (SELECT 1) AS _pgbaton_one LEFT JOIN {state}.controls AS c ON c.schema_name = {}",
         Literal::new(schema.as_str())
     )
@@ -36,6 +37,12 @@ pub(super) fn parse_lsn(s: &str) -> Option<u64> {
 pub(super) struct Controls {
     pub(super) paused: bool,
     pub(super) max_rows_per_second: Option<f64>,
+    /// `pgbaton set backfill-batch-time=...`: replaces the run's own target.
+    pub(super) target_batch_time: Option<Duration>,
+    /// `pgbaton set backfill-workers=...`.
+    pub(super) workers: Option<u32>,
+    /// `pgbaton set max-latency-increase=...` (a fraction; infinite: off).
+    pub(super) max_latency_increase: Option<f64>,
     pub(super) current_lsn: Option<u64>,
     pub(super) min_replay_lsn: Option<u64>,
     pub(super) replay_lag_seconds: Option<f64>,
@@ -50,13 +57,26 @@ impl Controls {
                 .get(1)
                 .and_then(|v| v.parse().ok())
                 .filter(|v: &f64| *v > 0.0),
+            target_batch_time: row
+                .get(2)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+            workers: row
+                .get(3)
+                .and_then(|v| v.parse().ok())
+                .filter(|w: &u32| *w > 0),
+            max_latency_increase: row
+                .get(4)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v >= 0.0),
             ..Controls::default()
         };
         if lag {
-            c.current_lsn = row.get(2).and_then(parse_lsn);
-            c.min_replay_lsn = row.get(3).and_then(parse_lsn);
-            c.replay_lag_seconds = row.get(4).and_then(|v| v.parse().ok());
-            c.unmeasured = row.get(5).and_then(|v| v.parse().ok()).unwrap_or(0);
+            c.current_lsn = row.get(5).and_then(parse_lsn);
+            c.min_replay_lsn = row.get(6).and_then(parse_lsn);
+            c.replay_lag_seconds = row.get(7).and_then(|v| v.parse().ok());
+            c.unmeasured = row.get(8).and_then(|v| v.parse().ok()).unwrap_or(0);
         }
         c
     }

@@ -77,6 +77,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
+use crate::config::ConnConfig;
 use crate::ident::Ident;
 use crate::pg::describe;
 use crate::step::{BackfillKey, BackfillSpec};
@@ -98,6 +99,8 @@ mod checkpoint;
 mod controls;
 mod inspect;
 mod options;
+mod pace;
+mod parallel;
 mod runner;
 mod sql;
 mod state;
@@ -107,14 +110,22 @@ mod tests;
 mod walk;
 
 use inspect::inspect;
-pub use options::{BackfillOptions, KeyWalk, LagCeiling, TriggerBypass};
+pub use options::{
+    BackfillOptions, KeyWalk, LagCeiling, TriggerBypass, DEFAULT_MAX_LATENCY_INCREASE,
+};
 use runner::Runner;
 use sql::{
     batch_settings, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,
     Stats,
 };
-pub use state::{clear, is_paused, pause, resume, set_rate_limit, state_ddl};
-pub use status::{status, BackfillOutcome, BackfillStatus, PauseReason, Progress, ProgressState};
+pub use state::{
+    clear, controls, describe_budget, is_paused, parse_latency_increase, pause, resume,
+    set_controls, set_rate_limit, state_ddl, ControlKey, ControlSetting, LiveControls, MAX_WORKERS,
+};
+pub use status::{
+    status, BackfillOutcome, BackfillStatus, PauseReason, Progress, ProgressState, RunSettings,
+    Throttle,
+};
 use walk::{RangeWalk, DENSITY_FLOOR};
 
 /// Why a backfill stopped. The checkpoint is intact in every case: a new run resumes.
@@ -153,6 +164,9 @@ pub enum BackfillError {
     #[error("backfill of {table}: {reason}")]
     Unsupported { table: String, reason: String },
 
+    #[error("backfill of {table}: a worker's connection: {detail}")]
+    Worker { table: String, detail: String },
+
     #[error("backfill of {table}: unexpected reply from the server: {detail}")]
     Protocol { table: String, detail: String },
 
@@ -171,7 +185,9 @@ impl BackfillError {
     pub fn is_transient(&self) -> bool {
         let source = match self {
             BackfillError::Db { source, .. } | BackfillError::State { source, .. } => source,
-            BackfillError::Busy { .. } | BackfillError::LockRetries { .. } => return true,
+            BackfillError::Busy { .. }
+            | BackfillError::LockRetries { .. }
+            | BackfillError::Worker { .. } => return true,
             _ => return false,
         };
         match source.code() {
@@ -206,6 +222,30 @@ pub async fn run(
     opts: &BackfillOptions,
     on_progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<BackfillOutcome, BackfillError> {
+    run_connected(
+        client,
+        None,
+        state_schema,
+        migration,
+        spec,
+        opts,
+        on_progress,
+    )
+    .await
+}
+
+/// [`run`], with `conn` to open the latency budget's probe connection (see
+/// [`BackfillOptions::max_latency_increase`]) and the workers' connections. Without it the run
+/// has one connection and no budget (its status says so when a budget was asked for).
+pub async fn run_connected(
+    client: &Client,
+    conn: Option<&ConnConfig>,
+    state_schema: &Ident,
+    migration: &str,
+    spec: &BackfillSpec,
+    opts: &BackfillOptions,
+    on_progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<BackfillOutcome, BackfillError> {
     let table = spec.table.to_string();
     let info = inspect(client, spec).await?;
     // The oid's bits as an int4 key (wrapping is fine: it only has to be the same every time).
@@ -220,9 +260,9 @@ pub async fn run(
     if !locked.get::<_, bool>(0) {
         return Err(BackfillError::Busy { table });
     }
-    let result = Runner::new(client, state_schema, migration, spec, opts, info)
-        .run(on_progress)
-        .await;
+    let mut runner = Runner::new(client, state_schema, migration, spec, opts, info);
+    runner.conn = conn;
+    let result = runner.run(on_progress).await;
     // Best effort: a dead connection has released it already.
     let _ = client
         .query_one(
@@ -255,6 +295,7 @@ pub async fn explain_batch(
         migration,
         table: &spec.table,
         pass: spec.pass,
+        chunk: None,
     };
     let int_key = info.int_key.as_ref().filter(|_| key_walk == KeyWalk::Auto);
     let statement = match (&spec.key, int_key) {

@@ -95,7 +95,8 @@ pub struct BackfillOptions {
     pub initial_batch_size: u32,
     /// A pause after every batch.
     pub batch_delay: Duration,
-    /// A ceiling on rows per second (the `controls` table can set a lower one at run time).
+    /// A ceiling on rows per second (`pgbaton set backfill-rows-per-second=` replaces it while
+    /// the run goes on).
     pub max_rows_per_second: Option<f64>,
     /// Wait between batches while a standby lags more than this.
     pub max_replication_lag: Option<LagCeiling>,
@@ -109,7 +110,23 @@ pub struct BackfillOptions {
     pub bypass: TriggerBypass,
     /// How a table with a key is walked.
     pub key_walk: KeyWalk,
+    /// The latency budget: the run slows down while its probe is more than this fraction over
+    /// its baseline (`0.5`: +50%). `None`: off. Needs a connection for the probe (see
+    /// [`super::run_connected`]).
+    pub max_latency_increase: Option<f64>,
+    /// The probe's query (default: a cheap read of the table being filled).
+    pub probe_query: Option<String>,
+    /// How often the probe runs.
+    pub probe_interval: Duration,
+    /// Tables estimated below this many rows (under a second of fill) run without a probe.
+    pub budget_min_rows: u64,
+    /// Connections filling the table at once (value ranges and ctid walks; a keyset walk uses
+    /// one).
+    pub workers: u32,
 }
+
+/// The default latency budget: +50% over the probe's baseline.
+pub const DEFAULT_MAX_LATENCY_INCREASE: f64 = 0.5;
 
 /// How a backfill walks a table that has a key ([`BackfillKey::Columns`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +155,11 @@ impl Default for BackfillOptions {
             max_lock_retries: None,
             poll_interval: Duration::from_millis(500),
             bypass: TriggerBypass::Auto,
+            max_latency_increase: Some(DEFAULT_MAX_LATENCY_INCREASE),
+            probe_query: None,
+            probe_interval: Duration::from_millis(50),
+            budget_min_rows: 100_000,
+            workers: 1,
             key_walk: KeyWalk::Auto,
         }
     }

@@ -1,5 +1,6 @@
 //! The run: one batch after another, with throttles, pauses and lock retries.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -13,15 +14,19 @@ use crate::step::{BackfillKey, BackfillPass, BackfillSpec};
 use super::controls::{controls_sql, Controls, LagClock};
 use super::inspect::TableInfo;
 use super::options::{BackfillOptions, LagCeiling, TriggerBypass};
+use super::pace::{default_probe_sql, wants_probe, Budget, Probe};
+use super::parallel::WorkerCtx;
 use super::sql::{
     batch_begin, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,
     KeyRange, Stats,
 };
 use super::status::{
-    estimate_fraction, eta, BackfillOutcome, PauseReason, Progress, ProgressState,
+    estimate_fraction, eta, BackfillOutcome, PauseReason, Progress, ProgressState, RunSettings,
+    Throttle,
 };
 use super::walk::{adapt, adapt_to_rows, RangeWalk};
 use super::{backoff, db, protocol, rows, state_error, BackfillError};
+use crate::config::ConnConfig;
 
 /// Where the walk stands (from the checkpoint).
 #[derive(Clone, Debug)]
@@ -67,6 +72,20 @@ pub(super) struct Runner<'a> {
     pub(super) lag_clock: LagClock,
     pub(super) lag_unmeasured: u32,
     pub(super) position: Position,
+    /// Opens the probe's connection (and the workers'); `None`: one connection, no budget.
+    pub(super) conn: Option<&'a ConnConfig>,
+    /// The controls as last read.
+    pub(super) live: Controls,
+    /// Why the run waited after its last batch.
+    pub(super) throttle: Option<Throttle>,
+    pub(super) probe: Option<Arc<Probe>>,
+    /// The chunk this runner fills (its start), when it is a worker of a parallel fill.
+    pub(super) chunk: Option<i64>,
+    pub(super) worker: Option<WorkerCtx>,
+    pub(super) probe_error: Option<String>,
+    pub(super) budget: Budget,
+    /// When the budget last looked at the probe.
+    pub(super) budget_checked: Instant,
 }
 
 impl<'a> Runner<'a> {
@@ -114,6 +133,15 @@ impl<'a> Runner<'a> {
             lag_clock: LagClock::default(),
             lag_unmeasured: 0,
             position,
+            conn: None,
+            live: Controls::default(),
+            throttle: None,
+            probe: None,
+            chunk: None,
+            worker: None,
+            probe_error: None,
+            budget: Budget::default(),
+            budget_checked: Instant::now(),
         }
     }
 
@@ -123,6 +151,7 @@ impl<'a> Runner<'a> {
             migration: self.migration,
             table: &self.spec.table,
             pass: self.spec.pass,
+            chunk: self.chunk,
         }
     }
 
@@ -160,6 +189,22 @@ impl<'a> Runner<'a> {
             on_progress(&progress);
             return Ok(self.outcome(resumed, false));
         }
+        if self.chunked().await? {
+            self.run_chunked(on_progress).await?;
+        } else {
+            self.batches(on_progress).await?;
+        }
+        self.finish().await?;
+        let progress = self.progress(ProgressState::Done, self.batch_size);
+        on_progress(&progress);
+        Ok(self.outcome(resumed, false))
+    }
+
+    /// Batches until the walk is over (or, for a worker, until it is retired).
+    pub(super) async fn batches(
+        &mut self,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<(), BackfillError> {
         let lag = self.opts.max_replication_lag.is_some();
         let controls_query = controls_sql(self.state, &self.spec.table.schema, lag);
         let mut controls = self.read_controls(&controls_query, lag).await?;
@@ -168,6 +213,8 @@ impl<'a> Runner<'a> {
             controls = self
                 .wait_while_paused(controls, &controls_query, lag, on_progress)
                 .await?;
+            self.live = controls.clone();
+            self.start_probe().await;
             self.refresh_after_rewrite().await?;
             let limit = self.effective_batch_size(&controls);
             let stats = self.stats(limit);
@@ -196,13 +243,14 @@ impl<'a> Runner<'a> {
                 _ => return Err(self.protocol(&format!("{} result rows", result.len()))),
             };
             controls = Controls::parse(controls_row, lag);
+            self.live = controls.clone();
             let walked = self.apply_batch(batch_row, batch)?;
             self.batches += 1;
             self.rows_this_run += walked;
             let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
             if self.opts.batch_size.is_none() {
                 let (lo, hi) = self.bounds(&controls);
-                let target = self.opts.target_batch_time;
+                let target = self.target_batch_time();
                 self.batch_size = match batch {
                     // The rows of a value range are known only afterwards.
                     Batch::Range(_) => adapt_to_rows(limit, walked, elapsed, target, lo, hi),
@@ -210,20 +258,39 @@ impl<'a> Runner<'a> {
                 };
             }
             let finished = self.is_finished(walked);
+            let wait = if finished {
+                Duration::ZERO
+            } else {
+                self.pace(walked, elapsed)
+            };
             let progress = self.progress(ProgressState::Running, limit);
             on_progress(&progress);
             if finished {
                 break;
             }
-            self.throttle(walked, elapsed, &controls).await;
+            tokio::time::sleep(wait).await;
+            if self.worker.as_ref().is_some_and(|w| w.shared.try_retire()) {
+                // A worker of a parallel fill, fewer wanted now: its chunk stays for the others.
+                return Ok(());
+            }
             if !self.opts.batch_delay.is_zero() {
                 tokio::time::sleep(self.opts.batch_delay).await;
             }
         }
-        self.finish().await?;
-        let progress = self.progress(ProgressState::Done, self.batch_size);
-        on_progress(&progress);
-        Ok(self.outcome(resumed, false))
+        Ok(())
+    }
+
+    /// Whether the walk has reached its end.
+    pub(super) fn walk_over(&self) -> bool {
+        match &self.position {
+            Position::Keyset { .. } => false,
+            Position::Range(walk) => walk.next.is_none(),
+            Position::Ctid {
+                next_page,
+                total_pages,
+                ..
+            } => *total_pages >= 0 && next_page >= total_pages,
+        }
     }
 
     /// A batch failed (its transaction is rolled back here). `Ok` when it is to be retried:
@@ -486,12 +553,108 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The rows-per-second ceiling: the live control when set, else the option.
     pub(super) fn rate_limit(&self, controls: &Controls) -> Option<f64> {
-        match (self.opts.max_rows_per_second, controls.max_rows_per_second) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        controls
+            .max_rows_per_second
+            .or(self.opts.max_rows_per_second)
+            .filter(|r| *r > 0.0)
+    }
+
+    /// The batch duration aimed at: the live control when set, else the option.
+    pub(super) fn target_batch_time(&self) -> Duration {
+        self.live
+            .target_batch_time
+            .unwrap_or(self.opts.target_batch_time)
+    }
+
+    /// The latency budget: the live control when set (infinite: off), else the option.
+    pub(super) fn budget_fraction(&self) -> Option<f64> {
+        self.live
+            .max_latency_increase
+            .or(self.opts.max_latency_increase)
+            .filter(|b| b.is_finite())
+    }
+
+    /// What the run goes by now.
+    pub(super) fn settings(&self) -> RunSettings {
+        RunSettings {
+            rows_per_second: self.rate_limit(&self.live),
+            batch_time_ms: self.target_batch_time().as_secs_f64() * 1000.0,
+            workers: self.live.workers.unwrap_or(self.opts.workers).max(1),
+            max_latency_increase: self.budget_fraction(),
+            probe_baseline_ms: self.probe.as_ref().map(|p| p.baseline_ms),
+            probe_error: self
+                .probe_error
+                .clone()
+                .or_else(|| self.probe.as_ref().and_then(|p| p.error())),
         }
-        .filter(|r| *r > 0.0)
+    }
+
+    /// Starts the budget's probe, once, when the budget is on and the table is large enough
+    /// (before the first batch, so the baseline is the application's alone; or when a live
+    /// control turns the budget on, measured then).
+    pub(super) async fn start_probe(&mut self) {
+        if self.probe.is_some() || self.probe_error.is_some() || self.budget_fraction().is_none() {
+            return;
+        }
+        let wanted = BackfillOptions {
+            max_latency_increase: self.budget_fraction(),
+            ..self.opts.clone()
+        };
+        if !wants_probe(&wanted, self.info.reltuples) {
+            return;
+        }
+        let Some(conn) = self.conn else {
+            self.probe_error = Some("no connection for a probe (library call without one)".into());
+            return;
+        };
+        let sql = self
+            .opts
+            .probe_query
+            .clone()
+            .unwrap_or_else(|| default_probe_sql(self.spec));
+        match Probe::start(conn, sql, self.opts.probe_interval).await {
+            Ok(probe) => self.probe = Some(Arc::new(probe)),
+            Err(e) => {
+                tracing::warn!("backfill of {}: latency budget off: {e}", self.table);
+                self.probe_error = Some(e);
+            }
+        }
+        self.budget_checked = Instant::now();
+    }
+
+    /// The wait before the next batch, after one that walked `rows` in `elapsed`: the longer
+    /// of the rows-per-second ceiling's and the latency budget's; records why in `throttle`.
+    pub(super) fn pace(&mut self, rows: u64, elapsed: Duration) -> Duration {
+        let mut wait = Duration::ZERO;
+        self.throttle = None;
+        if let Some(rps) = self.rate_limit(&self.live) {
+            // A worker of a parallel fill takes its share of the ceiling.
+            let share = self.worker.as_ref().map_or(1, |w| w.shared.desired());
+            let min = Duration::from_secs_f64(rows as f64 * f64::from(share) / rps);
+            if min > elapsed {
+                wait = min - elapsed;
+                self.throttle = Some(Throttle::RateCap {
+                    rows_per_second: rps,
+                });
+            }
+        }
+        let (Some(fraction), Some(probe)) = (self.budget_fraction(), &self.probe) else {
+            self.budget = Budget::default();
+            return wait;
+        };
+        let since = std::mem::replace(&mut self.budget_checked, Instant::now());
+        if let Some(probe_ms) = probe.latency_ms(since) {
+            let (delay, why) =
+                self.budget
+                    .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed);
+            if delay > wait {
+                wait = delay;
+                self.throttle = why;
+            }
+        }
+        wait
     }
 
     /// Adaptive bounds; a rows-per-second ceiling caps a batch at one second's worth.
@@ -501,15 +664,6 @@ impl<'a> Runner<'a> {
             hi = hi.min((rps.ceil() as u32).max(1));
         }
         (self.opts.min_batch_size.max(1).min(hi), hi)
-    }
-
-    pub(super) async fn throttle(&self, rows: u64, elapsed: Duration, controls: &Controls) {
-        if let Some(rps) = self.rate_limit(controls) {
-            let min = Duration::from_secs_f64(rows as f64 / rps);
-            if min > elapsed {
-                tokio::time::sleep(min - elapsed).await;
-            }
-        }
     }
 
     pub(super) async fn read_controls(
@@ -564,6 +718,10 @@ impl<'a> Runner<'a> {
             let since = Instant::now();
             let changed = last_reason.as_ref().map(std::mem::discriminant)
                 != Some(std::mem::discriminant(&reason));
+            self.throttle = Some(match reason {
+                PauseReason::Operator => Throttle::Paused,
+                PauseReason::ReplicationLag { .. } => Throttle::Lag,
+            });
             let progress = self.progress(ProgressState::Paused(reason.clone()), self.batch_size);
             if changed {
                 on_progress(&progress);
@@ -575,6 +733,7 @@ impl<'a> Runner<'a> {
             controls = self.read_controls(sql, lag).await?;
         }
         if last_reason.is_some() {
+            self.throttle = None;
             let progress = self.progress(ProgressState::Running, self.batch_size);
             on_progress(&progress);
         }
@@ -588,6 +747,8 @@ impl<'a> Runner<'a> {
             p50_ms: self.quantile_ms(0.5),
             p99_ms: self.quantile_ms(0.99),
             paused_seconds: self.paused_before + self.paused.as_secs_f64(),
+            settings: self.settings().to_string(),
+            throttle: self.throttle.as_ref().map(|t| t.to_string()),
         }
     }
 
@@ -643,6 +804,8 @@ impl<'a> Runner<'a> {
             paused_seconds: self.paused_before + self.paused.as_secs_f64(),
             elapsed_seconds: self.started.elapsed().as_secs_f64(),
             lag_unmeasured: self.lag_unmeasured,
+            settings: self.settings(),
+            throttle: self.throttle.clone(),
         }
     }
 

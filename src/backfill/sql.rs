@@ -185,6 +185,9 @@ pub(super) struct Stats {
     pub(super) p50_ms: f64,
     pub(super) p99_ms: f64,
     pub(super) paused_seconds: f64,
+    /// [`super::status::RunSettings`] and [`super::status::Throttle`] as text.
+    pub(super) settings: String,
+    pub(super) throttle: Option<String>,
 }
 
 impl Stats {
@@ -192,12 +195,16 @@ impl Stats {
         format!(
             "batches = batches + 1, batch_size = {}, rate = {}, batch_p50_ms = {}, \
              batch_p99_ms = {}, paused_seconds = {}, status = 'running', pause_reason = NULL, \
-             error = NULL, updated_at = clock_timestamp()",
+             error = NULL, updated_at = clock_timestamp(), settings = {}, throttle_reason = {}",
             self.batch_size,
             finite(self.rate),
             finite(self.p50_ms),
             finite(self.p99_ms),
-            finite(self.paused_seconds)
+            finite(self.paused_seconds),
+            Literal::new(&self.settings),
+            self.throttle
+                .as_deref()
+                .map_or_else(|| "NULL".to_string(), |t| Literal::new(t).to_string())
         )
     }
 }
@@ -216,11 +223,21 @@ pub(super) struct CheckpointKey<'a> {
     pub(super) migration: &'a str,
     pub(super) table: &'a QualName,
     pub(super) pass: BackfillPass,
+    /// A chunk of a parallel fill (its start): the checkpoint is the chunk's row.
+    pub(super) chunk: Option<i64>,
 }
 
 impl CheckpointKey<'_> {
     pub(super) fn table(&self) -> String {
-        format!("{}.backfills", self.state)
+        match self.chunk {
+            Some(_) => self.chunks_table(),
+            None => format!("{}.backfills", self.state),
+        }
+    }
+
+    /// The chunks of the parallel fills (see [`super::parallel`]).
+    pub(super) fn chunks_table(&self) -> String {
+        format!("{}.backfill_chunks", self.state)
     }
 
     /// The transaction ids of the batches of the backfills (see [`pending`]).
@@ -239,8 +256,12 @@ impl CheckpointKey<'_> {
     }
 
     pub(super) fn filter(&self) -> String {
+        let chunk = self
+            .chunk
+            .map(|lo| format!(" AND chunk_lo = {lo}"))
+            .unwrap_or_default();
         format!(
-            "migration = {} AND table_schema = {} AND table_name = {} AND pass = {}",
+            "migration = {} AND table_schema = {} AND table_name = {} AND pass = {}{chunk}",
             Literal::new(self.migration),
             Literal::new(self.table.schema.as_str()),
             Literal::new(self.table.name.as_str()),

@@ -90,6 +90,106 @@ pub struct Progress {
     pub elapsed_seconds: f64,
     /// Standbys whose lag could not be read (no privilege), when a lag ceiling is set.
     pub lag_unmeasured: u32,
+    /// What the run goes by now (options, overridden by `pgbaton set`).
+    pub settings: RunSettings,
+    /// Why the run slowed down after its last batch, if it did.
+    pub throttle: Option<Throttle>,
+}
+
+/// The settings a run goes by: its options, each replaced by a live control when one is set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSettings {
+    /// The rows-per-second ceiling, if any.
+    pub rows_per_second: Option<f64>,
+    /// The duration the adaptive batch size aims at.
+    pub batch_time_ms: f64,
+    /// Connections filling the table.
+    pub workers: u32,
+    /// The latency budget (a fraction of the probe's baseline); `None`: off.
+    pub max_latency_increase: Option<f64>,
+    /// The probe's baseline (ms), when it runs.
+    pub probe_baseline_ms: Option<f64>,
+    /// Why the budget cannot be kept (no probe: no connection for it, or its query failed).
+    pub probe_error: Option<String>,
+}
+
+impl fmt::Display for RunSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rows_per_second {
+            Some(r) => write!(f, "rows/s cap {r:.0}")?,
+            None => f.write_str("no rows/s cap")?,
+        }
+        write!(f, ", batch time {:.0} ms, ", self.batch_time_ms)?;
+        match self.workers {
+            1 => f.write_str("1 worker")?,
+            n => write!(f, "{n} workers")?,
+        }
+        match self.max_latency_increase {
+            Some(b) => write!(f, ", latency budget +{:.0}%", b * 100.0)?,
+            None => f.write_str(", latency budget off")?,
+        }
+        if let Some(ms) = self.probe_baseline_ms {
+            write!(f, " (probe baseline {ms:.2} ms)")?;
+        }
+        if let Some(e) = &self.probe_error {
+            write!(f, " (no probe: {e})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a run slowed down: recorded with each batch, shown by `pgbaton status` and the metrics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Throttle {
+    /// The latency budget: the probe's recent latency is over its baseline × (1 + budget), so
+    /// the run waits `delay_ms` after each batch.
+    Budget {
+        probe_ms: f64,
+        baseline_ms: f64,
+        limit_ms: f64,
+        delay_ms: f64,
+    },
+    /// The rows-per-second ceiling made the run wait.
+    RateCap { rows_per_second: f64 },
+    /// A standby lags more than the ceiling: the run waits.
+    Lag,
+    /// `pgbaton pause`.
+    Paused,
+}
+
+impl Throttle {
+    /// `budget`, `rate_cap`, `lag` or `paused` (the metrics' `reason` label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Throttle::Budget { .. } => "budget",
+            Throttle::RateCap { .. } => "rate_cap",
+            Throttle::Lag => "lag",
+            Throttle::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for Throttle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Throttle::Budget {
+                probe_ms,
+                baseline_ms,
+                limit_ms,
+                delay_ms,
+            } => write!(
+                f,
+                "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
+                 {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
+            ),
+            Throttle::RateCap { rows_per_second } => {
+                write!(f, "rate cap {rows_per_second:.0} rows/s")
+            }
+            Throttle::Lag => f.write_str("replication lag"),
+            Throttle::Paused => f.write_str("paused by operator"),
+        }
+    }
 }
 
 impl Progress {
@@ -129,6 +229,9 @@ impl fmt::Display for Progress {
             ", batch {} rows (p50 {:.0} ms, p99 {:.0} ms), paused {:.0} s",
             self.batch_size, self.batch_p50_ms, self.batch_p99_ms, self.paused_seconds
         )?;
+        if let Some(throttle) = &self.throttle {
+            write!(f, ", slowed: {throttle}")?;
+        }
         if self.lag_unmeasured > 0 {
             write!(
                 f,
@@ -208,6 +311,10 @@ pub struct BackfillStatus {
     pub started_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// What the run went by at its last batch ([`RunSettings`], as text).
+    pub settings: Option<String>,
+    /// Why it slowed down at its last batch ([`Throttle`], as text).
+    pub throttle_reason: Option<String>,
 }
 
 impl fmt::Display for BackfillStatus {
@@ -234,6 +341,12 @@ impl fmt::Display for BackfillStatus {
         if let Some(reason) = &self.pause_reason {
             write!(f, " ({reason})")?;
         }
+        if let Some(settings) = &self.settings {
+            write!(f, "; {settings}")?;
+        }
+        if let Some(throttle) = &self.throttle_reason {
+            write!(f, "; slowed: {throttle}")?;
+        }
         if let Some(error) = &self.error {
             write!(f, "; error: {error}")?;
         }
@@ -255,6 +368,28 @@ pub async fn status(
     state_schema: &Ident,
     migration: Option<&str>,
 ) -> Result<Vec<BackfillStatus>, BackfillError> {
+    // The chunks of a parallel fill hold its progress until they are merged (a state schema
+    // made before parallel fills has none).
+    let chunks_table = format!("{state_schema}.backfill_chunks");
+    let has_chunks: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&chunks_table])
+        .await
+        .map_err(|source| state_error("reading backfills", source))?
+        .get(0);
+    let chunks = if has_chunks {
+        format!(
+            "LEFT JOIN LATERAL (SELECT count(*) AS k_n, sum(k.rows_done)::int8 AS k_done, \
+                    sum(k.rows_updated)::int8 AS k_updated, sum(k.rate) FILTER (WHERE k.status <> 'done' \
+                    AND k.updated_at > now() - interval '10 s') AS k_rate, max(k.throttle_reason) AS k_why \
+               FROM {chunks_table} AS k WHERE k.migration = b.migration \
+                AND k.table_schema = b.table_schema AND k.table_name = b.table_name \
+                AND k.pass = coalesce(to_jsonb(b) ->> 'pass', 'fill')) AS c ON true"
+        )
+    } else {
+        "LEFT JOIN LATERAL (SELECT 0::int8 AS k_n, NULL::int8 AS k_done, NULL::int8 AS k_updated, \
+                NULL::float8 AS k_rate, NULL::text AS k_why) AS c ON true"
+            .to_string()
+    };
     let sql = format!(
         "SELECT migration, format('%I.%I', table_schema, table_name), status, key_columns,
                 rows_done, rows_updated, rows_estimate, last_page, total_pages, rate, batch_size,
@@ -262,8 +397,10 @@ pub async fn status(
                 started_at::text, updated_at::text, finished_at::text,
                 -- through jsonb: a state schema made before these columns existed has none
                 to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1],
-                coalesce(to_jsonb(b) ->> 'pass', 'fill')
-           FROM {state_schema}.backfills AS b
+                coalesce(to_jsonb(b) ->> 'pass', 'fill'), to_jsonb(b) ->> 'settings',
+                coalesce(to_jsonb(b) ->> 'throttle_reason', c.k_why), c.k_n, c.k_done, c.k_updated,
+                c.k_rate
+           FROM {state_schema}.backfills AS b {chunks}
           WHERE $1::text IS NULL OR migration = $1
           ORDER BY started_at, table_schema, table_name"
     );
@@ -275,19 +412,23 @@ pub async fn status(
         .iter()
         .map(|r| {
             let status: String = r.get(2);
-            let rows_done = r.get::<_, i64>(4).max(0) as u64;
+            let chunks: i64 = r.get(25);
+            let chunk_rows = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
+            let rows_done = r.get::<_, i64>(4).max(0) as u64 + chunk_rows(26);
             let rows_estimate = r
                 .get::<_, Option<i64>>(6)
                 .filter(|&e| e > 0)
                 .map(|e| e as u64);
             let last_page: Option<i64> = r.get(7);
             let total_pages: Option<i64> = r.get(8);
-            let rate: Option<f64> = r.get(9);
+            let rate: Option<f64> = if chunks > 0 { r.get(28) } else { r.get(9) };
             let done = status == "done";
             let int = |i: usize| -> Option<i64> {
                 r.get::<_, Option<String>>(i).and_then(|v| v.parse().ok())
             };
             let walked = match (total_pages, int(19), int(20), int(21)) {
+                // A parallel fill's position is in its chunks: the fraction goes by rows.
+                _ if chunks > 0 => None,
                 (Some(t), ..) => Some((last_page.unwrap_or(0) as f64, t as f64)),
                 (None, Some(min), Some(max), last) => Some(key_position(last, min, max)),
                 _ => None,
@@ -301,7 +442,7 @@ pub async fn status(
                 status,
                 key_columns: r.get(3),
                 rows_done,
-                rows_updated: r.get::<_, i64>(5).max(0) as u64,
+                rows_updated: r.get::<_, i64>(5).max(0) as u64 + chunk_rows(27),
                 rows_estimate,
                 fraction,
                 rate,
@@ -315,6 +456,8 @@ pub async fn status(
                 started_at: r.get(16),
                 updated_at: r.get(17),
                 finished_at: r.get(18),
+                settings: r.get(23),
+                throttle_reason: r.get(24),
             }
         })
         .collect())

@@ -90,6 +90,7 @@ fn checkpoint_key<'a>(state: &'a Ident, s: &'a BackfillSpec) -> CheckpointKey<'a
         migration: "m1",
         table: &s.table,
         pass: BackfillPass::Fill,
+        chunk: None,
     }
 }
 
@@ -439,4 +440,71 @@ fn fraction_and_eta() {
     assert_eq!(eta(false, Some(0.5), 50, Some(100), Some(10.0)), Some(5.0));
     assert_eq!(eta(false, Some(0.5), 50, None, Some(10.0)), Some(5.0));
     assert_eq!(eta(false, None, 50, None, Some(10.0)), None);
+}
+
+#[test]
+fn live_settings_parse() {
+    use super::state::{ControlKey, ControlSetting};
+    let s: ControlSetting = "backfill-rows-per-second=50000".parse().unwrap();
+    assert_eq!(s.key, ControlKey::BackfillRowsPerSecond);
+    assert_eq!(s.value, Some(50_000.0));
+    let s: ControlSetting = "backfill-batch-time=250ms".parse().unwrap();
+    assert_eq!(s.value, Some(250.0));
+    let s: ControlSetting = "backfill-batch-time=2s".parse().unwrap();
+    assert_eq!(s.value, Some(2_000.0));
+    let s: ControlSetting = "backfill-batch-time=80".parse().unwrap();
+    assert_eq!(s.value, Some(80.0));
+    let s: ControlSetting = "backfill-workers=4".parse().unwrap();
+    assert_eq!(s.value, Some(4.0));
+    let s: ControlSetting = "max-latency-increase=20%".parse().unwrap();
+    assert_eq!(s.value, Some(0.2));
+    let s: ControlSetting = "max-latency-increase=off".parse().unwrap();
+    assert_eq!(s.value, Some(f64::INFINITY));
+    let s: ControlSetting = "backfill-rows-per-second=default".parse().unwrap();
+    assert_eq!(s.value, None);
+    for bad in [
+        "backfill-rows-per-second",
+        "backfill-rows-per-second=-5",
+        "backfill-rows-per-second=lots",
+        "backfill-workers=0",
+        "backfill-workers=65",
+        "backfill-workers=1.5",
+        "backfill-batch-time=10GB",
+        "max-latency-increase=-1%",
+        "rows=5",
+    ] {
+        assert!(bad.parse::<ControlSetting>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_budget_doubles_its_wait_over_the_limit_and_halves_it_under() {
+    use super::pace::{Budget, MAX_DELAY_FACTOR};
+    let mut b = Budget::default();
+    let batch = Duration::from_millis(100);
+    // Under the limit: full speed.
+    assert_eq!(b.after_batch(1.2, 1.0, 0.5, batch), (Duration::ZERO, None));
+    // Over: a quarter of the batch, then doubling, up to the cap.
+    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch);
+    assert_eq!(wait, Duration::from_millis(25));
+    assert!(matches!(why, Some(Throttle::Budget { limit_ms, .. }) if limit_ms == 1.5));
+    assert_eq!(
+        b.after_batch(5.0, 1.0, 0.5, batch).0,
+        Duration::from_millis(50)
+    );
+    for _ in 0..20 {
+        b.after_batch(5.0, 1.0, 0.5, batch);
+    }
+    assert_eq!(b.factor, MAX_DELAY_FACTOR);
+    // Under again: halves, then back to full speed.
+    assert_eq!(
+        b.after_batch(1.0, 1.0, 0.5, batch).0,
+        batch.mul_f64(MAX_DELAY_FACTOR / 2.0)
+    );
+    for _ in 0..10 {
+        b.after_batch(1.0, 1.0, 0.5, batch);
+    }
+    assert_eq!(b.after_batch(1.0, 1.0, 0.5, batch), (Duration::ZERO, None));
+    // A tiny baseline gets the noise floor: 0.1 ms + 50% would be 0.15 ms.
+    assert_eq!(b.after_batch(0.5, 0.1, 0.5, batch), (Duration::ZERO, None));
 }
