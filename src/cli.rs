@@ -14,6 +14,7 @@ use crate::backfill::{BackfillOptions, Progress};
 use crate::config::ConnConfig;
 use crate::error::Error;
 use crate::executor::{Event, ExecOptions, Observer};
+use crate::ident::Ident;
 use crate::migrator::{Migrator, Settings};
 
 /// Exit codes.
@@ -131,6 +132,13 @@ pub struct Global {
     /// read of the table being filled]
     #[arg(long, global = true, env = "PGBATON_PROBE_QUERY")]
     pub probe_query: Option<String>,
+    /// Serve Prometheus metrics on this address while the command runs (e.g. 127.0.0.1:9187)
+    #[arg(long, global = true, env = "PGBATON_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Run this command for each event (started, backfill_done, throttled, paused, resumed,
+    /// ready, completed, rolled_back, failed) with the event as JSON on stdin; repeatable
+    #[arg(long, global = true, env = "PGBATON_HOOK")]
+    pub hook: Vec<String>,
     /// Machine-readable output: JSON (one object per line for progress)
     #[arg(long, global = true, env = "PGBATON_JSON")]
     pub json: bool,
@@ -171,6 +179,14 @@ pub enum Command {
     },
     /// Show the active migration, its phase and backfill progress
     Status,
+    /// Block until the newest migration is ready (its new version exists) or completed
+    Wait {
+        #[arg(value_enum)]
+        what: WaitFor,
+        /// Give up after this many seconds (exit 1)
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
     /// Apply every pending migration of a directory in order
     Migrate {
         dir: PathBuf,
@@ -219,6 +235,12 @@ pub enum Command {
     /// used) it runs in that database instead, in schemas of its own (pgbaton_demo*) that it
     /// drops at the end. --schema and --state-schema do not apply; the lock and backfill flags do.
     Demo(crate::demo::DemoArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Ready,
+    Completed,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -498,8 +520,80 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
+    let hooks = (!cli.global.hook.is_empty())
+        .then(|| Arc::new(crate::hooks::Hooks::new(cli.global.hook.clone())));
+    let result = run_command(cli, hooks.clone()).await;
+    if let Some(h) = &hooks {
+        if let Err(e) = &result {
+            h.emit(
+                "failed",
+                serde_json::json!({"error": e.to_string(), "exit_code": exit_code(e)}),
+            );
+        }
+        h.flush();
+    }
+    result
+}
+
+/// Sends executor events to several observers, in order.
+struct Tee(Vec<Arc<dyn Observer>>);
+
+impl Observer for Tee {
+    fn event(&self, event: &Event<'_>) {
+        for o in &self.0 {
+            o.event(event);
+        }
+    }
+}
+
+/// Serves the metrics on `addr`, and keeps the writes per version up to date (every 2 s, on a
+/// connection of its own) while the command runs.
+fn start_metrics(addr: std::net::SocketAddr, g: &Global) -> Result<(), Error> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Error::Other(format!("--metrics-listen {addr}: {e}")))?;
+    crate::metrics::describe();
+    let conn = g.conn()?;
+    let (state, schema) = (Ident::new(g.state_schema.clone()), g.schema.clone());
+    tokio::spawn(async move {
+        let Ok(client) = crate::pg::connect(&conn).await else {
+            return;
+        };
+        loop {
+            if let Ok(Some(active)) = crate::state::active(&client, &state, &schema).await {
+                let tables: Vec<_> = active
+                    .plan
+                    .triggers
+                    .iter()
+                    .map(|t| t.table.clone())
+                    .collect();
+                if let Ok([old, new]) = crate::version_writes::read(&client, &tables).await {
+                    crate::metrics::record_version_writes(old, new);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    Ok(())
+}
+
+async fn run_command(cli: Cli, hooks: Option<Arc<crate::hooks::Hooks>>) -> Result<u8, Error> {
     let g = cli.global;
     let renderer = Arc::new(Renderer::new(g.json, g.verbose));
+    let mut observers: Vec<Arc<dyn Observer>> = vec![renderer.clone()];
+    if let Some(addr) = g.metrics_listen {
+        start_metrics(addr, &g)?;
+        observers.push(Arc::new(crate::metrics::MetricsObserver::default()));
+    }
+    if let Some(h) = &hooks {
+        observers.push(h.clone());
+    }
+    let emit = |event: &str, fields: serde_json::Value| {
+        if let Some(h) = &hooks {
+            h.emit(event, fields);
+        }
+    };
     // The demo brings its own server: it must run before any connection is made.
     let command = match cli.command {
         Command::Demo(args) => return run_demo(args, &g, renderer).await,
@@ -507,7 +601,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     };
     let migrator = Migrator::connect(g.conn()?, g.settings())
         .await?
-        .with_observer(renderer.clone());
+        .with_observer(Arc::new(Tee(observers)));
     match command {
         Command::Init => {
             migrator.init().await?;
@@ -541,6 +635,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             let m = load(&file)?;
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
+            let fields = serde_json::json!({"migration": out.migration, "version_schema": out.version_schema});
+            emit("ready", fields.clone());
+            if out.completed {
+                emit("completed", fields);
+            }
             if g.json {
                 print_json(&out)?;
             } else if out.completed {
@@ -570,6 +669,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                     .complete_when_quiet(Duration::from_secs(old_version_quiet))
                     .await?
             };
+            emit("completed", serde_json::json!({"migration": name}));
             if g.json {
                 print_json(&serde_json::json!({"event": "completed", "migration": name}))?;
             } else {
@@ -578,6 +678,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Rollback { force } => {
             let out = migrator.rollback(force).await?;
+            emit(
+                "rolled_back",
+                serde_json::json!({"migration": out.migration}),
+            );
             if g.json {
                 print_json(&out)?;
             } else {
@@ -608,6 +712,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Migrate { dir, complete } => {
             let applied = migrator.migrate(&dir, complete).await?;
+            if let Some(last) = applied.last() {
+                let fields = serde_json::json!({"migration": last});
+                emit("ready", fields.clone());
+                if complete {
+                    emit("completed", fields);
+                }
+            }
             if g.json {
                 print_json(
                     &serde_json::json!({"event": "migrated", "applied": applied, "completed_last": complete}),
@@ -626,6 +737,26 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 if !complete {
                     println!("the last one is active: run `pgbaton complete` when the new release is out");
                 }
+            }
+        }
+        Command::Wait { what, timeout } => {
+            let completed = what == WaitFor::Completed;
+            let (name, vs) = migrator
+                .wait_for(
+                    completed,
+                    timeout.map(Duration::from_secs),
+                    Duration::from_millis(500),
+                )
+                .await?;
+            if g.json {
+                print_json(
+                    &serde_json::json!({"event": if completed { "completed" } else { "ready" }, "migration": name, "version_schema": vs}),
+                )?;
+            } else {
+                println!(
+                    "migration \"{name}\" is {}; version schema: {vs}",
+                    if completed { "completed" } else { "ready" }
+                );
             }
         }
         Command::Latest { what } => {
@@ -709,6 +840,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             renderer.finish_bar();
             match continued {
                 Some(name) => {
+                    emit("ready", serde_json::json!({"migration": name}));
                     println!("the interrupted start of \"{name}\" was continued and is done")
                 }
                 None => println!("backfills of schema {} resumed", g.schema),
@@ -720,6 +852,9 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 sample_limit: sample,
             };
             let reports = migrator.verify(&opts).await?;
+            for r in &reports {
+                crate::metrics::record_verify(&r.table, r.mismatched_rows);
+            }
             if g.json {
                 print_json(&reports)?;
             } else if reports.is_empty() {

@@ -671,6 +671,48 @@ impl Migrator {
         Ok(status)
     }
 
+    /// Waits until the newest migration of this schema is ready (its start finished: the new
+    /// version schema exists) or, with `completed`, completed; polls the state schema every
+    /// `poll`. Returns its name and version schema. A migration rolled back is a conflict; no
+    /// migration at all, or one still starting or completing, is waited for, up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        completed: bool,
+        timeout: Option<Duration>,
+        poll: Duration,
+    ) -> Result<(String, String)> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if state::is_initialized(&self.client, &self.state).await? {
+                let history = state::history(&self.client, &self.state, self.schema()).await?;
+                if let Some(newest) = history.last() {
+                    let reached = match newest.status.as_str() {
+                        state::COMPLETED => true,
+                        state::ACTIVE => !completed,
+                        state::ROLLED_BACK => {
+                            return Err(Error::Other(format!(
+                                "migration \"{}\" was rolled back",
+                                newest.name
+                            )))
+                        }
+                        _ => false,
+                    };
+                    if reached {
+                        return Ok((newest.name.clone(), newest.version_schema.clone()));
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Error::Other(format!(
+                    "timed out waiting for the migration of schema {} to be {}",
+                    self.schema(),
+                    if completed { "completed" } else { "ready" }
+                )));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// The newest migration (active or completed) and its version schema.
     pub async fn latest(&self) -> Result<Option<(String, String)>> {
         state::require_initialized(&self.client, &self.state).await?;

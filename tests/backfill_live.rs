@@ -532,3 +532,218 @@ async fn complete_refuses_while_the_old_version_writes_and_succeeds_after() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GET /metrics` from `port` (plain HTTP/1.1 on loopback); the body, or `None` while nothing
+/// listens yet.
+async fn scrape(port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// The value of the first sample of `name` whose labels contain `labels`.
+fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(labels))
+        .find(|l| l[name.len()..].starts_with(['{', ' ']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A 30k-row `users` table and the name → varchar migration file; returns the file's path.
+async fn users_and_migration(db: &TestDb, tag: &str) -> (String, std::path::PathBuf) {
+    let users = pgbaton::workload::UsersTable::new("users");
+    exec(&db.client, &users.create_sql(30_000)).await;
+    let dir = std::env::temp_dir().join(format!("pgbaton-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("02_name_varchar.yaml");
+    std::fs::write(&file, NAME_VARCHAR).expect("write");
+    assert_eq!(common::pgbaton_run(&db.url, &["init"]).0, 0);
+    (file.to_str().expect("utf-8").to_string(), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_serves_the_documented_series() {
+    let db = fresh_db().await;
+    let (file, dir) = users_and_migration(&db, "metrics").await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = common::pgbaton_command(
+        &db.url,
+        &[
+            "start",
+            &file,
+            "--metrics-listen",
+            &listen,
+            "--backfill-batch-size",
+            "1000",
+            "--backfill-batch-delay",
+            "100",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn start");
+    // Scrape while the fill runs (30 batches, 100 ms apart).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if let Some(body) = scrape(port).await {
+            if sample(&body, "pgbaton_backfill_rows_done", "pass=\"fill\"").is_some_and(|v| v > 0.0)
+                && sample(&body, "pgbaton_backfill_batch_seconds_count", "").is_some()
+            {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no backfill series while it ran");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "start ended first"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&body, "pgbaton_phase", "phase=\"start\""), Some(1.0));
+    assert_eq!(
+        sample(&body, "pgbaton_phase", "phase=\"complete\""),
+        Some(0.0)
+    );
+    let table = "table=\"\\\"public\\\".\\\"users\\\"\"";
+    assert!(
+        sample(&body, "pgbaton_backfill_rows_estimate", table).is_some(),
+        "{body}"
+    );
+    assert!(sample(&body, "pgbaton_backfill_rows_per_second", table).is_some());
+    assert_eq!(sample(&body, "pgbaton_backfill_workers", table), Some(1.0));
+    assert!(sample(&body, "pgbaton_backfill_batch_size", table).is_some());
+    assert!(sample(&body, "pgbaton_backfill_throttled", "reason=\"rate_cap\"").is_some());
+    assert!(
+        body.contains("# HELP pgbaton_backfill_rows_done "),
+        "{body}"
+    );
+    let status = child.wait().expect("start");
+    assert!(status.success());
+    // Every series is documented in the README.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for (name, ..) in pgbaton::metrics::SERIES {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not in the README"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_receive_every_event_in_order_and_wait_blocks_until_ready() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    let (file, dir) = users_and_migration(&db, "hooks").await;
+    let events = dir.join("events.jsonl");
+    let hook = format!("cat >> '{}'", events.display());
+    // `wait ready` from another machine, before the start.
+    let waiter = common::pgbaton_command(&db.url, &["wait", "ready", "--timeout", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    let mut child = common::pgbaton_command(
+        &db.url,
+        &[
+            "start",
+            &file,
+            "--hook",
+            &hook,
+            "--backfill-batch-size",
+            "1000",
+            "--backfill-rows-per-second",
+            "10000",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn start");
+    // Pause it part way, then resume.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::scalar_i64(
+        c,
+        "SELECT coalesce(max(rows_done), 0)::bigint FROM pgbaton.backfills",
+    )
+    .await
+        < 5_000
+    {
+        assert!(Instant::now() < deadline, "the fill never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(common::pgbaton_run(&db.url, &["pause"]).0, 0);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(common::pgbaton_run(&db.url, &["resume"]).0, 0);
+    assert!(child.wait().expect("start").success());
+    let out = waiter.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("is ready; version schema: public_02_name_varchar"));
+    // Not completed yet: `wait completed` times out.
+    let (code, _) = common::pgbaton_run(&db.url, &["wait", "completed", "--timeout", "1"]);
+    assert_eq!(code, 1);
+    let (code, out) = common::pgbaton_run(&db.url, &["complete", "--force", "--hook", &hook]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        common::pgbaton_run(&db.url, &["wait", "completed", "--timeout", "5"]).0,
+        0
+    );
+    // A file that does not parse: `failed`, with its exit code.
+    let bad = dir.join("03_bad.yaml");
+    std::fs::write(&bad, "operations: [{nope: {}}]\n").expect("write");
+    let (code, _) =
+        common::pgbaton_run(&db.url, &["start", bad.to_str().unwrap(), "--hook", &hook]);
+    assert_eq!(code, 3);
+
+    let lines = std::fs::read_to_string(&events).expect("events");
+    let names: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+            v["event"].as_str().expect("event").to_string()
+        })
+        .collect();
+    let position = |name: &str| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no {name} in {names:?}"))
+    };
+    assert_eq!(names[0], "started", "{names:?}");
+    assert!(position("throttled") < position("paused"), "{names:?}");
+    assert!(position("paused") < position("resumed"), "{names:?}");
+    assert!(position("resumed") < position("backfill_done"), "{names:?}");
+    assert!(position("backfill_done") < position("ready"), "{names:?}");
+    assert!(position("ready") < position("completed"), "{names:?}");
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("failed"),
+        "{names:?}"
+    );
+    let failed: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(failed["exit_code"], 3);
+    let ready: serde_json::Value =
+        serde_json::from_str(lines.lines().nth(position("ready")).unwrap()).unwrap();
+    assert_eq!(ready["version_schema"], "public_02_name_varchar");
+    let paused: serde_json::Value =
+        serde_json::from_str(lines.lines().nth(position("paused")).unwrap()).unwrap();
+    assert_eq!(paused["reason"]["reason"], "operator");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -263,7 +263,8 @@ impl<'a> Runner<'a> {
             } else {
                 self.pace(walked, elapsed)
             };
-            let progress = self.progress(ProgressState::Running, limit);
+            let mut progress = self.progress(ProgressState::Running, limit);
+            progress.last_batch_ms = Some(elapsed.as_secs_f64() * 1000.0);
             on_progress(&progress);
             if finished {
                 break;
@@ -806,6 +807,7 @@ impl<'a> Runner<'a> {
             lag_unmeasured: self.lag_unmeasured,
             settings: self.settings(),
             throttle: self.throttle.clone(),
+            last_batch_ms: None,
         }
     }
 

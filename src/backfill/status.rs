@@ -94,6 +94,8 @@ pub struct Progress {
     pub settings: RunSettings,
     /// Why the run slowed down after its last batch, if it did.
     pub throttle: Option<Throttle>,
+    /// The duration of the batch this report follows (none for other reports).
+    pub last_batch_ms: Option<f64>,
 }
 
 /// The settings a run goes by: its options, each replaced by a live control when one is set.
