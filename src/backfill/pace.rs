@@ -9,6 +9,13 @@
 //! A probe still in flight counts with its age, so a probe that hangs (a lock, a stall) slows
 //! the fill at once.
 //!
+//! The budget protects an application that is there: with each probe, the probe's session
+//! also counts the other client sessions of the database that are running a statement or in a
+//! transaction (`pg_stat_activity`, pgbaton's own sessions left out). While none is seen, the
+//! fill has nobody to slow down and runs at full speed, however much it slows the probe (on an
+//! idle database it always does a little). A short, light application may be missed between
+//! two probes; its latency is then what the probe saw the moment it was seen again.
+//!
 //! The pace is a duty cycle: after a batch that took `t`, the run waits `factor × t`. Over
 //! the budget the factor doubles (from 1/4, up to [`MAX_DELAY_FACTOR`]); back under the
 //! budget it halves, and below 1/20 it is 0 (full speed). So a busy application gets room
@@ -46,10 +53,28 @@ pub(super) fn default_probe_sql(spec: &BackfillSpec) -> String {
     }
 }
 
+/// Other client sessions busy now: running a statement or inside a transaction (or whose state
+/// this role may not see, which counts as busy). pgbaton's own are left out: by name, and the
+/// sessions holding a backfill's or a chunk's advisory lock (a library caller's connections
+/// may have any name).
+fn app_activity_sql() -> String {
+    format!(
+        "SELECT count(*) FROM pg_stat_activity \
+          WHERE datname = current_database() AND pid <> pg_backend_pid() \
+            AND backend_type = 'client backend' \
+            AND coalesce(application_name, '') NOT IN ('pgbaton', 'pgbaton probe') \
+            AND (state IS NULL OR state IN ('active', 'idle in transaction')) \
+            AND pid NOT IN (SELECT l.pid FROM pg_locks AS l WHERE l.locktype = 'advisory' \
+                              AND l.objsubid = 2 AND l.classid IN ({}::oid, {}::oid))",
+        super::BACKFILL_LOCK_CLASS as u32,
+        super::parallel::CHUNK_LOCK_CLASS as u32
+    )
+}
+
 #[derive(Debug, Default)]
 struct Samples {
-    /// (when it finished, latency in ms).
-    done: VecDeque<(Instant, f64)>,
+    /// (when it finished, latency in ms, whether another session was busy then).
+    done: VecDeque<(Instant, f64, bool)>,
     /// When the probe in flight started.
     in_flight: Option<Instant>,
     /// The last error of the probe, if it failed.
@@ -117,17 +142,36 @@ impl Probe {
         let mut recent: Vec<f64> = guard
             .done
             .iter()
-            .filter(|(t, _)| *t >= since)
-            .map(|(_, ms)| *ms)
+            .filter(|(t, ..)| *t >= since)
+            .map(|(_, ms, _)| *ms)
             .collect();
         if recent.len() < 3 {
-            recent = guard.done.iter().rev().take(3).map(|(_, ms)| *ms).collect();
+            recent = guard
+                .done
+                .iter()
+                .rev()
+                .take(3)
+                .map(|(_, ms, _)| *ms)
+                .collect();
         }
         let in_flight = guard
             .in_flight
             .map(|t| t.elapsed().as_secs_f64() * 1000.0)
             .unwrap_or(0.0);
         median(&mut recent).map(|m| m.max(in_flight))
+    }
+
+    /// Whether another session was busy at a probe since `since` (or at one of the last three).
+    pub(super) fn application_active(&self, since: Instant) -> bool {
+        let Ok(guard) = self.samples.lock() else {
+            return true;
+        };
+        let recent = guard.done.iter().filter(|(t, ..)| *t >= since).count();
+        if recent >= 3 {
+            guard.done.iter().any(|(t, _, busy)| *t >= since && *busy)
+        } else {
+            guard.done.iter().rev().take(3).any(|(_, _, busy)| *busy)
+        }
     }
 
     /// The probe's last error, if its last query failed.
@@ -137,6 +181,7 @@ impl Probe {
 }
 
 async fn probe_loop(client: Client, sql: String, interval: Duration, samples: Arc<Mutex<Samples>>) {
+    let activity = app_activity_sql();
     loop {
         let started = Instant::now();
         if let Ok(mut s) = samples.lock() {
@@ -144,12 +189,18 @@ async fn probe_loop(client: Client, sql: String, interval: Duration, samples: Ar
         }
         let result = client.simple_query(&sql).await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Unknown (no privilege to see other sessions' state, an error) counts as busy: the
+        // budget then goes by the latency alone.
+        let busy = match client.query_one(&activity, &[]).await {
+            Ok(row) => row.get::<_, i64>(0) > 0,
+            Err(_) => true,
+        };
         if let Ok(mut s) = samples.lock() {
             s.in_flight = None;
             match result {
                 Ok(_) => {
                     s.error = None;
-                    s.done.push_back((Instant::now(), ms));
+                    s.done.push_back((Instant::now(), ms, busy));
                     while s.done.len() > SAMPLES_KEPT {
                         s.done.pop_front();
                     }

@@ -646,6 +646,11 @@ impl<'a> Runner<'a> {
             return wait;
         };
         let since = std::mem::replace(&mut self.budget_checked, Instant::now());
+        if !probe.application_active(since) {
+            // Nobody to protect: full speed (the multiple decays as when under budget).
+            self.budget.factor = 0.0;
+            return wait;
+        }
         if let Some(probe_ms) = probe.latency_ms(since) {
             let (delay, why) =
                 self.budget
