@@ -763,3 +763,56 @@ async fn hooks_receive_every_event_in_order_and_wait_blocks_until_ready() {
     assert_eq!(paused["reason"]["reason"], "operator");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_set_of_workers_splits_a_running_fill() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    let spec = table(c, "t", 60_000).await;
+    let opts = BackfillOptions {
+        batch_size: Some(1_000),
+        batch_delay: Duration::from_millis(30),
+        ..BackfillOptions::default()
+    };
+    let (handle, mut rx) = spawn_run(&db, spec, opts).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(rx.recv().await.expect("progress").1);
+    }
+    assert!(seen.iter().all(|p| p.settings.workers == 1));
+    set(c, "backfill-workers=3").await;
+    // The rest of the walk goes into chunks, filled by three connections.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let chunks = common::scalar_i64(c, "SELECT count(*) FROM pgbaton.backfill_chunks").await;
+        let workers = common::scalar_i64(
+            c,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 \
+             AND classid = 1885823587::oid",
+        )
+        .await;
+        if chunks > 0 && workers == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chunks {chunks}, workers {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while let Some((_, p)) = rx.recv().await {
+        seen.push(p);
+    }
+    let outcome = handle.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(seen.iter().any(|p| p.settings.workers == 3));
+    assert_eq!(outcome.rows_done, 60_000);
+    assert_eq!(
+        common::scalar_i64(c, "SELECT rows_done FROM pgbaton.backfills").await,
+        60_000
+    );
+    assert_eq!(
+        common::scalar_i64(c, "SELECT count(*) FROM pgbaton.backfill_chunks").await,
+        0
+    );
+    assert_eq!(wrong_rows(c, "t").await, 0);
+}

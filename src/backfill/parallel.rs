@@ -95,13 +95,17 @@ impl<'a> Runner<'a> {
     /// Whether this run fills in chunks: a fill walked by value ranges or ctid, with more than
     /// one worker wanted or chunks left by an earlier run.
     pub(super) async fn chunked(&self) -> Result<bool, BackfillError> {
-        if self.spec.pass != BackfillPass::Fill || self.conn.is_none() {
-            return Ok(false);
-        }
-        if !matches!(self.position, Position::Range(_) | Position::Ctid { .. }) {
+        if !self.can_split() {
             return Ok(false);
         }
         Ok(self.settings().workers > 1 || self.chunk_count().await? > 0)
+    }
+
+    /// A fill walked by value ranges or ctid, with a connection config to open workers.
+    pub(super) fn can_split(&self) -> bool {
+        self.spec.pass == BackfillPass::Fill
+            && self.conn.is_some()
+            && matches!(self.position, Position::Range(_) | Position::Ctid { .. })
     }
 
     async fn chunk_count(&self) -> Result<i64, BackfillError> {
@@ -216,7 +220,11 @@ impl<'a> Runner<'a> {
             tokio::select! {
                 Some(result) = running.next() => {
                     shared.active.fetch_sub(1, Ordering::AcqRel);
-                    result?;
+                    if !result? && running.is_empty() {
+                        // Chunks left but none free (a killed run's session still holds one
+                        // until the server notices): look again in a while.
+                        tokio::time::sleep(this.opts.poll_interval).await;
+                    }
                 }
                 _ = tokio::time::sleep(this.opts.poll_interval) => {
                     let controls = this.read_controls(&controls_query, lag).await?;
@@ -244,13 +252,14 @@ impl<'a> Runner<'a> {
     }
 
     /// One worker: its own connection, chunk after chunk until none is left or it is retired.
+    /// Returns whether it took any chunk.
     async fn worker(
         &self,
         shared: Arc<Shared>,
         sink: &Mutex<&mut (dyn FnMut(&Progress) + Send)>,
-    ) -> Result<(), BackfillError> {
+    ) -> Result<bool, BackfillError> {
         let Some(conn) = self.conn else {
-            return Ok(());
+            return Ok(false);
         };
         let client = crate::pg::connect(conn)
             .await
@@ -266,7 +275,9 @@ impl<'a> Runner<'a> {
             shared,
             reported: (0, 0),
         };
+        let mut claimed = false;
         while let Some(chunk) = self.claim(&client).await? {
+            claimed = true;
             let mut runner = self.chunk_runner(&client, &chunk, ctx.clone());
             let mut report = |p: &Progress| {
                 let mut p = p.clone();
@@ -301,10 +312,10 @@ impl<'a> Runner<'a> {
             ctx.reported = (0, 0);
             if !finished {
                 // Retired (fewer workers wanted): the chunk stays for the others.
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 
     /// The next chunk no worker holds, locked for this session; `None` when none is left.

@@ -193,6 +193,10 @@ impl<'a> Runner<'a> {
             self.run_chunked(on_progress).await?;
         } else {
             self.batches(on_progress).await?;
+            // `pgbaton set backfill-workers=N` during a one-connection fill: the rest in chunks.
+            if !self.walk_over() && self.chunked().await? {
+                self.run_chunked(on_progress).await?;
+            }
         }
         self.finish().await?;
         let progress = self.progress(ProgressState::Done, self.batch_size);
@@ -272,6 +276,10 @@ impl<'a> Runner<'a> {
             tokio::time::sleep(wait).await;
             if self.worker.as_ref().is_some_and(|w| w.shared.try_retire()) {
                 // A worker of a parallel fill, fewer wanted now: its chunk stays for the others.
+                return Ok(());
+            }
+            if self.chunk.is_none() && self.settings().workers > 1 && self.can_split() {
+                // More workers wanted for a one-connection fill: `run` splits the rest.
                 return Ok(());
             }
             if !self.opts.batch_delay.is_zero() {
