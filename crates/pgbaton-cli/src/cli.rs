@@ -14,6 +14,7 @@ use pgbaton::backfill::{BackfillOptions, Progress};
 use pgbaton::config::ConnConfig;
 use pgbaton::error::Error;
 use pgbaton::executor::{Event, ExecOptions, Observer};
+use pgbaton::ident::Ident;
 use pgbaton::migrator::{Migrator, Settings};
 
 pub use pgbaton::error::exit;
@@ -91,6 +92,37 @@ pub struct Global {
     /// Pause the backfill while a streaming replica lags more than this (e.g. `10s`, `64MB`)
     #[arg(long, global = true, env = "PGBATON_MAX_REPLICATION_LAG", value_parser = parse_lag)]
     pub max_replication_lag: Option<pgbaton::backfill::LagCeiling>,
+    /// Connections filling each table at once (split by key values or pages; resumable with
+    /// another count)
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_BACKFILL_WORKERS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(pgbaton::backfill::MAX_WORKERS))
+    )]
+    pub backfill_workers: u32,
+    /// Latency budget of the backfill: slow down while a probe query is more than this over its
+    /// baseline (`50%`, `0.5`, or `off`)
+    #[arg(
+        long,
+        global = true,
+        env = "PGBATON_MAX_LATENCY_INCREASE",
+        default_value = "50%",
+        value_parser = parse_budget
+    )]
+    pub max_latency_increase: f64,
+    /// The latency budget's probe, run on its own read-only connection [default: a cheap
+    /// read of the table being filled]
+    #[arg(long, global = true, env = "PGBATON_PROBE_QUERY")]
+    pub probe_query: Option<String>,
+    /// Serve Prometheus metrics on this address while the command runs (e.g. 127.0.0.1:9187)
+    #[arg(long, global = true, env = "PGBATON_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Run this command for each event (started, backfill_done, throttled, paused, resumed,
+    /// ready, completed, rolled_back, failed) with the event as JSON on stdin; repeatable
+    #[arg(long, global = true, env = "PGBATON_HOOK")]
+    pub hook: Vec<String>,
     /// Machine-readable output: JSON (one object per line for progress)
     #[arg(long, global = true, env = "PGBATON_JSON")]
     pub json: bool,
@@ -113,8 +145,16 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Complete the active migration: drop what the old version needed
-    Complete,
+    /// Complete the active migration: drop what the old version needed. Refused (exit 4) while
+    /// the old version has written within --old-version-quiet
+    Complete {
+        /// Complete even though the old version wrote recently
+        #[arg(long)]
+        force: bool,
+        /// How long the old version must not have written, in seconds
+        #[arg(long, env = "PGBATON_OLD_VERSION_QUIET", default_value_t = 60)]
+        old_version_quiet: u64,
+    },
     /// Roll the active migration back
     Rollback {
         /// Skip user `sql` down steps that fail, and say what was left
@@ -127,6 +167,14 @@ pub enum Command {
         /// that changed ("divergent") or disappeared ("missing"), list the pending ones
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Block until the newest migration is ready (its new version exists) or completed
+    Wait {
+        #[arg(value_enum)]
+        what: WaitFor,
+        /// Give up after this many seconds (exit 1)
+        #[arg(long)]
+        timeout: Option<u64>,
     },
     /// Apply every pending migration of a directory in order
     Migrate {
@@ -175,6 +223,13 @@ pub enum Command {
     Plan { file: PathBuf },
     /// Pause the running backfill (from any machine)
     Pause,
+    /// Change the running backfills' settings from any machine, from their next batch:
+    /// backfill-rows-per-second=N, backfill-batch-time=250ms, backfill-workers=N,
+    /// max-latency-increase=50% (or off); VALUE `default` gives back the run's own option
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<pgbaton::backfill::ControlSetting>,
+    },
     /// Resume a paused backfill, or continue an interrupted start
     Resume,
     /// Check that the active migration's dual-written columns agree with their up/down
@@ -210,6 +265,12 @@ pub enum ImportFrom {
     },
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Ready,
+    Completed,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum Latest {
     Schema,
@@ -237,6 +298,9 @@ impl Global {
                     max_rows_per_second: self.backfill_rows_per_second.map(|r| r as f64),
                     max_replication_lag: self.max_replication_lag,
                     lock_timeout: Duration::from_millis(self.lock_timeout),
+                    max_latency_increase: Some(self.max_latency_increase).filter(|b| b.is_finite()),
+                    probe_query: self.probe_query.clone(),
+                    workers: self.backfill_workers,
                     ..BackfillOptions::default()
                 },
                 ..ExecOptions::default()
@@ -482,8 +546,80 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
+    let hooks = (!cli.global.hook.is_empty())
+        .then(|| Arc::new(pgbaton::hooks::Hooks::new(cli.global.hook.clone())));
+    let result = run_command(cli, hooks.clone()).await;
+    if let Some(h) = &hooks {
+        if let Err(e) = &result {
+            h.emit(
+                "failed",
+                serde_json::json!({"error": e.to_string(), "exit_code": exit_code(e)}),
+            );
+        }
+        h.flush();
+    }
+    result
+}
+
+/// Sends executor events to several observers, in order.
+struct Tee(Vec<Arc<dyn Observer>>);
+
+impl Observer for Tee {
+    fn event(&self, event: &Event<'_>) {
+        for o in &self.0 {
+            o.event(event);
+        }
+    }
+}
+
+/// Serves the metrics on `addr`, and keeps the writes per version up to date (every 2 s, on a
+/// connection of its own) while the command runs.
+fn start_metrics(addr: std::net::SocketAddr, g: &Global) -> Result<(), Error> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Error::Other(format!("--metrics-listen {addr}: {e}")))?;
+    pgbaton::metrics::describe();
+    let conn = g.conn()?;
+    let (state, schema) = (Ident::new(g.state_schema.clone()), g.schema.clone());
+    tokio::spawn(async move {
+        let Ok(client) = pgbaton::pg::connect(&conn).await else {
+            return;
+        };
+        loop {
+            if let Ok(Some(active)) = pgbaton::state::active(&client, &state, &schema).await {
+                let tables: Vec<_> = active
+                    .plan
+                    .triggers
+                    .iter()
+                    .map(|t| t.table.clone())
+                    .collect();
+                if let Ok([old, new]) = pgbaton::version_writes::read(&client, &tables).await {
+                    pgbaton::metrics::record_version_writes(old, new);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    Ok(())
+}
+
+async fn run_command(cli: Cli, hooks: Option<Arc<pgbaton::hooks::Hooks>>) -> Result<u8, Error> {
     let g = cli.global;
     let renderer = Arc::new(Renderer::new(g.json, g.verbose));
+    let mut observers: Vec<Arc<dyn Observer>> = vec![renderer.clone()];
+    if let Some(addr) = g.metrics_listen {
+        start_metrics(addr, &g)?;
+        observers.push(Arc::new(pgbaton::metrics::MetricsObserver::default()));
+    }
+    if let Some(h) = &hooks {
+        observers.push(h.clone());
+    }
+    let emit = |event: &str, fields: serde_json::Value| {
+        if let Some(h) = &hooks {
+            h.emit(event, fields);
+        }
+    };
     // The demo brings its own server: it must run before any connection is made.
     let command = match cli.command {
         Command::Demo(args) => return run_demo(args, &g, renderer).await,
@@ -495,7 +631,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     };
     let migrator = Migrator::connect(g.conn()?, g.settings())
         .await?
-        .with_observer(renderer.clone());
+        .with_observer(Arc::new(Tee(observers)));
     match command {
         Command::Init => {
             migrator.init().await?;
@@ -536,6 +672,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             }
             let out = migrator.start(&m, complete).await?;
             renderer.finish_bar();
+            let fields = serde_json::json!({"migration": out.migration, "version_schema": out.version_schema});
+            emit("ready", fields.clone());
+            if out.completed {
+                emit("completed", fields);
+            }
             if g.json {
                 print_json(&out)?;
             } else if out.completed {
@@ -554,8 +695,18 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 );
             }
         }
-        Command::Complete => {
-            let name = migrator.complete().await?;
+        Command::Complete {
+            force,
+            old_version_quiet,
+        } => {
+            let name = if force {
+                migrator.complete().await?
+            } else {
+                migrator
+                    .complete_when_quiet(Duration::from_secs(old_version_quiet))
+                    .await?
+            };
+            emit("completed", serde_json::json!({"migration": name}));
             if g.json {
                 print_json(&serde_json::json!({"event": "completed", "migration": name}))?;
             } else {
@@ -564,6 +715,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Rollback { force } => {
             let out = migrator.rollback(force).await?;
+            emit(
+                "rolled_back",
+                serde_json::json!({"migration": out.migration}),
+            );
             if g.json {
                 print_json(&out)?;
             } else {
@@ -579,7 +734,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Status { dir: None } => {
-            let status = migrator.status().await?;
+            let mut status = migrator.status().await?;
+            if let Some(active) = &mut status.active {
+                // Two readings a second apart, for each version's writes per second.
+                active.versions = migrator
+                    .version_writes(Some(Duration::from_secs(1)))
+                    .await?;
+            }
             if g.json {
                 print_json(&status)?;
             } else {
@@ -637,6 +798,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 },
             };
             let applied = migrator.migrate_with(&dir, &options).await?;
+            if let Some(last) = applied.last() {
+                let fields = serde_json::json!({"migration": last});
+                emit("ready", fields.clone());
+                if complete {
+                    emit("completed", fields);
+                }
+            }
             if g.json {
                 print_json(
                     &serde_json::json!({"event": "migrated", "applied": applied, "completed_last": complete}),
@@ -667,6 +835,26 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 print_json(&out)?;
             } else {
                 print!("{}", render_import(&out));
+            }
+        }
+        Command::Wait { what, timeout } => {
+            let completed = what == WaitFor::Completed;
+            let (name, vs) = migrator
+                .wait_for(
+                    completed,
+                    timeout.map(Duration::from_secs),
+                    Duration::from_millis(500),
+                )
+                .await?;
+            if g.json {
+                print_json(
+                    &serde_json::json!({"event": if completed { "completed" } else { "ready" }, "migration": name, "version_schema": vs}),
+                )?;
+            } else {
+                println!(
+                    "migration \"{name}\" is {}; version schema: {vs}",
+                    if completed { "completed" } else { "ready" }
+                );
             }
         }
         Command::Latest { what, .. } => {
@@ -715,11 +903,43 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 g.schema
             );
         }
+        Command::Set { settings } => {
+            migrator.set_controls(&settings).await?;
+            if g.json {
+                print_json(&serde_json::json!({"event": "set", "settings": settings}))?;
+            } else {
+                let text = settings
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}={}",
+                            s.key.name(),
+                            match s.value {
+                                Some(v)
+                                    if s.key
+                                        == pgbaton::backfill::ControlKey::MaxLatencyIncrease =>
+                                {
+                                    pgbaton::backfill::describe_budget(v)
+                                }
+                                Some(v) => format!("{v}"),
+                                None => "default".into(),
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "backfills of schema {}: {text} (from their next batch)",
+                    g.schema
+                );
+            }
+        }
         Command::Resume => {
             let continued = migrator.resume().await?;
             renderer.finish_bar();
             match continued {
                 Some(name) => {
+                    emit("ready", serde_json::json!({"migration": name}));
                     println!("the interrupted start of \"{name}\" was continued and is done")
                 }
                 None => println!("backfills of schema {} resumed", g.schema),
@@ -731,6 +951,9 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 sample_limit: sample,
             };
             let reports = migrator.verify(&opts).await?;
+            for r in &reports {
+                pgbaton::metrics::record_verify(&r.table, r.mismatched_rows);
+            }
             if g.json {
                 print_json(&reports)?;
             } else if reports.is_empty() {
@@ -855,6 +1078,12 @@ fn render_status(s: &pgbaton::migrator::Status) -> String {
             for b in &a.backfills {
                 let _ = writeln!(out, "  backfill {b}");
             }
+            if let Some(c) = &a.controls {
+                let _ = writeln!(out, "  controls: {c}");
+            }
+            for v in &a.versions {
+                let _ = writeln!(out, "  writes: {v}");
+            }
         }
     }
     out
@@ -939,6 +1168,10 @@ fn render_import(o: &pgbaton::pgroll_import::ImportOutcome) -> String {
         );
     }
     out
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    pgbaton::backfill::parse_latency_increase(s)
 }
 
 fn parse_lag(s: &str) -> Result<pgbaton::backfill::LagCeiling, String> {

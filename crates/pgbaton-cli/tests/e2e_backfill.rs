@@ -143,7 +143,9 @@ async fn kill_9_mid_backfill_under_load_then_resume_verify_complete() {
     assert!(out.contains(" 0 mismatching"), "{out}");
 
     load.mark_phase("complete");
-    let (code, out) = run(&db.url, &["complete"]);
+    // The old-version clients are still writing: this run completes under them on purpose
+    // (`--force`; without it, `complete` refuses while the old version writes).
+    let (code, out) = run(&db.url, &["complete", "--force"]);
     assert_eq!(code, 0, "complete: {out}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = load.stop().await;

@@ -25,6 +25,18 @@ pub enum Error {
     #[error("the state schema {schema} does not exist: run `pgbaton init` first")]
     NotInitialized { schema: String },
 
+    #[error(
+        "the old version ({version}) still writes: its last write was at {last_write} \
+         ({seconds_ago:.0} s ago), within --old-version-quiet {quiet_seconds} s; complete would \
+         break it. Move every client to the new version, or use --force"
+    )]
+    OldVersionWriting {
+        version: String,
+        last_write: String,
+        seconds_ago: f64,
+        quiet_seconds: u64,
+    },
+
     #[error("another migrator holds the lock for schema {schema}: pid {pid}, application \"{application}\", since {since}")]
     Locked {
         schema: String,
@@ -212,7 +224,8 @@ impl Error {
             | Error::RollingBack { .. }
             | Error::Completing { .. }
             | Error::NothingToPause { .. }
-            | Error::Privilege { .. } => exit::CONFLICT,
+            | Error::Privilege { .. }
+            | Error::OldVersionWriting { .. } => exit::CONFLICT,
             Error::Pg(crate::pg::PgError::Connect { .. } | crate::pg::PgError::SetRole { .. })
             | Error::Db(_)
             | Error::Step { .. }

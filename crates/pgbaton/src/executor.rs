@@ -349,8 +349,9 @@ impl<'a> Executor<'a> {
     async fn backfill(&self, spec: &crate::step::BackfillSpec) -> Result<u32> {
         let observer = self.observer;
         let mut on_progress = |p: &Progress| observer.event(&Event::Backfill(p));
-        let result = crate::backfill::run(
+        let result = crate::backfill::run_connected(
             self.client,
+            Some(self.conn),
             &self.journal.state,
             &self.journal.migration,
             spec,

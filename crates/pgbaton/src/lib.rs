@@ -25,7 +25,9 @@ pub mod executor;
 pub mod format;
 pub mod fragment;
 pub mod history;
+pub mod hooks;
 pub mod ident;
+pub mod metrics;
 pub mod migrator;
 pub mod one_version;
 pub mod ops;
@@ -40,6 +42,7 @@ pub mod state;
 pub mod step;
 pub mod triggers;
 pub mod verify;
+pub mod version_writes;
 pub mod views;
 
 pub use error::{Error, Result};

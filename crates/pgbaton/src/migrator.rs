@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -79,6 +80,11 @@ pub struct ActiveStatus {
     /// own (the last), in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bundled: Vec<String>,
+    /// The live controls of the schema's backfills (`pgbaton pause`, `pgbaton set`).
+    pub controls: Option<crate::backfill::LiveControls>,
+    /// Writes per version since the dual-write triggers were installed (one reading: no rate;
+    /// see [`Migrator::version_writes`]).
+    pub versions: Vec<crate::version_writes::VersionWrites>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -548,6 +554,70 @@ impl Migrator {
         .await
     }
 
+    /// [`Migrator::complete`], refused with [`Error::OldVersionWriting`] (exit code 4) while the
+    /// old version has written any table of the migration within `quiet` (see
+    /// [`crate::version_writes`]; reads are not seen). A complete already under way is not
+    /// checked: the old version's columns may be gone.
+    pub async fn complete_when_quiet(&self, quiet: Duration) -> Result<String> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let record = self.require_active().await?;
+        if record.status == state::ACTIVE {
+            let versions = self.writes_of(&record, None).await?;
+            if let Some(old) = versions.iter().find(|v| v.version == "old") {
+                if let (Some(at), Some(ago)) = (&old.last_write, old.seconds_since_last_write) {
+                    if ago < quiet.as_secs_f64() {
+                        return Err(Error::OldVersionWriting {
+                            version: old.schema.clone(),
+                            last_write: at.clone(),
+                            seconds_ago: ago,
+                            quiet_seconds: quiet.as_secs(),
+                        });
+                    }
+                }
+            }
+        }
+        self.complete().await
+    }
+
+    /// Writes per version of the active migration; with `sample`, read twice that far apart
+    /// for a rate.
+    pub async fn version_writes(
+        &self,
+        sample: Option<Duration>,
+    ) -> Result<Vec<crate::version_writes::VersionWrites>> {
+        state::require_initialized(&self.client, &self.state).await?;
+        let record = self.require_active().await?;
+        self.writes_of(&record, sample).await
+    }
+
+    async fn writes_of(
+        &self,
+        record: &MigrationRecord,
+        sample: Option<Duration>,
+    ) -> Result<Vec<crate::version_writes::VersionWrites>> {
+        let tables: Vec<_> = record
+            .plan
+            .triggers
+            .iter()
+            .map(|t| t.table.clone())
+            .collect();
+        let sample = sample.unwrap_or(Duration::ZERO);
+        let mut versions = crate::version_writes::sample(
+            &self.client,
+            &tables,
+            self.schema(),
+            &record.version_schema,
+            sample,
+        )
+        .await?;
+        if sample.is_zero() {
+            for v in &mut versions {
+                v.writes_per_second = None;
+            }
+        }
+        Ok(versions)
+    }
+
     pub(crate) async fn require_active(&self) -> Result<MigrationRecord> {
         state::active(&self.client, &self.state, self.schema())
             .await?
@@ -706,6 +776,9 @@ impl Migrator {
             }
             let backfills =
                 crate::backfill::status(&self.client, &self.state, Some(&active.name)).await?;
+            let controls =
+                crate::backfill::controls(&self.client, &self.state, &Ident::new(schema)).await?;
+            let versions = self.writes_of(active, None).await?;
             status.active = Some(ActiveStatus {
                 name: active.name.clone(),
                 status: active.status.clone(),
@@ -721,9 +794,53 @@ impl Migrator {
                     })
                     .map(|m| m.name.clone())
                     .collect(),
+                controls,
+                versions,
             });
         }
         Ok(status)
+    }
+
+    /// Waits until the newest migration of this schema is ready (its start finished: the new
+    /// version schema exists) or, with `completed`, completed; polls the state schema every
+    /// `poll`. Returns its name and version schema. A migration rolled back is a conflict; no
+    /// migration at all, or one still starting or completing, is waited for, up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        completed: bool,
+        timeout: Option<Duration>,
+        poll: Duration,
+    ) -> Result<(String, String)> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if state::is_initialized(&self.client, &self.state).await? {
+                let history = state::history(&self.client, &self.state, self.schema()).await?;
+                if let Some(newest) = history.last() {
+                    let reached = match newest.status.as_str() {
+                        state::COMPLETED => true,
+                        state::ACTIVE => !completed,
+                        state::ROLLED_BACK => {
+                            return Err(Error::Other(format!(
+                                "migration \"{}\" was rolled back",
+                                newest.name
+                            )))
+                        }
+                        _ => false,
+                    };
+                    if reached {
+                        return Ok((newest.name.clone(), newest.version_schema.clone()));
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Error::Other(format!(
+                    "timed out waiting for the migration of schema {} to be {}",
+                    self.schema(),
+                    if completed { "completed" } else { "ready" }
+                )));
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// The newest migration (active or completed) and its version schema.
@@ -784,6 +901,21 @@ impl Migrator {
             written.push(path);
         }
         Ok(written)
+    }
+
+    /// Changes settings of this schema's running backfills (from any machine): they take
+    /// effect from each run's next batch.
+    pub async fn set_controls(&self, settings: &[crate::backfill::ControlSetting]) -> Result<()> {
+        state::require_initialized(&self.client, &self.state).await?;
+        state::upgrade(&self.client, &self.state).await?;
+        crate::backfill::set_controls(
+            &self.client,
+            &self.state,
+            &Ident::new(self.schema()),
+            settings,
+        )
+        .await
+        .map_err(Error::from)
     }
 
     /// Whether an operator pause holds this schema's backfills.

@@ -477,6 +477,7 @@ impl PlanBuilder {
                     false,
                     self.state_schema.as_ref(),
                 ));
+                start.push(crate::triggers::version_writes::install_step(spec));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -507,6 +508,7 @@ impl PlanBuilder {
                         true,
                         self.state_schema.as_ref(),
                     ));
+                    start.push(crate::triggers::version_writes::install_step(trigger));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));

@@ -108,11 +108,13 @@ pub async fn upgrade(client: &Client, state: &Ident) -> Result<()> {
                  SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'pass'
                     AND NOT attisdropped) AND EXISTS (
                  SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($3) AND attname = 'bundle'
-                    AND NOT attisdropped)",
+                    AND NOT attisdropped) AND to_regclass($4) IS NOT NULL",
             &[
                 &format!("{state}.backfill_xids"),
                 &format!("{state}.backfills"),
                 &format!("{state}.migrations"),
+                // The newest table of the backfill's state (parallel fills, live controls).
+                &format!("{state}.backfill_chunks"),
             ],
         )
         .await?

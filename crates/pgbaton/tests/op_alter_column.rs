@@ -1189,8 +1189,9 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
          INSERT INTO users (email, bio) SELECT 'u' || g, 'b' FROM generate_series(1, 2000) g;",
     )
     .await;
-    // Copy path: the catalog steps of start on the table (copies, write window, trigger, NOT VALID
-    // constraints), in order, without the fill between them.
+    // Copy path: the catalog steps of start on the table (copies, write window, trigger, the
+    // counting of writes per version, NOT VALID constraints), in order, without the fill between
+    // them.
     let copy = yaml(
         "02_copy",
         "operations:
@@ -1214,9 +1215,11 @@ async fn declared_locks_of_start_steps_and_the_in_place_widening_match_pg_locks(
         })
         .cloned()
         .collect();
-    assert_eq!(catalog.len(), 4, "{catalog:#?}");
+    assert_eq!(catalog.len(), 5, "{catalog:#?}");
     run_traced(&env, &catalog).await;
-    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched; DROP SEQUENCE _pgbaton_ww_users").await;
+    env.sql("ALTER TABLE users DROP COLUMN _pgbaton_new_bio; DROP TRIGGER _pgbaton_dual_write ON users; DROP FUNCTION _pgbaton_dw_users(); ALTER TABLE users DROP COLUMN _pgbaton_touched; DROP SEQUENCE _pgbaton_ww_users;
+             DROP TRIGGER _pgbaton_version_writes ON users; DROP FUNCTION _pgbaton_vw_users(); DROP FUNCTION _pgbaton_vwc_users(boolean);
+             DROP SEQUENCE _pgbaton_vco_users, _pgbaton_vto_users, _pgbaton_vcn_users, _pgbaton_vtn_users").await;
 
     // Catalog path: the widening at complete, views re-created around it, nothing read.
     let widen = yaml(

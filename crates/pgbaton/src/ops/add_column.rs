@@ -832,6 +832,7 @@ mod tests {
                 (Work::Catalog, LockLevel::ShareRowExclusive), // open the write window
                 (Work::Batched, LockLevel::RowExclusive),    // backfill (fill)
                 (Work::Catalog, LockLevel::AccessExclusive), // trigger
+                (Work::Catalog, LockLevel::ShareRowExclusive), // count writes per version
                 (Work::Catalog, LockLevel::AccessExclusive), // NOT VALID constraints
                 (Work::Batched, LockLevel::RowExclusive),    // catch-up
                 (Work::Concurrent, LockLevel::ShareUpdateExclusive), // unique index
@@ -846,14 +847,14 @@ mod tests {
         assert_eq!(spec.assignments[0].target.as_str(), "_pgbaton_new_code");
         assert_eq!(spec.assignments[0].expr.as_str(), "upper(name)");
         assert!(spec.pass.is_fill() && spec.window.is_some());
-        let Action::Backfill(catch_up) = &plan.start[5].action else {
+        let Action::Backfill(catch_up) = &plan.start[6].action else {
             panic!("expected the catch-up")
         };
         assert_eq!(catch_up.key, BackfillKey::Ctid);
         assert_eq!(catch_up.pass, crate::step::BackfillPass::CatchUp);
         assert_eq!(catch_up.assignments, spec.assignments);
         // The check names the column by its temporary name, and nothing else changes.
-        let guard = statements(&plan.start[4..5]);
+        let guard = statements(&plan.start[5..6]);
         assert!(guard[1].contains(
             "CHECK (length(\"_pgbaton_new_code\") > 1 AND \"_pgbaton_new_code\" <> name) NOT VALID"
         ));

@@ -327,8 +327,13 @@ mod tests {
         let ops = "  - drop_column: {table: users, column: name, down: \"upper(\\\"Odd \\\"\\\"Col\\\"\\\"\\\")\"}\n";
         let (plan, after) = plan_ops(&base(), &ctx(150004), ops).unwrap();
         insta::assert_snapshot!("drop_with_down", render(&plan));
-        // One step at start: the trigger, nothing else (no backfill, no DDL).
-        assert_eq!(plan.start.len(), 1);
+        // Two steps at start: the trigger and the counting of writes per version, nothing else
+        // (no backfill, no DDL).
+        assert_eq!(plan.start.len(), 2);
+        assert_eq!(
+            (plan.start[1].lock, plan.start[1].work),
+            (LockLevel::ShareRowExclusive, Work::Catalog)
+        );
         let install = &plan.start[0];
         assert_eq!(
             (install.lock, install.work),
@@ -341,24 +346,35 @@ mod tests {
         ));
         assert!(sql.contains("\"_pgbaton_new_row\".\"name\" := (upper(\"Odd \"\"Col\"\"\"));"));
         assert!(!sql.contains("\"name\" \"public\".\"users\".\"name\"%TYPE"));
-        // Complete drops the trigger, the marker and the column in one transaction.
+        // Complete drops the trigger, the marker, the counting of writes per version and the
+        // column in one transaction.
         assert_eq!(
             statements(&plan.complete),
             vec![
                 "DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\" ON \"public\".\"users\"",
                 "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_dw_users\"()",
                 "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"_pgbaton_touched\"",
+                "DROP TRIGGER IF EXISTS \"_pgbaton_version_writes\" ON \"public\".\"users\"",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_vw_users\"()",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_vwc_users\"(boolean)",
+                "DROP SEQUENCE IF EXISTS \"public\".\"_pgbaton_vco_users\", \"public\".\"_pgbaton_vto_users\"",
+                "DROP SEQUENCE IF EXISTS \"public\".\"_pgbaton_vcn_users\", \"public\".\"_pgbaton_vtn_users\"",
                 "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"name\"",
             ]
         );
         assert_eq!(plan.complete.len(), 1);
-        // Rollback removes the trigger and the marker (idempotent).
+        // Rollback removes the trigger, the marker and the counting (idempotent).
         assert_eq!(
             statements(&plan.rollback),
             vec![
                 "DROP TRIGGER IF EXISTS \"_pgbaton_dual_write\" ON \"public\".\"users\"",
                 "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_dw_users\"()",
                 "ALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"_pgbaton_touched\"",
+                "DROP TRIGGER IF EXISTS \"_pgbaton_version_writes\" ON \"public\".\"users\"",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_vw_users\"()",
+                "DROP FUNCTION IF EXISTS \"public\".\"_pgbaton_vwc_users\"(boolean)",
+                "DROP SEQUENCE IF EXISTS \"public\".\"_pgbaton_vco_users\", \"public\".\"_pgbaton_vto_users\"",
+                "DROP SEQUENCE IF EXISTS \"public\".\"_pgbaton_vcn_users\", \"public\".\"_pgbaton_vtn_users\"",
             ]
         );
         assert!(after

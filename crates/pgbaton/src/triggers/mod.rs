@@ -44,6 +44,8 @@
 //! when it cannot use `session_replication_role = replica` (which skips the trigger entirely).
 //! User triggers keep working; the names here start with `_pgbaton_`, a prefix users do not use.
 
+pub mod version_writes;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -258,6 +260,7 @@ pub fn teardown_sql(spec: &TriggerSpec, window: Option<&WriteWindow>) -> Vec<Str
     if let Some(window) = window {
         sql.extend(drop_window_sql(&spec.table, window));
     }
+    sql.extend(version_writes::drop_sql(&spec.table));
     sql
 }
 
