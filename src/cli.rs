@@ -156,7 +156,19 @@ pub enum Command {
     /// Check a migration file against the live schema; changes nothing
     Validate { file: PathBuf },
     /// Print every step of start, complete and rollback with its lock and cost
-    Plan { file: PathBuf },
+    Plan {
+        file: PathBuf,
+        /// Output: text, markdown (a pull request comment) or json (same as --json)
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::lint::cli::PlanFormat,
+    },
+    /// Judge SQL (or pgroll-format) migrations without a database: locks, rewrites, what breaks
+    /// the running release, and the pgbaton operation that does each change safely.
+    /// Exit 0 when clean, 1 on a finding
+    Lint(crate::lint::cli::LintArgs),
+    /// Turn a SQL migration into a pgroll-format migration (YAML, or JSON with --json); notes on
+    /// what was dropped, merged or left to write go to stderr and into the file as comments
+    Convert(crate::lint::cli::ConvertArgs),
     /// Pause the running backfill (from any machine)
     Pause,
     /// Resume a paused backfill, or continue an interrupted start
@@ -460,7 +472,14 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     // The demo brings its own server: it must run before any connection is made.
     let command = match cli.command {
         Command::Demo(args) => return run_demo(args, &g, renderer).await,
+        // No database for these.
+        Command::Lint(args) => return Ok(crate::lint::cli::run_lint(&args)),
+        Command::Convert(args) => return Ok(crate::lint::cli::run_convert(&args, g.json)),
         other => other,
+    };
+    let plan_format = match &command {
+        Command::Plan { format, .. } => *format,
+        _ => crate::lint::cli::PlanFormat::Text,
     };
     let migrator = Migrator::connect(g.conn()?, g.settings())
         .await?
@@ -481,10 +500,12 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             dry_run: true,
             ..
         }
-        | Command::Plan { file } => {
+        | Command::Plan { file, .. } => {
             let m = load(&file)?;
             let plan = migrator.plan(&m).await?;
-            if g.json {
+            if plan_format == crate::lint::cli::PlanFormat::Markdown {
+                print!("{}", crate::lint::cli::render_plan_markdown(&m.name, &plan));
+            } else if g.json || plan_format == crate::lint::cli::PlanFormat::Json {
                 print_json(&plan)?;
             } else {
                 print!("{}", render_plan(&m.name, &plan));
@@ -645,7 +666,9 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 return Ok(exit::MISMATCH);
             }
         }
-        Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Demo(_) | Command::Lint(_) | Command::Convert(_) => {
+            unreachable!("handled before connecting")
+        }
     }
     Ok(exit::OK)
 }

@@ -378,6 +378,12 @@ pub fn parse(
         }
     }
 
+    // A field `pgbaton convert` could not fill: refused before anything runs.
+    if let Some((path, message)) = crate::convert::find_placeholder(&raw) {
+        let loc = root.locate(&path, false);
+        return Err(invalid(path, loc, Problem::Other(message)));
+    }
+
     let op_lines = (0..doc.operations.len())
         .map(|i| {
             root.locate(

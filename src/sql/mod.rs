@@ -10,6 +10,7 @@
 //!   predicates over renamed columns).
 //! - [`Source`]: byte offsets to line and column, for messages.
 
+pub mod model;
 pub mod rewrite;
 
 use pg_query::protobuf::{self, node::Node as N, KeywordKind, Token as T};
