@@ -293,34 +293,8 @@ pub fn lint_pgroll(file: &str, text: &str, options: &Options, base: &Catalog) ->
                 push(line, expr.clone(), Rule::Placeholder, format!("{kind}.{field} is a placeholder `pgbaton convert` left: write the expression"));
                 continue;
             }
-            let Ok(e) = crate::sql::parse_expr(&expr)
-                .or_else(|_| crate::sql::parse_expr(&format!("({expr})")))
-            else {
-                push(
-                    line,
-                    expr.clone(),
-                    Rule::SyntaxError,
-                    format!("{kind}.{field} is not one SQL expression"),
-                );
-                continue;
-            };
-            let json = e.json();
-            let calls: Vec<String> = crate::sql::function_calls(&json)
-                .into_iter()
-                .filter_map(|(n, _)| n.last().cloned())
-                .filter(|n| {
-                    rules::VOLATILE.contains(&n.as_str()) || rules::STABLE.contains(&n.as_str())
-                })
-                .collect();
-            if let Some(f) = calls.first() {
-                push(line, expr.clone(), Rule::NonImmutableUpDown, format!(
-                    "{kind}.{field} calls {f}(), which is not immutable: the backfill's batches and the dual-write trigger compute different values for the same row"
-                ));
-            }
-            if crate::sql::contains(&json, "SubLink") {
-                push(line, expr.clone(), Rule::SubselectPerRow, format!(
-                    "{kind}.{field} has a sub-select: it runs once per row, in every backfill batch and every trigger call"
-                ));
+            for (rule, message) in judge_expr(kind, &field, &expr) {
+                push(line, expr.clone(), rule, message);
             }
         }
         if kind == "sql" {
@@ -346,6 +320,36 @@ pub fn lint_pgroll(file: &str, text: &str, options: &Options, base: &Catalog) ->
     report.findings.extend(sub_findings);
     report.findings.sort_by_key(|f| f.line);
     report
+}
+
+/// The findings of one `up`/`down` expression of a pgroll operation.
+fn judge_expr(kind: &str, field: &str, expr: &str) -> Vec<(Rule, String)> {
+    let parsed =
+        crate::sql::parse_expr(expr).or_else(|_| crate::sql::parse_expr(&format!("({expr})")));
+    let Ok(e) = parsed else {
+        return vec![(
+            Rule::SyntaxError,
+            format!("{kind}.{field} is not one SQL expression"),
+        )];
+    };
+    let json = e.json();
+    let mut out = Vec::new();
+    let calls: Vec<String> = crate::sql::function_calls(&json)
+        .into_iter()
+        .filter_map(|(n, _)| n.last().cloned())
+        .filter(|n| rules::VOLATILE.contains(&n.as_str()) || rules::STABLE.contains(&n.as_str()))
+        .collect();
+    if let Some(f) = calls.first() {
+        out.push((Rule::NonImmutableUpDown, format!(
+            "{kind}.{field} calls {f}(), which is not immutable: the backfill's batches and the dual-write trigger compute different values for the same row"
+        )));
+    }
+    if crate::sql::contains(&json, "SubLink") {
+        out.push((Rule::SubselectPerRow, format!(
+            "{kind}.{field} has a sub-select: it runs once per row, in every backfill batch and every trigger call"
+        )));
+    }
+    out
 }
 
 /// Lints one file by its extension: `.yaml`, `.yml`, `.json` are pgroll files, anything else

@@ -222,6 +222,45 @@ pub fn judge(change: &Change, cx: &Context<'_>) -> (LockLevel, Work, Vec<Finding
     let mut out = Vec::new();
     let (lock, work) = match change {
         Change::AddColumn { table, column } => add_column(table, column, cx, &mut out),
+        Change::AlterType { .. } | Change::SetNotNull { .. } => column_change(change, cx, &mut out),
+        Change::AddConstraint { .. } => add_constraint(change, cx, &mut out),
+        Change::CreateIndex { .. } | Change::DropIndex { .. } => index_change(change, cx, &mut out),
+        Change::RenameColumn { table, .. } | Change::DropColumn { table, .. } if !new(table) => {
+            breaking(change, &mut out)
+        }
+        Change::RenameTable { from: table, .. } | Change::DropTable { table } if !new(table) => {
+            breaking(change, &mut out)
+        }
+        Change::Update { .. }
+        | Change::Delete { .. }
+        | Change::Truncate { .. }
+        | Change::Rewrite { .. }
+        | Change::DomainConstraint { .. } => data_change(change, cx, &mut out),
+        Change::ValidateConstraint { .. } => (L::ShareUpdateExclusive, Work::Scan),
+        Change::Insert { .. } => (L::RowExclusive, Work::Rows),
+        Change::Default { .. } | Change::DropNotNull { .. } | Change::DropConstraint { .. } => {
+            (ael, Work::Catalog)
+        }
+        Change::CreateTable { .. } => (L::None, Work::Catalog),
+        Change::RenameColumn { .. }
+        | Change::RenameTable { .. }
+        | Change::RenameConstraint { .. }
+        | Change::DropColumn { .. }
+        | Change::DropTable { .. } => (ael, Work::Catalog),
+        Change::Other { table: Some(_), .. } => (ael, Work::Catalog),
+        Change::Begin | Change::Commit | Change::Set(_) | Change::Other { .. } => {
+            (L::None, Work::Catalog)
+        }
+    };
+    (lock, work, out)
+}
+
+/// `ALTER COLUMN TYPE` and `SET NOT NULL`.
+fn column_change(change: &Change, cx: &Context<'_>, out: &mut Vec<Finding>) -> (LockLevel, Work) {
+    use LockLevel as L;
+    let new = |t: &str| cx.catalog.created_here(t);
+    let ael = L::AccessExclusive;
+    match change {
         Change::AlterType {
             table,
             column,
@@ -266,6 +305,16 @@ pub fn judge(change: &Change, cx: &Context<'_>) -> (LockLevel, Work, Vec<Finding
                 },
             )
         }
+        _ => (L::None, Work::Catalog),
+    }
+}
+
+/// `ADD CONSTRAINT`.
+fn add_constraint(change: &Change, cx: &Context<'_>, out: &mut Vec<Finding>) -> (LockLevel, Work) {
+    use LockLevel as L;
+    let new = |t: &str| cx.catalog.created_here(t);
+    let ael = L::AccessExclusive;
+    match change {
         Change::AddConstraint { table, constraint } => {
             let t = table.as_str();
             match &constraint.kind {
@@ -323,6 +372,16 @@ pub fn judge(change: &Change, cx: &Context<'_>) -> (LockLevel, Work, Vec<Finding
                 _ => (ael, Work::Catalog),
             }
         }
+        _ => (L::None, Work::Catalog),
+    }
+}
+
+/// `CREATE INDEX` and `DROP INDEX`.
+fn index_change(change: &Change, cx: &Context<'_>, out: &mut Vec<Finding>) -> (LockLevel, Work) {
+    use LockLevel as L;
+    let new = |t: &str| cx.catalog.created_here(t);
+    let ael = L::AccessExclusive;
+    match change {
         Change::CreateIndex {
             table,
             concurrently,
@@ -357,30 +416,49 @@ pub fn judge(change: &Change, cx: &Context<'_>) -> (LockLevel, Work, Vec<Finding
                 (ael, Work::Catalog)
             }
         }
-        Change::RenameColumn { table, from, to } if !new(table) => {
+        _ => (L::None, Work::Catalog),
+    }
+}
+
+/// Renames and drops of what the running release uses (on tables it knows).
+fn breaking(change: &Change, out: &mut Vec<Finding>) -> (LockLevel, Work) {
+    use LockLevel as L;
+    let ael = L::AccessExclusive;
+    match change {
+        Change::RenameColumn { table, from, to } => {
             out.push(finding(Rule::RenameInUse, ael, Work::Catalog, format!(
                 "renaming {table}.{from} to {to} breaks the release that is still running: its queries name {from}"
             )));
             (ael, Work::Catalog)
         }
-        Change::RenameTable { from, to } if !new(from) => {
+        Change::RenameTable { from, to } => {
             out.push(finding(Rule::RenameInUse, ael, Work::Catalog, format!(
                 "renaming table {from} to {to} breaks the release that is still running: its queries name {from}"
             )));
             (ael, Work::Catalog)
         }
-        Change::DropColumn { table, column } if !new(table) => {
+        Change::DropColumn { table, column } => {
             out.push(finding(Rule::DropInUse, ael, Work::Catalog, format!(
                 "dropping {table}.{column} breaks the release that is still running if it reads or writes the column (and the data is gone)"
             )));
             (ael, Work::Catalog)
         }
-        Change::DropTable { table } if !new(table) => {
+        Change::DropTable { table } => {
             out.push(finding(Rule::DropInUse, ael, Work::Catalog, format!(
                 "dropping table {table} breaks the release that is still running if it uses the table (and the data is gone)"
             )));
             (ael, Work::Catalog)
         }
+        _ => (L::None, Work::Catalog),
+    }
+}
+
+/// Row changes and whole-table statements.
+fn data_change(change: &Change, cx: &Context<'_>, out: &mut Vec<Finding>) -> (LockLevel, Work) {
+    use LockLevel as L;
+    let new = |t: &str| cx.catalog.created_here(t);
+    let ael = L::AccessExclusive;
+    match change {
         Change::Update { table, filter, .. } | Change::Delete { table, filter } => {
             let whole = filter.as_deref().is_none_or(|f| f.contains(" IS NULL"));
             if !new(table) && whole {
@@ -421,23 +499,8 @@ pub fn judge(change: &Change, cx: &Context<'_>) -> (LockLevel, Work, Vec<Finding
             )));
             (L::Share, Work::Scan)
         }
-        Change::ValidateConstraint { .. } => (L::ShareUpdateExclusive, Work::Scan),
-        Change::Insert { .. } => (L::RowExclusive, Work::Rows),
-        Change::Default { .. } | Change::DropNotNull { .. } | Change::DropConstraint { .. } => {
-            (ael, Work::Catalog)
-        }
-        Change::CreateTable { .. } => (L::None, Work::Catalog),
-        Change::RenameColumn { .. }
-        | Change::RenameTable { .. }
-        | Change::RenameConstraint { .. }
-        | Change::DropColumn { .. }
-        | Change::DropTable { .. } => (ael, Work::Catalog),
-        Change::Other { table: Some(_), .. } => (ael, Work::Catalog),
-        Change::Begin | Change::Commit | Change::Set(_) | Change::Other { .. } => {
-            (L::None, Work::Catalog)
-        }
-    };
-    (lock, work, out)
+        _ => (L::None, Work::Catalog),
+    }
 }
 
 fn add_column(

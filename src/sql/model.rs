@@ -469,6 +469,25 @@ pub fn classify(node: &N) -> Vec<Change> {
                 })
                 .collect(),
         }],
+        N::VacuumStmt(_)
+        | N::ClusterStmt(_)
+        | N::ReindexStmt(_)
+        | N::RefreshMatViewStmt(_)
+        | N::LockStmt(_) => maintenance(node),
+        N::AlterDomainStmt(d) if d.subtype == "C" => vec![Change::DomainConstraint {
+            domain: strings(&d.type_name).join("."),
+        }],
+        other => vec![Change::Other {
+            tag: tag(other),
+            table: None,
+        }],
+    }
+}
+
+/// `VACUUM`, `CLUSTER`, `REINDEX`, `REFRESH MATERIALIZED VIEW`, `LOCK`: whole-table statements
+/// (unless run concurrently, or a plain `VACUUM`).
+fn maintenance(node: &N) -> Vec<Change> {
+    match node {
         N::VacuumStmt(v) => {
             let full = v.options.iter().any(|o| {
                 matches!(o.node.as_ref(), Some(N::DefElem(d)) if d.defname.eq_ignore_ascii_case("full"))
@@ -519,9 +538,6 @@ pub fn classify(node: &N) -> Vec<Change> {
                 _ => None,
             }),
             what: "LOCK TABLE".into(),
-        }],
-        N::AlterDomainStmt(d) if d.subtype == "C" => vec![Change::DomainConstraint {
-            domain: strings(&d.type_name).join("."),
         }],
         other => vec![Change::Other {
             tag: tag(other),
