@@ -383,6 +383,11 @@ pub fn parse(
         let loc = root.locate(&path, false);
         return Err(invalid(path, loc, Problem::Other(message)));
     }
+    // `sql` bodies go through PostgreSQL's parser now, not when their step runs.
+    if let Some((path, message)) = crate::sql::check_sql_bodies(&raw) {
+        let loc = root.locate(&path, false);
+        return Err(invalid(path, loc, Problem::Other(message)));
+    }
 
     let op_lines = (0..doc.operations.len())
         .map(|i| {

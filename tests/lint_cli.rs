@@ -232,6 +232,33 @@ fn start_and_validate_refuse_placeholders() {
         );
         assert!(err.contains("pgbaton convert"), "{cmd}: {err}");
     }
+    // A `sql` body PostgreSQL's parser refuses is reported at load, with the file, line and
+    // field, before anything runs.
+    let bad = d.join("03_bad.yaml");
+    std::fs::write(
+        &bad,
+        "operations:\n  - sql:\n      up: |\n        CREATE TABLE t (id int);\n        CREATE TABLEE u (id int);\n",
+    )
+    .expect("write");
+    let bad = bad.to_string_lossy().into_owned();
+    let (code, err) = common::pgbaton_run(&db.url, &["start", &bad]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("03_bad.yaml:4:") && err.contains("operations[0].sql.up"),
+        "{err}"
+    );
+    assert!(
+        err.contains("syntax error at or near \"TABLEE\" (line 2, column 8"),
+        "{err}"
+    );
+    let c = common::block_on_thread({
+        let url = db.url.clone();
+        async move {
+            let c = common::connect(&url).await;
+            common::scalar_i64(&c, "SELECT count(*) FROM pg_class WHERE relname = 't'").await
+        }
+    });
+    assert_eq!(c, 0, "nothing ran");
 }
 
 #[test]

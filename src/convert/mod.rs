@@ -219,6 +219,7 @@ pub fn convert(script: &str, known: &Catalog) -> Result<Conversion, SqlError> {
     };
     cx.consumed = vec![false; cx.items.len()];
     cx.run();
+    cx.notes.sort_by_key(|n| n.line);
     Ok(Conversion {
         operations: cx.operations,
         notes: cx.notes,

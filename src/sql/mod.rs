@@ -306,6 +306,42 @@ pub fn parse_expr(text: &str) -> Result<Expr, SqlError> {
     })
 }
 
+/// The first `sql` operation body (`up` or `down`) of a migration document that PostgreSQL's
+/// parser refuses: its field path and the parser's message (with the line and column inside the
+/// body when the parser gives the place).
+pub fn check_sql_bodies(raw: &serde_json::Value) -> Option<(Vec<crate::format::PathSeg>, String)> {
+    use crate::format::PathSeg;
+    let ops = raw.get("operations")?.as_array()?;
+    for (i, op) in ops.iter().enumerate() {
+        let Some(body) = op.get("sql") else { continue };
+        for key in ["up", "down"] {
+            let Some(text) = body.get(key).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            if let Err(e) = parse(text) {
+                let at = e
+                    .location
+                    .map(|l| {
+                        let (line, col) = Source::new(text).line_col(l);
+                        format!(" (line {line}, column {col} of the body)")
+                    })
+                    .unwrap_or_default();
+                let path = vec![
+                    PathSeg::Key("operations".into()),
+                    PathSeg::Index(i),
+                    PathSeg::Key("sql".into()),
+                    PathSeg::Key(key.into()),
+                ];
+                return Some((path, format!("not valid SQL: {}{at}", e.message)));
+            }
+        }
+    }
+    None
+}
+
 /// Byte offsets of a text to 1-based line and column (columns count characters).
 #[derive(Clone, Debug)]
 pub struct Source<'a> {
@@ -385,6 +421,22 @@ mod tests {
                 (vec![Some("we.ird".into())], "\""),
                 (vec![Some("c".into())], "c"),
             ]
+        );
+    }
+
+    #[test]
+    fn sql_bodies_are_parsed() {
+        let ok = serde_json::json!({"operations": [{"sql": {"up": "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"}}]});
+        assert_eq!(check_sql_bodies(&ok), None);
+        let bad = serde_json::json!({"operations": [{"create_table": {}}, {"sql": {"up": "SELECT 1", "down": "DROP TABLE t;\nDROP TABLEE u"}}]});
+        let (path, message) = check_sql_bodies(&bad).expect("refused");
+        assert_eq!(
+            crate::format::FieldPath(path).to_string(),
+            "operations[1].sql.down"
+        );
+        assert!(
+            message.contains("syntax error at or near \"TABLEE\" (line 2, column 6"),
+            "{message}"
         );
     }
 
