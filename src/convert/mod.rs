@@ -202,6 +202,18 @@ pub fn convert(script: &str, known: &Catalog) -> Result<Conversion, SqlError> {
             });
             continue;
         }
+        if let Some(what) = &s.inexpressible {
+            // Kept whole, as written: an operation would lose `what`.
+            items.push(Item {
+                line,
+                text: s.text(script),
+                change: Change::Other {
+                    tag: format!("a statement with {what}, which no pgbaton operation expresses"),
+                    table: None,
+                },
+            });
+            continue;
+        }
         for change in &s.changes {
             items.push(Item {
                 line,
@@ -275,4 +287,116 @@ pub fn suggestion(statement: &str, known: &Catalog) -> Option<String> {
         return None;
     }
     Some(V::List(conv.operations).to_yaml(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(sql: &str) -> Conversion {
+        let mut known = Catalog::default();
+        known
+            .learn_script(
+                "CREATE TABLE t (id int PRIMARY KEY, a int, b text NOT NULL, c int DEFAULT 7);",
+            )
+            .expect("schema");
+        convert(sql, &known).expect("converts")
+    }
+
+    fn kinds(c: &Conversion) -> Vec<String> {
+        c.operations
+            .iter()
+            .filter_map(|o| match o {
+                V::Map(m) => m.first().map(|(k, _)| k.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merges_statements_on_one_column() {
+        let c = conv("ALTER TABLE t ADD COLUMN d int;\nUPDATE t SET d = a * 2;\nALTER TABLE t ALTER COLUMN d SET NOT NULL;");
+        assert_eq!(kinds(&c), ["add_column"]);
+        let body = c.operations[0].get("add_column").expect("body");
+        assert_eq!(body.get("up").and_then(V::as_str), Some("a * 2"));
+        assert!(body.get("column").and_then(|c| c.get("nullable")).is_none());
+        assert!(c.notes.iter().any(|n| n.kind == NoteKind::Merged));
+        // UPDATE .. WHERE col IS NULL + SET NOT NULL: one alter_column.
+        let c =
+            conv("UPDATE t SET a = 0 WHERE a IS NULL;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;");
+        assert_eq!(kinds(&c), ["alter_column"]);
+        assert_eq!(
+            c.operations[0]
+                .get("alter_column")
+                .and_then(|b| b.get("up"))
+                .and_then(V::as_str),
+            Some("COALESCE(a, 0)")
+        );
+        // NOT VALID + VALIDATE: one create_constraint.
+        let c = conv("ALTER TABLE t ADD CONSTRAINT pos CHECK (a > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT pos;");
+        assert_eq!(kinds(&c), ["create_constraint"]);
+    }
+
+    #[test]
+    fn infers_or_marks_up_and_down() {
+        let c = conv("ALTER TABLE t ALTER COLUMN a TYPE bigint;\nALTER TABLE t ALTER COLUMN c DROP NOT NULL;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;");
+        let alter = c.operations[0].get("alter_column").expect("alter");
+        assert_eq!(
+            alter.get("down").and_then(V::as_str),
+            Some("CAST(a AS int)")
+        );
+        let drop_nn = c.operations[1].get("alter_column").expect("drop not null");
+        assert_eq!(
+            drop_nn.get("down").and_then(V::as_str),
+            Some("COALESCE(c, 7)")
+        );
+        let set_nn = c.operations[2].get("alter_column").expect("set not null");
+        assert!(set_nn
+            .get("up")
+            .and_then(V::as_str)
+            .is_some_and(|u| u.starts_with(PLACEHOLDER)));
+        assert!(c.notes.iter().any(|n| n.kind == NoteKind::Placeholder
+            && n.message.starts_with("operations[2].alter_column.up")));
+        // A type change of a column of a table no earlier migration shows: down is a placeholder.
+        let c = convert(
+            "ALTER TABLE u ALTER COLUMN x TYPE text USING x::text;",
+            &Catalog::default(),
+        )
+        .expect("converts");
+        let alter = c.operations[0].get("alter_column").expect("alter");
+        assert_eq!(alter.get("up").and_then(V::as_str), Some("x::text"));
+        assert!(alter
+            .get("down")
+            .and_then(V::as_str)
+            .is_some_and(|d| d.starts_with(PLACEHOLDER)));
+    }
+
+    #[test]
+    fn nothing_is_lost_silently() {
+        let c = conv("SET statement_timeout = 0;\nCREATE INDEX i ON t (a) INCLUDE (b);\nALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES t (id) DEFERRABLE;\nCREATE EXTENSION IF NOT EXISTS pg_trgm;\nALTER TABLE t DROP COLUMN b;\nALTER TABLE t ADD COLUMN b2 text;");
+        assert_eq!(
+            kinds(&c),
+            ["sql", "sql", "sql", "drop_column", "add_column"]
+        );
+        let text: Vec<String> = c
+            .notes
+            .iter()
+            .map(|n| format!("{}: {}", n.kind_label(), n.message))
+            .collect();
+        let all = text.join("\n");
+        assert!(all.contains("dropped: SET statement_timeout"), "{all}");
+        assert!(all.contains("INCLUDE columns"), "{all}");
+        assert!(all.contains("DEFERRABLE"), "{all}");
+        assert!(all.contains("CREATE EXTENSION"), "{all}");
+        assert!(
+            all.contains("DATA LOSS: DROP COLUMN t.b") && all.contains("to: b2"),
+            "{all}"
+        );
+        // drop_column of a NOT NULL column without default: the old release needs a down.
+        let d = c.operations[3].get("drop_column").expect("drop");
+        assert!(d
+            .get("down")
+            .and_then(V::as_str)
+            .is_some_and(|x| x.starts_with(PLACEHOLDER)));
+    }
 }

@@ -126,6 +126,10 @@ impl Converter<'_> {
             Change::ValidateConstraint { .. } => {
                 self.raw_sql(i, "VALIDATE CONSTRAINT kept as written (SHARE UPDATE EXCLUSIVE: blocks no reads or writes)")
             }
+            Change::Other { tag, .. } if tag.starts_with("a statement with") => {
+                let why = format!("{tag}: kept as a `sql` operation, run as written");
+                self.raw_sql(i, &why)
+            }
             _ => self.raw_sql(i, "no pgbaton operation does this: kept as a `sql` operation, run as written"),
         }
     }
@@ -673,6 +677,16 @@ fn column_value(table: &str, c: &ColumnSpec) -> V {
                 .s("name", format!("{table}_{}_fkey", c.name))
                 .s("table", rt)
                 .s("column", rc.clone().unwrap_or_else(|| "id".into()))
+                .opt(
+                    "on_delete",
+                    Some(c.references_actions.0.clone())
+                        .filter(|a| a != "NO ACTION" && !a.is_empty()),
+                )
+                .opt(
+                    "on_update",
+                    Some(c.references_actions.1.clone())
+                        .filter(|a| a != "NO ACTION" && !a.is_empty()),
+                )
                 .build(),
         );
     }

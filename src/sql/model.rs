@@ -19,6 +19,9 @@ pub struct Statement {
     pub end: usize,
     /// What it does.
     pub changes: Vec<Change>,
+    /// What of the statement pgroll's operations cannot express (`INCLUDE`, a partition, a
+    /// deferrable constraint...): `convert` keeps such a statement as it is.
+    pub inexpressible: Option<String>,
 }
 
 impl Statement {
@@ -41,6 +44,8 @@ pub struct ColumnSpec {
     pub check: Option<String>,
     /// `(table, column)` of an inline `REFERENCES`.
     pub references: Option<(String, Option<String>)>,
+    /// `ON DELETE` / `ON UPDATE` of the inline `REFERENCES` (`NO ACTION` when not said).
+    pub references_actions: (String, String),
     /// `GENERATED ALWAYS AS (expr) STORED`.
     pub generated: Option<String>,
     /// `GENERATED ... AS IDENTITY`.
@@ -225,9 +230,89 @@ pub fn statements(script: &str) -> Result<Vec<Statement>, SqlError> {
             start,
             end: end.min(script.len()),
             changes,
+            inexpressible: node.and_then(inexpressible),
         });
     }
     Ok(out)
+}
+
+/// What of a statement the operations `convert` makes from it could not carry.
+fn inexpressible(node: &N) -> Option<String> {
+    let has = |cond: bool, what: &str| cond.then(|| what.to_string());
+    let found = match node {
+        N::IndexStmt(i) => has(!i.index_including_params.is_empty(), "INCLUDE columns")
+            .or_else(|| has(!i.options.is_empty(), "storage parameters (WITH ...)"))
+            .or_else(|| has(!i.table_space.is_empty(), "a tablespace"))
+            .or_else(|| has(i.nulls_not_distinct, "NULLS NOT DISTINCT"))
+            .or_else(|| {
+                has(
+                    i.index_params.iter().any(|p| {
+                        matches!(p.node.as_ref(), Some(N::IndexElem(e)) if !e.collation.is_empty() || !e.opclass.is_empty())
+                    }),
+                    "a collation or operator class",
+                )
+            }),
+        N::CreateStmt(c) => has(!c.inh_relations.is_empty(), "INHERITS")
+            .or_else(|| has(c.partbound.is_some() || c.partspec.is_some(), "partitioning"))
+            .or_else(|| has(c.of_typename.is_some(), "OF type"))
+            .or_else(|| has(!c.options.is_empty(), "storage parameters (WITH ...)"))
+            .or_else(|| has(!c.tablespacename.is_empty(), "a tablespace"))
+            .or_else(|| has(!c.access_method.is_empty(), "an access method"))
+            .or_else(|| {
+                has(
+                    c.relation.as_ref().is_some_and(|r| r.relpersistence != "p"),
+                    "a temporary or unlogged table",
+                )
+            }),
+        _ => None,
+    };
+    if found.is_some() {
+        return found;
+    }
+    let json = super::json(node);
+    let mut what = None;
+    super::walk(&json, &mut |key, v| {
+        if what.is_some() {
+            return;
+        }
+        let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+        match key {
+            "Constraint" => {
+                if flag("deferrable") || flag("initdeferred") {
+                    what = Some("a DEFERRABLE constraint".to_string());
+                } else if flag("is_no_inherit") {
+                    what = Some("NO INHERIT".to_string());
+                } else if matches!(
+                    v.get("fk_matchtype").and_then(|m| m.as_str()),
+                    Some("f" | "p")
+                ) {
+                    what = Some("MATCH FULL".to_string());
+                } else if !v
+                    .get("fk_del_set_cols")
+                    .and_then(|c| c.as_array())
+                    .is_none_or(|c| c.is_empty())
+                {
+                    what = Some("ON DELETE SET NULL (columns)".to_string());
+                }
+            }
+            "ColumnDef" => {
+                if v.get("coll_clause").is_some_and(|c| !c.is_null()) {
+                    what = Some("a column collation".to_string());
+                } else if v
+                    .get("compression")
+                    .and_then(|c| c.as_str())
+                    .is_some_and(|c| !c.is_empty())
+                    || v.get("storage_name")
+                        .and_then(|c| c.as_str())
+                        .is_some_and(|c| !c.is_empty())
+                {
+                    what = Some("column storage or compression".to_string());
+                }
+            }
+            _ => {}
+        }
+    });
+    what
 }
 
 /// The length of the whitespace and comments at the start of `text`.
@@ -339,7 +424,9 @@ fn column_spec(def: &protobuf::ColumnDef) -> ColumnSpec {
                 c.references = Some((
                     rel(con.pktable.as_ref()),
                     strings(&con.pk_attrs).into_iter().next(),
-                ))
+                ));
+                c.references_actions =
+                    (fk_action(&con.fk_del_action), fk_action(&con.fk_upd_action));
             }
             Ok(ConstrType::ConstrGenerated) => c.generated = con.raw_expr.as_deref().map(expr_sql),
             Ok(ConstrType::ConstrIdentity) => c.identity = true,
