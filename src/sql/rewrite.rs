@@ -595,6 +595,14 @@ mod tests {
             ),
             "t /* zip */ . -- zip\n \"_new_zip\" > 0 AND $x$ ' zip $x$ <> \"_new_zip\""
         );
+        // A type name before a literal (`date '...'`) and a field of EXTRACT are not columns,
+        // even where a column has that name (the token guesser renamed both).
+        let m = [("date", "_new_date"), ("year", "_new_year")];
+        assert_eq!(
+            rw("date '2020-01-01' < date AND EXTRACT(year FROM date) = year", &m),
+            "date '2020-01-01' < \"_new_date\" AND EXTRACT(year FROM \"_new_date\") = \"_new_year\""
+        );
+        let m = [("zip", "_new_zip")];
         // A Unicode-escaped identifier is the column it spells.
         assert_eq!(rw("U&\"zi\\0070\" > 0", &m), "\"_new_zip\" > 0");
         // A key word used as a column name.
