@@ -1,8 +1,10 @@
 //! The SQL corpus (tests/fixtures/sql): migrations in the shapes Django, Rails, Alembic, Prisma
 //! and Drizzle emit, plus hand-written ones, each statement marked `-- expect: <rule>` or
 //! `-- expect: safe`. `lint` must find exactly the expected hazards, statement by statement;
-//! `convert` of each file must run start → complete on a real server with data while a client
-//! writes through the old version, with no failed query and every row right.
+//! `convert` of each file must run start → complete on a real server with data while the old
+//! release writes (the workload client of `pgbaton::workload` on `accounts`, its writes logged and
+//! read back, plus a writer of `accounts` and `orders` rows the checks know), with no failed query
+//! and every row right.
 
 mod common;
 
@@ -15,6 +17,7 @@ use pgbaton::format::{self, FileKind};
 use pgbaton::lint::{lint_sql, Options};
 use pgbaton::sql::model::statements;
 use pgbaton::sql::Source;
+use pgbaton::workload::{OpMix, QueryKind, UsersTable, VersionPin, Workload, WorkloadConfig};
 
 const DIR: &str = "tests/fixtures/sql";
 
@@ -198,9 +201,9 @@ async fn seed(env: &common::lifecycle::Env) {
     .await;
 }
 
-/// A client of the old release: inserts accounts and orders and updates accounts, through the
-/// base schema, until told to stop. Returns (queries, failures, accounts inserted, orders
-/// inserted).
+/// A client of the old release: inserts accounts and orders and updates orders, through the
+/// base schema, until told to stop. Returns (queries, accounts inserted, orders inserted); each
+/// failure is counted in `failures`.
 fn writer(
     url: String,
     stop: Arc<AtomicBool>,
@@ -216,7 +219,7 @@ fn writer(
             let sql = [
                 format!("INSERT INTO accounts (id, email, name, age, status) VALUES ({id}, 'w{id}@x.io', 'w{id}', {}, 'new')", id % 90),
                 format!("INSERT INTO orders (id, account_id, product_id, total, note) VALUES ({id}, {}, {}, 1.5, 'w')", 1 + i % ROWS, 1 + i % 200),
-                format!("UPDATE accounts SET name = 'u{i}' WHERE id = {}", 1 + (i * 7) % ROWS),
+                format!("UPDATE orders SET note = 'u{i}' WHERE id = {}", 1 + (i * 7) % ROWS),
             ];
             for (k, q) in sql.iter().enumerate() {
                 queries += 1;
@@ -261,6 +264,21 @@ async fn converted_migrations_run_under_writes() {
         let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(AtomicU64::new(0));
         let w = writer(env.db.url.clone(), stop.clone(), failures.clone());
+        // And the workload client, as the old release: reads, updates and inserts on accounts.
+        let accounts_table = UsersTable::new("accounts");
+        let mut config = WorkloadConfig::from_url(&env.db.url).expect("url");
+        let mix = OpMix {
+            read: 40,
+            update: 40,
+            insert: 20,
+            delete: 0,
+        };
+        config.clients = accounts_table.clients(2, VersionPin::Base, &mix);
+        config.max_id = ROWS;
+        config.log_writes = true;
+        config.prepare = false;
+        config.think_time = std::time::Duration::from_millis(2);
+        let load = Workload::start(config).await.expect("workload");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let m = env.migrator().await;
         m.start(&migration, false)
@@ -269,6 +287,7 @@ async fn converted_migrations_run_under_writes() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         stop.store(true, Ordering::Relaxed);
         let (queries, accounts, orders) = w.await.expect("writer");
+        let report = load.stop().await;
         m.complete()
             .await
             .unwrap_or_else(|e| panic!("{name}: complete failed: {e}\n{yaml}"));
@@ -278,10 +297,30 @@ async fn converted_migrations_run_under_writes() {
             "{name}: failed queries"
         );
         assert!(queries > 30, "{name}: the writer ran {queries} queries");
+        assert_eq!(
+            report.total.failures, 0,
+            "{name}: workload failures: {report}"
+        );
+        assert!(report.writes_logged > 20, "{name}: {report}");
+        let inserted = report
+            .writes
+            .entries()
+            .iter()
+            .filter(|e| e.kind == QueryKind::Insert && !e.in_doubt)
+            .count() as i64;
+        let mismatches = report
+            .writes
+            .verify_table(&env.db.client, &accounts_table.verify_sql())
+            .await
+            .expect("read back");
+        assert!(
+            mismatches.is_empty(),
+            "{name}: lost or wrong writes: {mismatches:#?}"
+        );
         let c = &env.db.client;
         assert_eq!(
             common::scalar_i64(c, "SELECT count(*) FROM accounts").await,
-            ROWS + accounts,
+            ROWS + accounts + inserted,
             "{name}: accounts"
         );
         assert_eq!(
@@ -292,7 +331,10 @@ async fn converted_migrations_run_under_writes() {
         assert_eq!(
             common::scalar_i64(
                 c,
-                "SELECT count(*) FROM accounts WHERE age IS DISTINCT FROM id % 90"
+                &format!(
+                    "SELECT count(*) FROM accounts \
+                     WHERE (id <= {ROWS} OR name = 'w' || id) AND age IS DISTINCT FROM id % 90"
+                )
             )
             .await,
             0,
