@@ -1319,8 +1319,19 @@ mod tests {
             err.to_string(),
             "m.yaml:4:19: operations[0].sql.onComplete: expected a boolean, found the string \"yes\""
         );
+        // `up: yes` is the string "yes" (not a boolean), which PostgreSQL's parser then refuses
+        // as the body of a `sql` operation, at load.
+        let err = parse_yaml("operations:\n  - sql:\n      up: yes\n      onComplete: true\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "m.yaml:3:11: operations[0].sql.up: not valid SQL: syntax error at or near \"yes\""
+            ),
+            "{err}"
+        );
         let m =
-            parse_yaml("operations:\n  - sql:\n      up: yes\n      onComplete: true\n").unwrap();
+            parse_yaml("operations:\n  - sql:\n      up: SELECT 'yes'\n      onComplete: true\n")
+                .unwrap();
         assert_eq!(m.op_lines, vec![Some(2)]);
     }
 }
