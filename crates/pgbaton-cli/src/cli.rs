@@ -220,7 +220,19 @@ pub enum Command {
     /// Check a migration file against the live schema; changes nothing
     Validate { file: PathBuf },
     /// Print every step of start, complete and rollback with its lock and cost
-    Plan { file: PathBuf },
+    Plan {
+        file: PathBuf,
+        /// Output: text, markdown (a pull request comment) or json (same as --json)
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::lint_cli::PlanFormat,
+    },
+    /// Judge SQL (or pgroll-format) migrations without a database: locks, rewrites, what breaks
+    /// the running release, and the pgbaton operation that does each change safely.
+    /// Exit 0 when clean, 1 on a finding
+    Lint(crate::lint_cli::LintArgs),
+    /// Turn a SQL migration into a pgroll-format migration (YAML, or JSON with --json); notes on
+    /// what was dropped, merged or left to write go to stderr and into the file as comments
+    Convert(crate::lint_cli::ConvertArgs),
     /// Pause the running backfill (from any machine)
     Pause,
     /// Change the running backfills' settings from any machine, from their next batch:
@@ -627,7 +639,14 @@ async fn run_command(cli: Cli, hooks: Option<Arc<pgbaton::hooks::Hooks>>) -> Res
             what,
             local: Some(dir),
         } => return latest_local(&g, what, &dir),
+        // No database for these.
+        Command::Lint(args) => return Ok(crate::lint_cli::run_lint(&args)),
+        Command::Convert(args) => return Ok(crate::lint_cli::run_convert(&args, g.json)),
         other => other,
+    };
+    let plan_format = match &command {
+        Command::Plan { format, .. } => *format,
+        _ => crate::lint_cli::PlanFormat::Text,
     };
     let migrator = Migrator::connect(g.conn()?, g.settings())
         .await?
@@ -648,10 +667,12 @@ async fn run_command(cli: Cli, hooks: Option<Arc<pgbaton::hooks::Hooks>>) -> Res
             dry_run: true,
             ..
         }
-        | Command::Plan { file } => {
+        | Command::Plan { file, .. } => {
             let m = load(&file)?;
             let plan = migrator.plan(&m).await?;
-            if g.json {
+            if plan_format == crate::lint_cli::PlanFormat::Markdown {
+                print!("{}", crate::lint_cli::render_plan_markdown(&m.name, &plan));
+            } else if g.json || plan_format == crate::lint_cli::PlanFormat::Json {
                 print_json(&plan)?;
             } else {
                 print!("{}", render_plan(&m.name, &plan));
@@ -967,7 +988,9 @@ async fn run_command(cli: Cli, hooks: Option<Arc<pgbaton::hooks::Hooks>>) -> Res
                 return Ok(exit::MISMATCH);
             }
         }
-        Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Demo(_) | Command::Lint(_) | Command::Convert(_) => {
+            unreachable!("handled before connecting")
+        }
     }
     Ok(exit::OK)
 }

@@ -2,6 +2,7 @@
 //! `demo` command from `pgbaton-lab`.
 
 mod cli;
+mod lint_cli;
 
 fn main() -> std::process::ExitCode {
     cli::main()

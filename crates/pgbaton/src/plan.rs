@@ -191,8 +191,8 @@ pub struct PlanBuilder {
     /// Per operation: the range of `expand` it contributed.
     op_expand: Vec<std::ops::Range<usize>>,
     expand_mark: usize,
-    /// Column copies (`crate::ops::duplicate`), rendered into the stages by `finish`.
-    copies: crate::ops::duplicate::Copies,
+    /// Column copies (`crate::copies`), rendered into the stages by `finish`.
+    copies: crate::copies::Copies,
     /// Partitioned tables: their backfills get no write window.
     partitioned: std::collections::BTreeSet<QualName>,
     /// The state schema whose backfill transactions may skip the dual-write triggers.
@@ -414,8 +414,8 @@ impl PlanBuilder {
         self.partitioned = tables.into_iter().collect();
     }
 
-    /// The column copies of this migration (see [`crate::ops::duplicate`]).
-    pub fn copies(&mut self) -> &mut crate::ops::duplicate::Copies {
+    /// The column copies of this migration (see [`crate::copies`]).
+    pub fn copies(&mut self) -> &mut crate::copies::Copies {
         &mut self.copies
     }
 

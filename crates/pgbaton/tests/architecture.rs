@@ -8,8 +8,25 @@ use std::path::{Path, PathBuf};
 
 /// The planning core, bottom-up: each module may use only modules listed before it.
 const CORE: &[&str] = &[
-    "ident", "path", "fragment", "schema", "step", "triggers", "plan", "views", "ops", "format",
-    "planner",
+    "ident", "path", "fragment", "sql", "schema", "step", "triggers", "plan", "copies", "views",
+    "ops", "convert", "format", "planner",
+];
+
+/// Imports that still run the wrong way (issue #9's debt, each to be removed by moving the
+/// item it needs below both modules): (from, to). The tests ignore exactly these edges, so a
+/// new wrong-way import fails them, and so does an entry here that no longer exists.
+const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
+    // The column-copy machinery lives beside the planner but still uses ops' lookups, and the
+    // planner holds it.
+    ("plan", "copies"),
+    ("copies", "ops"),
+    // Field paths and the placeholder check: sql and convert use format's document types.
+    ("sql", "format"),
+    ("convert", "format"),
+    // Around the planning core: the history's checksum is computed where state records it;
+    // migrate's options live in one_version, which extends the migrator.
+    ("state", "history"),
+    ("migrator", "one_version"),
 ];
 
 /// What the planning core must never reach: connections, the runtime, the journal, the catalog
@@ -81,8 +98,21 @@ fn modules() -> Vec<String> {
         .collect()
 }
 
-/// The top-level modules each module refers to through `crate::`.
+/// The top-level modules each module refers to through `crate::`, without the known back edges.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph = full_graph();
+    for (from, to) in KNOWN_BACK_EDGES {
+        let present = graph.get_mut(*from).is_some_and(|deps| deps.remove(*to));
+        assert!(
+            present,
+            "{from} -> {to} is listed in KNOWN_BACK_EDGES but no longer exists: remove it"
+        );
+    }
+    graph
+}
+
+/// The top-level modules each module refers to through `crate::`.
+fn full_graph() -> BTreeMap<String, BTreeSet<String>> {
     let names: BTreeSet<String> = modules().into_iter().collect();
     let mut graph = BTreeMap::new();
     for m in &names {

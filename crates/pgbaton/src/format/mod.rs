@@ -355,6 +355,17 @@ pub fn parse(
         }
     }
 
+    // A field `pgbaton convert` could not fill: refused before anything runs.
+    if let Some((path, message)) = crate::convert::find_placeholder(&raw) {
+        let loc = root.locate(&path, false);
+        return Err(invalid(path, loc, Problem::Other(message)));
+    }
+    // `sql` bodies go through PostgreSQL's parser now, not when their step runs.
+    if let Some((path, message)) = crate::sql::check_sql_bodies(&raw) {
+        let loc = root.locate(&path, false);
+        return Err(invalid(path, loc, Problem::Other(message)));
+    }
+
     let op_lines = (0..doc.operations.len())
         .map(|i| {
             root.locate(
@@ -493,8 +504,19 @@ mod tests {
             err.to_string(),
             "m.yaml:4:19: operations[0].sql.onComplete: expected a boolean, found the string \"yes\""
         );
+        // `up: yes` is the string "yes" (not a boolean), which PostgreSQL's parser then refuses
+        // as the body of a `sql` operation, at load.
+        let err = parse_yaml("operations:\n  - sql:\n      up: yes\n      onComplete: true\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "m.yaml:3:11: operations[0].sql.up: not valid SQL: syntax error at or near \"yes\""
+            ),
+            "{err}"
+        );
         let m =
-            parse_yaml("operations:\n  - sql:\n      up: yes\n      onComplete: true\n").unwrap();
+            parse_yaml("operations:\n  - sql:\n      up: SELECT 'yes'\n      onComplete: true\n")
+                .unwrap();
         assert_eq!(m.op_lines, vec![Some(2)]);
     }
 }

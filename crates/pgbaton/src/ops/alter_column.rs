@@ -274,10 +274,9 @@ fn type_change_in_place_ok(table: &Table, column: &Column, to: &str, ctx: &PlanC
         return false;
     }
     // Foreign keys of other tables pointing at the column: see `is_referenced`.
-    let probe = [(p.clone(), Ident::new("_pgbaton_probe"))];
     for idx in &table.indexes {
-        let involved = idx.columns.contains(p)
-            || duplicate::rewrite_identifiers(&idx.definition, &probe) != idx.definition;
+        let involved =
+            idx.columns.contains(p) || crate::sql::rewrite::index_involves(&idx.definition, p);
         if involved && (idx.has_expressions || !duplicate::is_plain_btree_index(&idx.definition)) {
             return false;
         }
