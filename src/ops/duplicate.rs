@@ -840,6 +840,10 @@ fn render_table(tc: &TableCopies, ctx: &PlanContext, plan: &mut PlanBuilder) -> 
     for sql in contract {
         plan.contract(table.clone(), sql);
     }
+    if let Some(sql) = crate::ops::not_null_names::rename_temporary_not_null_constraints(ctx, table)
+    {
+        plan.contract_after_column_renames(table.clone(), sql);
+    }
 
     // --- rollback -------------------------------------------------------------------------
     let mut undo = Vec::new();

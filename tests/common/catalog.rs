@@ -49,9 +49,10 @@ const QUERIES: &[(&str, &str)] = &[
     (
         "columns",
         // The position among the live columns (what pg_dump's column order shows), not attnum.
-        "SELECT format('column %I #%s %I type=%s notnull=%s default=%s identity=%s \
+        "SELECT format('%s %I #%s %I type=%s notnull=%s default=%s identity=%s \
                 generated=%s collation=%s storage=%s compression=%s stattarget=%s options=%s \
                 fdwoptions=%s acl=%s comment=%s',
+                CASE WHEN c.relkind IN ('i', 'I') THEN 'index-column' ELSE 'column' END,
                 c.relname, row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum), a.attname,
                 format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity, a.attgenerated,

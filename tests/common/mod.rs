@@ -340,6 +340,17 @@ pub fn pgbaton_run(url: &str, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// The test server's major version (e.g. 17), for the few checks whose outcome depends on it.
+pub async fn server_major() -> u32 {
+    let client = connect(&server_url("postgres")).await;
+    let num: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    num.parse::<u32>().expect("server_version_num") / 10000
+}
+
 /// The single `bigint` value `sql` returns (a count, mostly); panics naming the statement.
 pub async fn scalar_i64(client: &Client, sql: &str) -> i64 {
     client
