@@ -979,6 +979,20 @@ fn process_alive(pid: i32) -> bool {
     }
 }
 
+/// The OS user `(uid, gid)` that throwaway servers run as: `None` when this process is not root
+/// (they run as this user), else the `postgres` user, or `nobody`. For companions of the server
+/// that refuse root too (PgBouncer).
+pub fn server_os_user() -> Result<Option<(u32, u32)>, ClusterError> {
+    Ok(server_user()?.map(|u| (u.uid, u.gid)))
+}
+
+/// Spawns `cmd` as a child that the kernel stops when this process ends (`SIGQUIT` through
+/// `PR_SET_PDEATHSIG`, armed from a thread that lives as long as the process), as the servers
+/// are: for helper daemons of a test (PgBouncer) that must not outlive it.
+pub fn spawn_tied_child(cmd: Command) -> io::Result<Child> {
+    spawn_tied(cmd)
+}
+
 /// `None` when not root; else the `postgres` OS user, or `nobody`.
 fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     if unsafe { libc::geteuid() } != 0 {

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod lifecycle;
+pub mod pgbouncer;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
