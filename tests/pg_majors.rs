@@ -152,3 +152,64 @@ async fn the_catalog_snapshot_ignores_what_leaves_the_definition_as_it_was() {
     common::exec(&db.client, "ALTER TABLE app.t ALTER COLUMN a DROP DEFAULT").await;
     assert_ne!(dump, common::schema_dump(&db.url, "app"));
 }
+
+/// On PostgreSQL 18, the NOT NULL constraints of columns pgbaton added or rebuilt end with the
+/// names the server gives when the column is made directly (`<table>_<column>_not_null`, long
+/// names shortened as the server shortens them), not after pgbaton's temporary copy.
+#[tokio::test]
+async fn not_null_constraints_end_with_the_names_postgresql_gives() {
+    let table = "a_table_with_quite_a_long_name_for_its_job";
+    let column = "a_column_with_a_long_name_too";
+    let env = common::lifecycle::Env::new().await;
+    env.sql(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, n int); INSERT INTO {table} VALUES (1, 1);
+         CREATE SCHEMA direct;
+         CREATE TABLE direct.{table} (id int PRIMARY KEY, n int);
+         ALTER TABLE direct.{table} ADD COLUMN {column} int NOT NULL DEFAULT 0;
+         ALTER TABLE direct.{table} ALTER COLUMN n TYPE bigint, ALTER COLUMN n SET NOT NULL;"
+    ))
+    .await;
+    let migration = common::lifecycle::yaml(
+        "02_not_null",
+        &format!(
+            "operations:
+  - add_column:
+      table: {table}
+      up: '0'
+      column: {{name: {column}, type: int, nullable: false, default: '0'}}
+  - alter_column:
+      table: {table}
+      column: n
+      type: bigint
+      nullable: false
+      up: coalesce(n, 0)
+      down: n::int
+"
+        ),
+    );
+    let m = env.migrator().await;
+    m.start(&migration, true).await.expect("start and complete");
+    let names = |schema: &str| {
+        format!(
+            "SELECT string_agg(conname, ', ' ORDER BY conname) FROM pg_constraint
+             WHERE conrelid = '{schema}.{table}'::regclass AND contype = 'n'"
+        )
+    };
+    let row = env
+        .db
+        .client
+        .query_one(
+            &format!("SELECT ({}), ({})", names("public"), names("direct")),
+            &[],
+        )
+        .await
+        .expect("names");
+    let (migrated, direct): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    if common::server_major().await >= 18 {
+        let direct = direct.expect("PostgreSQL 18 has NOT NULL constraints");
+        assert!(direct.contains("_not_null"), "{direct}");
+        assert_eq!(migrated.as_deref(), Some(direct.as_str()));
+    } else {
+        assert_eq!((migrated, direct), (None, None));
+    }
+}

@@ -263,7 +263,7 @@ async fn old_and_new_clients_write_through_pgbouncer_during_start_backfill_and_c
         w.await.expect("new writer");
     }
 
-    let log = log.lock().unwrap();
+    let log = std::mem::take(&mut *log.lock().unwrap());
     eprintln!("commits by (version, phase): {:?}", log.commits);
     eprintln!("server backends by version: {:?}", log.backends);
     assert!(
