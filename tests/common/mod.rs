@@ -277,7 +277,7 @@ pub fn schema_dump(url: &str, schema: &str) -> String {
         .map(|v| v.major);
     match dump_major {
         Some(major) if major >= server_major => format!(
-            "{}\n-- catalog snapshot --\n{snapshot}",
+            "{}\n==== catalog snapshot ====\n{snapshot}",
             pg_dump_schema(&pg_dump, url, schema)
         ),
         _ => snapshot,
