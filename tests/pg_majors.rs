@@ -213,3 +213,35 @@ async fn not_null_constraints_end_with_the_names_postgresql_gives() {
         assert_eq!((migrated, direct), (None, None));
     }
 }
+
+/// A server directory the server's OS user cannot enter (a cache under `/root` while the
+/// tests, as root, run PostgreSQL unprivileged) fails at once with what to fix.
+#[test]
+fn a_server_directory_the_server_user_cannot_read_is_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let real = pgbaton::cluster::find_bindir().expect("a server");
+    let dir = std::env::temp_dir().join(format!("pgbaton-unreadable-{}", std::process::id()));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    for program in ["postgres", "initdb"] {
+        std::os::unix::fs::symlink(real.join(program), bin.join(program)).expect("symlink");
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let result = Cluster::start(ClusterOptions {
+        bindir: Some(bin),
+        ..ClusterOptions::default()
+    });
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    match result {
+        Err(e @ ClusterError::ServerNotRunnable { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("--version` does not run"), "{text}");
+            assert!(text.contains("must be readable and executable"), "{text}");
+            if pgbaton::cluster::server_os_user().expect("user").is_some() {
+                assert!(text.contains("as the server's OS user"), "{text}");
+            }
+        }
+        other => panic!("expected ServerNotRunnable, got {other:?}"),
+    }
+}
