@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::{mpsc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use pgbaton::config::encode_path_segment;
@@ -30,6 +30,21 @@ use pgbaton::ident::quote_ident;
 
 /// Environment variable naming the directory of the PostgreSQL server binaries.
 pub const BINDIR_ENV: &str = "PGBATON_PG_BINDIR";
+
+/// Environment variable listing more server installations, `:`-separated: each entry is a bin
+/// directory (with `postgres` and `initdb`) or a directory of them (`<entry>/<name>/bin`, the
+/// layout `.ci/pg-majors.sh` fills). See [`installed_servers`].
+pub const BINDIRS_ENV: &str = "PGBATON_PG_BINDIRS";
+
+/// Environment variable choosing the major version (e.g. `17`) [`find_bindir`] picks among the
+/// [`installed_servers`] when [`BINDIR_ENV`] is not set.
+pub const MAJOR_ENV: &str = "PGBATON_PG_MAJOR";
+
+/// Environment variable naming the directory of the client programs (`psql`, `pg_isready`,
+/// `pg_basebackup`, `pg_dump`) for server directories that ship none (the npm packages carry
+/// only `postgres`, `initdb` and `pg_ctl`). Unset: `pg_config --bindir`, else the highest
+/// `/usr/lib/postgresql/<version>/bin` with `psql`.
+pub const CLIENT_BINDIR_ENV: &str = "PGBATON_PG_CLIENT_BINDIR";
 
 /// The superuser every throwaway cluster is initialised with (trust authentication).
 pub const SUPERUSER: &str = "postgres";
@@ -80,6 +95,35 @@ pub enum ClusterError {
 
     #[error("cannot start a replica of the server on port {port}: it runs with replication off (ClusterOptions::replication)")]
     ReplicationOff { port: u16 },
+
+    #[error(
+        "no PostgreSQL {major} server binaries found (set by {MAJOR_ENV}); installed: {}. \
+         Fetch them (.ci/pg-majors.sh {major}) and list the cache in {BINDIRS_ENV}",
+        if .installed.is_empty() { "none".to_string() } else { .installed.join(", ") }
+    )]
+    MajorNotFound { major: u32, installed: Vec<String> },
+
+    #[error("{MAJOR_ENV}={value:?} is not a major version number (e.g. 17)")]
+    BadMajor { value: String },
+
+    #[error(
+        "`{} --version` does not run{}: {detail}. The directory and every directory above it \
+         must be readable and executable by that user",
+        .program.display(),
+        if *.as_server_user { " as the server's OS user (the tests run PostgreSQL unprivileged when root)" } else { "" }
+    )]
+    ServerNotRunnable {
+        program: PathBuf,
+        as_server_user: bool,
+        detail: String,
+    },
+
+    #[error("no client program `{program}` in {} nor in a client directory ({}); install the PostgreSQL client (Debian: apt-get install postgresql-client) or set {CLIENT_BINDIR_ENV}", .bindir.display(), .searched)]
+    ClientNotFound {
+        program: String,
+        bindir: PathBuf,
+        searched: String,
+    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ClusterError {
@@ -149,6 +193,7 @@ pub struct Cluster {
     data_dir: PathBuf,
     log_path: PathBuf,
     bindir: PathBuf,
+    version: ServerVersion,
     run_as: Option<ServerUser>,
     options: ClusterOptions,
     /// Port of the primary this replica streams from.
@@ -167,10 +212,11 @@ impl Cluster {
             None => find_bindir()?,
         };
         let run_as = server_user()?;
+        let version = server_version(&bindir, run_as)?;
         remove_stale_dirs();
         let dir = create_cluster_dir(run_as)?;
         // From here on, an early return drops `cluster`, which removes the directory.
-        let mut cluster = Cluster::new(dir, bindir, run_as, options, None);
+        let mut cluster = Cluster::new(dir, bindir, version, run_as, options, None);
         cluster.initdb()?;
         cluster.launch()?;
         Ok(cluster)
@@ -188,11 +234,13 @@ impl Cluster {
         let mut replica = Cluster::new(
             dir,
             self.bindir.clone(),
+            self.version.clone(),
             self.run_as,
             options,
             Some(self.port),
         );
-        let mut cmd = replica.server_command("pg_basebackup");
+        // A client program: the npm server packages have none, so it may come from elsewhere.
+        let mut cmd = replica.server_command_at(&self.client_program("pg_basebackup")?);
         cmd.arg("--pgdata")
             .arg(&replica.data_dir)
             .args([
@@ -220,6 +268,7 @@ impl Cluster {
     fn new(
         dir: PathBuf,
         bindir: PathBuf,
+        version: ServerVersion,
         run_as: Option<ServerUser>,
         options: ClusterOptions,
         primary_port: Option<u16>,
@@ -229,6 +278,7 @@ impl Cluster {
             log_path: dir.join("server.log"),
             dir,
             bindir,
+            version,
             run_as,
             options,
             primary_port,
@@ -270,8 +320,21 @@ impl Cluster {
         &self.data_dir
     }
 
+    /// The directory of the server binaries (`postgres`, `initdb`).
     pub fn bindir(&self) -> &Path {
         &self.bindir
+    }
+
+    /// The server's version, from `postgres --version` (e.g. major 17, `"17.10"`).
+    pub fn version(&self) -> &ServerVersion {
+        &self.version
+    }
+
+    /// The path of a client program (`psql`, `pg_dump`, ...) to use with this server: the one
+    /// beside the server binaries, else the one in the client directory ([`CLIENT_BINDIR_ENV`]).
+    /// A client of an older major may refuse a newer server (`pg_dump`, `pg_basebackup`).
+    pub fn client_program(&self, program: &str) -> Result<PathBuf, ClusterError> {
+        client_program(&self.bindir, program)
     }
 
     /// The server's log (its stderr).
@@ -307,7 +370,7 @@ impl Cluster {
     /// Runs `sql` with `psql` (as the superuser, over the unix socket, stopping at the first error)
     /// and returns its output: unaligned, tuples only, `|` between columns, no trailing newline.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
-        let mut cmd = client_command(&self.bindir, "psql");
+        let mut cmd = client_command(&self.client_program("psql")?);
         cmd.args([
             "--no-psqlrc",
             "--no-align",
@@ -511,7 +574,7 @@ impl Cluster {
     /// would answer for a server that is about to fail to bind it. The postmaster creates its unix
     /// socket only after binding the TCP address, so a ready socket means the port is ours.
     fn accepts_connections(&self) -> Result<bool, ClusterError> {
-        let mut cmd = client_command(&self.bindir, "pg_isready");
+        let mut cmd = client_command(&self.client_program("pg_isready")?);
         cmd.arg("--quiet")
             .arg("--host")
             .arg(&self.dir)
@@ -529,7 +592,11 @@ impl Cluster {
     /// server user when this process is root, in the cluster directory, in its own process group
     /// (a terminal's Ctrl-C reaches the caller, which decides when the server stops).
     fn server_command(&self, program: &str) -> Command {
-        let mut cmd = client_command(&self.bindir, program);
+        self.server_command_at(&self.bindir.join(program))
+    }
+
+    fn server_command_at(&self, program: &Path) -> Command {
+        let mut cmd = client_command(program);
         cmd.current_dir(&self.dir).process_group(0);
         if let Some(user) = self.run_as {
             cmd.uid(user.uid).gid(user.gid);
@@ -547,7 +614,8 @@ impl Drop for Cluster {
 }
 
 /// Finds the PostgreSQL server binaries: `$PGBATON_PG_BINDIR` (which must hold them when set),
-/// else `pg_config --bindir`, else the highest `/usr/lib/postgresql/<version>/bin`.
+/// else, when `$PGBATON_PG_MAJOR` is set, that major among the [`installed_servers`], else
+/// `pg_config --bindir`, else the highest `/usr/lib/postgresql/<version>/bin`.
 pub fn find_bindir() -> Result<PathBuf, ClusterError> {
     let mut searched = Vec::new();
     if let Some(dir) = std::env::var_os(BINDIR_ENV) {
@@ -561,24 +629,190 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
         ));
         return Err(ClusterError::BinariesNotFound { searched });
     }
+    if let Some(value) = std::env::var(MAJOR_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        let major = value
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| ClusterError::BadMajor {
+                value: value.clone(),
+            })?;
+        return find_bindir_for_major(major);
+    }
+    match pg_config_bindir() {
+        Ok(dir) if has_server_binaries(&dir) => return Ok(dir),
+        Ok(dir) => searched.push(format!(
+            "`pg_config --bindir` = {} (no postgres and initdb there)",
+            dir.display()
+        )),
+        Err(why) => searched.push(format!("`pg_config --bindir` ({why})")),
+    }
+    if let Some(dir) = debian_bindirs()
+        .into_iter()
+        .rev()
+        .find(|dir| has_server_binaries(dir))
+    {
+        return Ok(dir);
+    }
+    searched.push(format!(
+        "{DEBIAN_BINDIRS}/<version>/bin (none with postgres and initdb)"
+    ));
+    Err(ClusterError::BinariesNotFound { searched })
+}
+
+/// The server binaries of PostgreSQL `major` among the [`installed_servers`].
+pub fn find_bindir_for_major(major: u32) -> Result<PathBuf, ClusterError> {
+    let installed = installed_servers();
+    if let Some(found) = installed.iter().find(|s| s.version.major == major) {
+        return Ok(found.bindir.clone());
+    }
+    Err(ClusterError::MajorNotFound {
+        major,
+        installed: installed
+            .iter()
+            .map(|s| format!("{} ({})", s.version.full, s.bindir.display()))
+            .collect(),
+    })
+}
+
+/// A server version as `postgres --version` prints it: `postgres (PostgreSQL) 17.10`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// The major version: 14, 15, ... (for 9.6 and older, the first two parts times ten).
+    pub major: u32,
+    /// The version number as printed, e.g. `"17.10"` or `"18beta1"`.
+    pub full: String,
+}
+
+impl ServerVersion {
+    /// Parses the output of `postgres --version` (or of `SHOW server_version`).
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        let full = text
+            .split_whitespace()
+            .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?
+            .to_string();
+        let digits = |s: &str| -> Option<u32> {
+            let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            s[..end].parse().ok()
+        };
+        let mut parts = full.split('.');
+        let first = digits(parts.next()?)?;
+        let major = if first >= 10 {
+            first
+        } else {
+            first * 10 + parts.next().and_then(digits).unwrap_or(0)
+        };
+        Some(ServerVersion { major, full })
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgreSQL {}", self.full)
+    }
+}
+
+/// One installation of the PostgreSQL server binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub version: ServerVersion,
+    pub bindir: PathBuf,
+}
+
+/// Every installed server, one per major (lowest major first), found in this order, the first
+/// of a major winning: `$PGBATON_PG_BINDIR`, the entries of `$PGBATON_PG_BINDIRS`, `pg_config
+/// --bindir`, `/usr/lib/postgresql/<version>/bin`. Directories whose `postgres --version` does
+/// not run are left out.
+pub fn installed_servers() -> Vec<Installation> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os(BINDIR_ENV) {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Some(list) = std::env::var_os(BINDIRS_ENV) {
+        for entry in std::env::split_paths(&list).filter(|e| !e.as_os_str().is_empty()) {
+            if has_server_binaries(&entry) {
+                candidates.push(entry);
+                continue;
+            }
+            let mut children: Vec<PathBuf> = fs::read_dir(&entry)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|child| child.path().join("bin"))
+                .collect();
+            children.sort();
+            candidates.extend(children);
+        }
+    }
+    if let Ok(dir) = pg_config_bindir() {
+        candidates.push(dir);
+    }
+    candidates.extend(debian_bindirs());
+    let mut found: Vec<Installation> = Vec::new();
+    for bindir in candidates {
+        if !has_server_binaries(&bindir) {
+            continue;
+        }
+        let Ok(version) = server_version(&bindir, None) else {
+            continue;
+        };
+        if found.iter().all(|f| f.version.major != version.major) {
+            found.push(Installation { version, bindir });
+        }
+    }
+    found.sort_by_key(|f| f.version.major);
+    found
+}
+
+/// `postgres --version` of `bindir`, run as `run_as` when given (so a directory the server
+/// user cannot read fails here, with a message that says so, rather than in `initdb`).
+fn server_version(
+    bindir: &Path,
+    run_as: Option<ServerUser>,
+) -> Result<ServerVersion, ClusterError> {
+    let program = bindir.join("postgres");
+    let mut cmd = client_command(&program);
+    cmd.arg("--version");
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid).current_dir("/");
+    }
+    let not_runnable = |detail: String| ClusterError::ServerNotRunnable {
+        program: program.clone(),
+        as_server_user: run_as.is_some(),
+        detail,
+    };
+    let output = cmd.output().map_err(|e| not_runnable(e.to_string()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let mut detail = format!("{}", output.status);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !stderr.trim().is_empty() {
+            detail.push_str(&format!(", {}", stderr.trim()));
+        }
+        return Err(not_runnable(detail));
+    }
+    ServerVersion::parse(&text).ok_or_else(|| not_runnable(format!("unexpected output {text:?}")))
+}
+
+/// `pg_config --bindir`, or why not.
+fn pg_config_bindir() -> Result<PathBuf, String> {
     match Command::new("pg_config")
         .arg("--bindir")
         .stdin(Stdio::null())
         .output()
     {
         Ok(out) if out.status.success() => {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if has_server_binaries(&dir) {
-                return Ok(dir);
-            }
-            searched.push(format!(
-                "`pg_config --bindir` = {} (no postgres and initdb there)",
-                dir.display()
-            ));
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
         }
-        Ok(out) => searched.push(format!("`pg_config --bindir` ({})", out.status)),
-        Err(e) => searched.push(format!("`pg_config --bindir` ({e})")),
+        Ok(out) => Err(out.status.to_string()),
+        Err(e) => Err(e.to_string()),
     }
+}
+
+/// `/usr/lib/postgresql/<version>/bin`, lowest version first.
+fn debian_bindirs() -> Vec<PathBuf> {
     let mut versions: Vec<(Vec<u64>, PathBuf)> = fs::read_dir(DEBIAN_BINDIRS)
         .into_iter()
         .flatten()
@@ -593,25 +827,58 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
         })
         .collect();
     versions.sort();
-    if let Some((_, dir)) = versions
-        .into_iter()
-        .rev()
-        .find(|(_, dir)| has_server_binaries(dir))
-    {
-        return Ok(dir);
+    versions.into_iter().map(|(_, dir)| dir).collect()
+}
+
+/// `program` beside the server binaries in `bindir`, else in the [`client_bindir`].
+fn client_program(bindir: &Path, program: &str) -> Result<PathBuf, ClusterError> {
+    let beside = bindir.join(program);
+    if is_executable(&beside) {
+        return Ok(beside);
     }
-    searched.push(format!(
-        "{DEBIAN_BINDIRS}/<version>/bin (none with postgres and initdb)"
-    ));
-    Err(ClusterError::BinariesNotFound { searched })
+    let (client_dir, searched) = client_bindir();
+    match client_dir {
+        Some(dir) if is_executable(&dir.join(program)) => Ok(dir.join(program)),
+        _ => Err(ClusterError::ClientNotFound {
+            program: program.to_string(),
+            bindir: bindir.to_path_buf(),
+            searched: searched.clone(),
+        }),
+    }
+}
+
+/// The directory of the client programs for server directories without them: `(the directory,
+/// where it was looked for)`. Found once per process.
+fn client_bindir() -> &'static (Option<PathBuf>, String) {
+    static CLIENT_BINDIR: OnceLock<(Option<PathBuf>, String)> = OnceLock::new();
+    CLIENT_BINDIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os(CLIENT_BINDIR_ENV) {
+            let dir = PathBuf::from(dir);
+            let searched = format!("{CLIENT_BINDIR_ENV}={}", dir.display());
+            return (Some(dir), searched);
+        }
+        let has_psql = |dir: &PathBuf| is_executable(&dir.join("psql"));
+        let found = pg_config_bindir()
+            .ok()
+            .filter(has_psql)
+            .or_else(|| debian_bindirs().into_iter().rev().find(has_psql));
+        let searched = format!(
+            "{CLIENT_BINDIR_ENV} unset; `pg_config --bindir`; {DEBIAN_BINDIRS}/<version>/bin"
+        );
+        (found, searched)
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn has_server_binaries(dir: &Path) -> bool {
-    ["postgres", "initdb"].iter().all(|name| {
-        fs::metadata(dir.join(name))
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    })
+    ["postgres", "initdb"]
+        .iter()
+        .all(|name| is_executable(&dir.join(name)))
 }
 
 /// Removes the directories of throwaway clusters whose process is gone (killed before it could
@@ -712,6 +979,20 @@ fn process_alive(pid: i32) -> bool {
     }
 }
 
+/// The OS user `(uid, gid)` that throwaway servers run as: `None` when this process is not root
+/// (they run as this user), else the `postgres` user, or `nobody`. For companions of the server
+/// that refuse root too (PgBouncer).
+pub fn server_os_user() -> Result<Option<(u32, u32)>, ClusterError> {
+    Ok(server_user()?.map(|u| (u.uid, u.gid)))
+}
+
+/// Spawns `cmd` as a child that the kernel stops when this process ends (`SIGQUIT` through
+/// `PR_SET_PDEATHSIG`, armed from a thread that lives as long as the process), as the servers
+/// are: for helper daemons of a test (PgBouncer) that must not outlive it.
+pub fn spawn_tied_child(cmd: Command) -> io::Result<Child> {
+    spawn_tied(cmd)
+}
+
 /// `None` when not root; else the `postgres` OS user, or `nobody`.
 fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     if unsafe { libc::geteuid() } != 0 {
@@ -788,10 +1069,10 @@ fn free_port() -> Result<u16, ClusterError> {
     Ok(port)
 }
 
-/// A command for a program of `bindir`, with stdin closed and the caller's libpq environment
-/// (`PGHOST`, `PGDATA`, `PGOPTIONS`, ...) removed, so only the explicit arguments count.
-fn client_command(bindir: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(bindir.join(program));
+/// A command for `program`, with stdin closed and the caller's libpq environment (`PGHOST`,
+/// `PGDATA`, `PGOPTIONS`, ...) removed, so only the explicit arguments count.
+fn client_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PG") {
             cmd.env_remove(key);

@@ -82,7 +82,7 @@ async fn virtual_at_start_physical_at_complete() {
             Check::Rows(
                 V::Base,
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-                  WHERE conrelid IN ('users'::regclass, 'posts'::regclass) AND contype <> 'p' ORDER BY 1",
+                  WHERE conrelid IN ('users'::regclass, 'posts'::regclass) AND contype NOT IN ('p', 'n') ORDER BY 1",
                 &[
                     "email_at|CHECK ((email ~~ '%@%'::text))",
                     "name_len|CHECK ((length(full_name) > 1))",

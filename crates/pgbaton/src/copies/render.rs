@@ -108,6 +108,13 @@ pub(super) fn render_table(
     for sql in contract {
         plan.contract(c.table.clone(), sql);
     }
+    // PostgreSQL 18 names NOT NULL constraints after the column: the copies' get the names the
+    // server would give the final columns.
+    if let Some(sql) =
+        crate::ops::not_null_names::rename_temporary_not_null_constraints(ctx, &c.table)
+    {
+        plan.contract_after_column_renames(c.table.clone(), sql);
+    }
     vec![rollback(&c, &dups, &names)]
 }
 

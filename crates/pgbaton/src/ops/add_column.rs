@@ -616,6 +616,10 @@ impl Operation for OpAddColumn {
                 Ident::new(self.column.name.as_str())
             ),
         );
+        if let Some(sql) = crate::ops::not_null_names::rename_temporary_not_null_constraints(ctx, t)
+        {
+            plan.contract_after_column_renames(t.clone(), sql);
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod drop_multicolumn_constraint;
 pub mod drop_table;
 pub mod duplicate;
 pub mod lookup;
+pub mod not_null_names;
 pub mod raw_sql;
 pub mod rename_column;
 pub mod rename_constraint;

@@ -109,6 +109,45 @@ impl Env {
         schema_dump(&self.db.url, &self.schema)
     }
 
+    /// After complete, no column, NOT NULL constraint, trigger or function of the base schema
+    /// keeps a name of pgbaton's temporary objects (`_pgbaton_new_<column>` copies, the
+    /// triggers and their functions). PostgreSQL 18 names the NOT NULL constraint that
+    /// `SET NOT NULL` (or an identity, or a primary key) makes after the column as it is called
+    /// at that moment: `users__pgbaton_new_email_not_null` unless pgbaton renames it.
+    /// (Objects named after a table created under a temporary name, `_pgbaton_new_<table>...`,
+    /// are not checked here.)
+    pub async fn assert_no_temporary_names(&self) {
+        let client = connect(&self.db.url).await;
+        let rows = client
+            .query(
+                r"SELECT 'column ' || c.relname || '.' || a.attname
+                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                  WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1::text) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                    AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '%\_pgbaton%'
+                  UNION ALL
+                  SELECT 'NOT NULL constraint ' || k.conname || ' (' || pg_get_constraintdef(k.oid) || ')'
+                  FROM pg_constraint k
+                  WHERE k.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1::text) AND k.contype = 'n'
+                    AND k.conname LIKE '%\_pgbaton%' AND k.conname NOT LIKE '\_pgbaton\_new\_%'
+                  UNION ALL
+                  SELECT 'trigger ' || t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                  WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1::text) AND t.tgname LIKE '%\_pgbaton%'
+                  UNION ALL
+                  SELECT 'function ' || p.proname FROM pg_proc p
+                  WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1::text) AND p.proname LIKE '%\_pgbaton%'",
+                &[&self.schema],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", super::describe(&e)));
+        let leftovers: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert!(
+            leftovers.is_empty(),
+            "after complete, schema {} still names pgbaton's temporary objects:\n{}",
+            self.schema,
+            leftovers.join("\n")
+        );
+    }
+
     /// The search path of a version.
     async fn search_path(&self, v: V, migration: &Migration) -> String {
         let q = pgbaton::ident::quote_ident;
@@ -270,8 +309,30 @@ pub async fn run_in(env: &Env, case: Case) {
     m.complete()
         .await
         .unwrap_or_else(|e| panic!("complete failed: {e}"));
+    env.assert_no_temporary_names().await;
     env.check(&case.migration, &case.after_complete, "after complete")
         .await;
+}
+
+/// A migration this server cannot run (a feature of a later PostgreSQL major): `start` fails
+/// with an error containing each of `expect`, before any DDL (the schema is exactly as before).
+pub async fn refused_on_this_server(setup: Vec<Migration>, migration: Migration, expect: &[&str]) {
+    let env = Env::new().await;
+    env.apply(&setup).await;
+    let before = env.base_dump();
+    let m = env.migrator().await;
+    let err = match m.start(&migration, false).await {
+        Ok(_) => panic!("start of {} should fail on this server", migration.name),
+        Err(e) => e.to_string(),
+    };
+    for text in expect {
+        assert!(err.contains(text), "error {err:?} should contain {text:?}");
+    }
+    assert_eq!(
+        before,
+        env.base_dump(),
+        "a refused start must change nothing"
+    );
 }
 
 /// Runs only setup and returns the database, for error-case tests.

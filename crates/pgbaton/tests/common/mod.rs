@@ -4,9 +4,11 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod catalog;
 pub mod cli;
 pub mod fixtures;
 pub mod lifecycle;
+pub mod pgbouncer;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -236,7 +238,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
-/// The directory of `pg_dump`, `psql`, ...: the test server's, else the one `find_bindir` finds.
+/// The directory of the server binaries: the test server's, else the one `find_bindir` finds.
 pub fn bindir() -> std::path::PathBuf {
     match cluster() {
         Some(cluster) => cluster.bindir().to_path_buf(),
@@ -244,13 +246,52 @@ pub fn bindir() -> std::path::PathBuf {
     }
 }
 
-/// `pg_dump --schema-only --schema=<schema>` of the database at `url`, without comments, blank
-/// lines and `\restrict` keys (which vary between runs), for "schema identical before/after"
-/// checks. The schema must exist (pg_dump fails on a schema that matches nothing).
+/// The path of a client program (`pg_dump`, `psql`, ...) for the test server: beside its server
+/// binaries, else from the client directory (see `pgbaton_lab::cluster::CLIENT_BINDIR_ENV`).
+pub fn client_program(name: &str) -> std::path::PathBuf {
+    match cluster() {
+        Some(cluster) => cluster
+            .client_program(name)
+            .unwrap_or_else(|e| panic!("{e}")),
+        None => bindir().join(name),
+    }
+}
+
+/// The schema `schema` of the database at `url`, for "schema identical before/after" checks:
+/// its [`catalog::snapshot`] on every server, and, when the `pg_dump` at hand can dump this
+/// server (its major is not older), also `pg_dump --schema-only --schema=<schema>` without
+/// comments, blank lines and `\restrict` keys (which vary between runs). The schema must exist.
 pub fn schema_dump(url: &str, schema: &str) -> String {
+    let owned_url = url.to_string();
+    let owned_schema = schema.to_string();
+    let (snapshot, server_major) = block_on_thread(async move {
+        let client = connect(&owned_url).await;
+        catalog::snapshot(&client, &owned_schema).await
+    });
+    let pg_dump = client_program("pg_dump");
+    let dump_major = Command::new(&pg_dump)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            pgbaton_lab::cluster::ServerVersion::parse(&String::from_utf8_lossy(&out.stdout))
+        })
+        .map(|v| v.major);
+    match dump_major {
+        Some(major) if major >= server_major => format!(
+            "{}\n==== catalog snapshot ====\n{snapshot}",
+            pg_dump_schema(&pg_dump, url, schema)
+        ),
+        _ => snapshot,
+    }
+}
+
+/// `pg_dump --schema-only --schema=<schema>` of the database at `url`, without comments, blank
+/// lines and `\restrict` keys.
+fn pg_dump_schema(pg_dump: &std::path::Path, url: &str, schema: &str) -> String {
     // Double quotes make pg_dump take the name literally (no case folding, no `*`/`?` patterns).
     let pattern = format!("\"{}\"", schema.replace('"', "\"\""));
-    let mut cmd = Command::new(bindir().join("pg_dump"));
+    let mut cmd = Command::new(pg_dump);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PG") {
             cmd.env_remove(key);
@@ -304,6 +345,17 @@ pub fn pgbaton_run(url: &str, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// The test server's major version (e.g. 17), for the few checks whose outcome depends on it.
+pub async fn server_major() -> u32 {
+    let client = connect(&server_url("postgres")).await;
+    let num: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    num.parse::<u32>().expect("server_version_num") / 10000
 }
 
 /// The single `bigint` value `sql` returns (a count, mostly); panics naming the statement.
