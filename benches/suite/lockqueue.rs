@@ -59,7 +59,9 @@ impl Bench {
         }
         let admin = connect(&self.url(&db)).await?;
         let shape_before = table_shape(&admin).await?;
-        let config = self.workload_config(&db, VersionPin::Base, rows)?;
+        let mut config = self.workload_config(&db, VersionPin::Base, rows)?;
+        let origin = Instant::now();
+        config.series_origin = Some(origin);
         let handle = Arc::new(Workload::start(config).await?);
         tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -193,6 +195,7 @@ impl Bench {
             table_unchanged,
             max_latency_ms,
             p99_ms,
+            marks: locks.marks(origin),
             locks: Some(locks),
             failures: report.total.failures,
             report,

@@ -14,6 +14,29 @@ pub(crate) struct LockStats {
     pub(crate) longest_wait_ms: f64,
     /// Client sessions seen holding it.
     pub(crate) holders: u64,
+    /// Every sighting: (first seen, last seen, granted), for the HTML report's lock lane.
+    #[serde(skip)]
+    pub(crate) sightings: Vec<(Instant, Instant, bool)>,
+}
+
+impl LockStats {
+    /// The sightings as marks on a clock that starts at `origin`.
+    pub(crate) fn marks(&self, origin: Instant) -> Vec<pgbaton::workload::Mark> {
+        let at = |t: Instant| secs(t.saturating_duration_since(origin));
+        self.sightings
+            .iter()
+            .map(|&(first, last, granted)| pgbaton::workload::Mark {
+                kind: pgbaton::workload::MarkKind::ExclusiveLock,
+                start_s: at(first),
+                end_s: at(last),
+                label: format!(
+                    "ACCESS EXCLUSIVE {} ({:.1}ms, sampled)",
+                    if granted { "held" } else { "awaited" },
+                    secs(last - first) * 1e3
+                ),
+            })
+            .collect()
+    }
 }
 
 pub(crate) struct LockSampler {
@@ -25,12 +48,19 @@ pub(crate) struct LockSampler {
 pub(crate) type Sightings = std::collections::HashMap<i32, (Instant, Instant)>;
 
 /// Ends the sightings of pids not in `seen`, keeping the longest.
-pub(crate) fn close_sightings(map: &mut Sightings, seen: &[i32], longest: &mut f64) {
+pub(crate) fn close_sightings(
+    map: &mut Sightings,
+    seen: &[i32],
+    longest: &mut f64,
+    granted: bool,
+    closed: &mut Vec<(Instant, Instant, bool)>,
+) {
     map.retain(|pid, (first, last)| {
         if seen.contains(pid) {
             return true;
         }
         *longest = longest.max(secs(*last - *first) * 1e3);
+        closed.push((*first, *last, granted));
         false
     });
 }
@@ -77,13 +107,15 @@ impl LockSampler {
                         w.push(pid);
                     }
                 }
-                close_sightings(&mut held, &h, &mut stats.longest_held_ms);
-                close_sightings(&mut waiting, &w, &mut stats.longest_wait_ms);
+                let closed = &mut stats.sightings;
+                close_sightings(&mut held, &h, &mut stats.longest_held_ms, true, closed);
+                close_sightings(&mut waiting, &w, &mut stats.longest_wait_ms, false, closed);
                 stats.samples += 1;
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
-            close_sightings(&mut held, &[], &mut stats.longest_held_ms);
-            close_sightings(&mut waiting, &[], &mut stats.longest_wait_ms);
+            let closed = &mut stats.sightings;
+            close_sightings(&mut held, &[], &mut stats.longest_held_ms, true, closed);
+            close_sightings(&mut waiting, &[], &mut stats.longest_wait_ms, false, closed);
             stats.interval_ms = secs(started.elapsed()) * 1e3 / stats.samples.max(1) as f64;
             Ok(stats)
         });

@@ -53,6 +53,7 @@ mod backfill;
 mod bench;
 mod changes;
 mod child;
+mod html;
 mod lockqueue;
 mod locks;
 mod render;
@@ -111,6 +112,9 @@ struct Args {
     /// Write every measurement as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the workload (b) and lock-queue (d) runs as one HTML page with charts to this file
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     /// Passed by `cargo bench`
     #[arg(long, hide = true)]
     bench: bool,
@@ -273,7 +277,13 @@ async fn run(args: Args) -> Result<()> {
         "suite wall time".into(),
         format!("{:.0}s", started.elapsed().as_secs_f64()),
     );
-    println!("{}", render(&bench.results));
+    let text = render(&bench.results);
+    println!("{text}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, html::report_html(&bench.results, &text)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("HTML report written to {}", path.display());
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&bench.results)?)?;
         eprintln!("results written to {}", path.display());

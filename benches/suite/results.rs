@@ -84,6 +84,9 @@ pub(crate) struct WorkloadResult {
     /// ACCESS EXCLUSIVE on the table, sampled from the migration's start to the end.
     pub(crate) locks: Option<LockStats>,
     pub(crate) report: WorkloadReport,
+    /// ACCESS EXCLUSIVE sightings on the workload's clock (the HTML report's lock lane).
+    #[serde(skip)]
+    pub(crate) marks: Vec<pgbaton::workload::Mark>,
 }
 
 #[derive(Serialize, Clone)]
@@ -101,4 +104,7 @@ pub(crate) struct LockQueueResult {
     pub(crate) locks: Option<LockStats>,
     pub(crate) failures: u64,
     pub(crate) report: WorkloadReport,
+    /// ACCESS EXCLUSIVE sightings on the workload's clock (the HTML report's lock lane).
+    #[serde(skip)]
+    pub(crate) marks: Vec<pgbaton::workload::Mark>,
 }

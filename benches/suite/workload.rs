@@ -24,7 +24,10 @@ impl Bench {
             self.write_file("workload_reshape", "1_pk.toml", c.toml)?;
             let reshape_dir = self.work.join("workload_reshape");
             self.exec(&db, "CHECKPOINT").await?;
-            let handle = Workload::start(self.pk_workload_config(&db, rows)?).await?;
+            let mut config = self.pk_workload_config(&db, rows)?;
+            let origin = Instant::now();
+            config.series_origin = Some(origin);
+            let handle = Workload::start(config).await?;
             self.say(format!(
                 "workload ({method}): baseline {}s",
                 self.args.baseline
@@ -92,6 +95,7 @@ impl Bench {
                 rows,
                 migration_s,
                 error,
+                marks: locks.marks(origin),
                 locks: Some(locks),
                 report,
             });

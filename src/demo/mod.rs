@@ -32,8 +32,8 @@ use crate::migrator::{Migrator, Settings};
 use crate::step::{Action, LockLevel, Phase};
 use crate::views::version_schema_name;
 use crate::workload::{
-    ClientSpec, OpMix, ParamGen, QuerySpec, UsersTable, VersionPin, Workload, WorkloadConfig,
-    WorkloadError, WorkloadHandle, WorkloadReport,
+    ClientSpec, Mark, MarkKind, OpMix, ParamGen, PhaseSpan, QuerySpec, UsersTable, VersionPin,
+    Workload, WorkloadConfig, WorkloadError, WorkloadHandle, WorkloadReport,
 };
 
 /// The schema the demo migrates (in the throwaway cluster, and in an existing database).
@@ -141,6 +141,7 @@ fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DemoE
 
 mod checks;
 mod phases;
+pub mod report;
 mod results;
 mod runs;
 mod setup;
@@ -185,6 +186,10 @@ pub struct DemoArgs {
     /// Also run the plain ALTER TABLE equivalent on a fresh copy under the same workload
     #[arg(long)]
     pub compare_naive: bool,
+    /// Also write the report as one self-contained HTML page with charts (latency and
+    /// throughput per 100 ms, the phases, lock waits) to this file
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Where the demo runs.

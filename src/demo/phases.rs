@@ -5,7 +5,12 @@ use super::*;
 
 pub(super) const BASELINE: &str = "baseline";
 pub(super) const START_EXPAND: &str = "start: expand";
+/// The fill (the backfill of every existing row).
 pub(super) const START_BACKFILL: &str = "start: backfill";
+/// The dual-write trigger's install, which closes the backfill's write window.
+pub(super) const START_TRIGGERS: &str = "start: trigger install";
+/// The catch-up pass over the rows written during the fill.
+pub(super) const START_CATCH_UP: &str = "start: catch-up";
 pub(super) const START_FINISH: &str = "start: finish";
 pub(super) const BOTH: &str = "both versions";
 pub(super) const COMPLETE: &str = "complete";
@@ -63,6 +68,38 @@ impl Phases {
         inner.handles.push((release, handle));
     }
 
+    /// Time zero of the run's charts: the first mark (now, before any).
+    pub(super) fn origin(&self) -> Instant {
+        self.lock()
+            .timeline
+            .first()
+            .map_or_else(Instant::now, |(_, t)| *t)
+    }
+
+    /// Seconds from the origin to `at`.
+    pub(super) fn since_origin(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.origin()).as_secs_f64()
+    }
+
+    /// Every stretch of every phase, in seconds since the origin.
+    pub(super) fn spans(&self, end: Instant) -> Vec<PhaseSpan> {
+        let inner = self.lock();
+        let Some(&(_, origin)) = inner.timeline.first() else {
+            return Vec::new();
+        };
+        let at = |t: Instant| t.saturating_duration_since(origin).as_secs_f64();
+        inner
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, (name, start))| PhaseSpan {
+                name: name.clone(),
+                start_s: at(*start),
+                end_s: at(inner.timeline.get(i + 1).map_or(end, |(_, t)| *t)),
+            })
+            .collect()
+    }
+
     pub(super) fn take(&self, release: Release) -> Option<WorkloadHandle> {
         let mut inner = self.lock();
         let i = inner.handles.iter().position(|(r, _)| *r == release)?;
@@ -103,6 +140,11 @@ pub(super) struct DemoObserver {
     pub(super) inner: Arc<dyn Observer>,
     pub(super) phases: Arc<Phases>,
     pub(super) backfill_seen: AtomicBool,
+    pub(super) catch_up_seen: AtomicBool,
+    /// The dual-write trigger was installed after the fill (closing its write window).
+    pub(super) window_closed: AtomicBool,
+    /// The migrator's lock timeout: the wait before each retried lock timeout.
+    pub(super) lock_timeout: Duration,
     pub(super) lock_retries: AtomicU64,
     pub(super) record: Mutex<ObservedSteps>,
 }
@@ -111,9 +153,35 @@ pub(super) struct DemoObserver {
 pub(super) struct ObservedSteps {
     pub(super) steps: Vec<StepTiming>,
     pub(super) backfills: BTreeMap<String, crate::backfill::Progress>,
+    /// Lock waits, retries and `ACCESS EXCLUSIVE` steps on the run's clock.
+    pub(super) marks: Vec<Mark>,
 }
 
 impl DemoObserver {
+    /// The demo phase a start step belongs to: expand, the fill, the trigger install that closes
+    /// the write window, the catch-up pass, then the rest (concurrent builds, the version schema).
+    fn start_phase(&self, step: &crate::step::Step) -> &'static str {
+        match &step.action {
+            Action::Backfill(spec) if spec.pass == crate::step::BackfillPass::CatchUp => {
+                self.catch_up_seen.store(true, Ordering::Relaxed);
+                START_CATCH_UP
+            }
+            Action::Backfill(_) => {
+                self.backfill_seen.store(true, Ordering::Relaxed);
+                START_BACKFILL
+            }
+            _ if !self.backfill_seen.load(Ordering::Relaxed) => START_EXPAND,
+            _ if self.catch_up_seen.load(Ordering::Relaxed) => START_FINISH,
+            // The trigger install, and the guards (NOT VALID constraints) that rely on it.
+            _ if step.title.starts_with("install dual-write trigger") => {
+                self.window_closed.store(true, Ordering::Relaxed);
+                START_TRIGGERS
+            }
+            _ if self.window_closed.load(Ordering::Relaxed) => START_TRIGGERS,
+            _ => START_FINISH,
+        }
+    }
+
     pub(super) fn record(&self) -> MutexGuard<'_, ObservedSteps> {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -127,15 +195,7 @@ impl Observer for DemoObserver {
                 step,
                 ..
             } => {
-                let name = if matches!(step.action, Action::Backfill(_)) {
-                    self.backfill_seen.store(true, Ordering::Relaxed);
-                    START_BACKFILL
-                } else if self.backfill_seen.load(Ordering::Relaxed) {
-                    START_FINISH
-                } else {
-                    START_EXPAND
-                };
-                self.phases.mark(name);
+                self.phases.mark(self.start_phase(step));
             }
             Event::StepFinished {
                 phase,
@@ -143,22 +203,54 @@ impl Observer for DemoObserver {
                 elapsed,
                 attempts,
                 ..
-            } => self.record().steps.push(StepTiming {
-                phase: phase.to_string(),
-                title: step.title.clone(),
-                lock: step.lock.name().to_owned(),
-                work: step.work.name().to_owned(),
-                ms: elapsed.as_secs_f64() * 1e3,
-                attempts: *attempts,
-            }),
-            Event::LockRetry { .. } => {
+            } => {
+                let now = self.phases.since_origin(Instant::now());
+                let start_s = (now - elapsed.as_secs_f64()).max(0.0);
+                let mut record = self.record();
+                if step.lock == LockLevel::AccessExclusive {
+                    record.marks.push(Mark {
+                        kind: MarkKind::ExclusiveLock,
+                        start_s,
+                        end_s: now,
+                        label: format!("{phase}: {}", step.title),
+                    });
+                }
+                record.steps.push(StepTiming {
+                    phase: phase.to_string(),
+                    title: step.title.clone(),
+                    lock: step.lock.name().to_owned(),
+                    work: step.work.name().to_owned(),
+                    ms: elapsed.as_secs_f64() * 1e3,
+                    attempts: *attempts,
+                    start_s,
+                });
+            }
+            Event::LockRetry { step, attempt, .. } => {
                 self.lock_retries.fetch_add(1, Ordering::Relaxed);
+                let now = self.phases.since_origin(Instant::now());
+                self.record().marks.push(Mark {
+                    kind: MarkKind::LockRetry,
+                    start_s: (now - self.lock_timeout.as_secs_f64()).max(0.0),
+                    end_s: now,
+                    label: format!("attempt {attempt} of \"{}\" timed out", step.title),
+                });
             }
             Event::Backfill(p) => {
-                if matches!(p.state, crate::backfill::ProgressState::LockWait { .. }) {
+                let mut record = self.record();
+                if let crate::backfill::ProgressState::LockWait { attempt, .. } = &p.state {
                     self.lock_retries.fetch_add(1, Ordering::Relaxed);
+                    let now = self.phases.since_origin(Instant::now());
+                    record.marks.push(Mark {
+                        kind: MarkKind::LockWait,
+                        start_s: now,
+                        end_s: now,
+                        label: format!(
+                            "{}: batch attempt {attempt} waits for its locks",
+                            p.label()
+                        ),
+                    });
                 }
-                self.record().backfills.insert(p.label(), (*p).clone());
+                record.backfills.insert(p.label(), (*p).clone());
             }
             _ => {}
         }

@@ -60,6 +60,10 @@ pub struct RunReport {
     /// Rows whose `email_domain` is not `split_part(email, '@', 2)`.
     pub derived_mismatches: i64,
     pub writes: WriteCheck,
+    /// Every stretch of every phase, in seconds since the run began (the charts' time axis).
+    pub phase_spans: Vec<PhaseSpan>,
+    /// Lock waits, lock retries and `ACCESS EXCLUSIVE` spans on the same clock.
+    pub marks: Vec<Mark>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +93,8 @@ pub struct StepTiming {
     pub work: String,
     pub ms: f64,
     pub attempts: u32,
+    /// When it started, in seconds since the run's first phase.
+    pub start_s: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -129,6 +135,8 @@ impl RunReport {
             schema_problems: Vec::new(),
             derived_mismatches: 0,
             writes: WriteCheck::default(),
+            phase_spans: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -258,7 +266,7 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  {:<16} {:>7} {:<7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "  {:<22} {:>7} {:<7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "phase", "wall", "release", "queries", "failed", "ok/s", "p50", "p99", "max", "stall"
         )?;
         for t in &self.timeline {
@@ -273,7 +281,7 @@ impl fmt::Display for RunReport {
                 let l = &p.latency;
                 writeln!(
                     f,
-                    "  {:<16} {:>7} {:<7} {:>8} {:>6} {:>8.0} {:>8} {:>8} {:>8} {:>8}",
+                    "  {:<22} {:>7} {:<7} {:>8} {:>6} {:>8.0} {:>8} {:>8} {:>8} {:>8}",
                     if first { t.name.as_str() } else { "" },
                     if first {
                         format!("{:.2}s", t.seconds)
@@ -292,7 +300,7 @@ impl fmt::Display for RunReport {
                 first = false;
             }
             if first {
-                writeln!(f, "  {:<16} {:>7}", t.name, format!("{:.2}s", t.seconds))?;
+                writeln!(f, "  {:<22} {:>7}", t.name, format!("{:.2}s", t.seconds))?;
             }
         }
         writeln!(

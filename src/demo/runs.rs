@@ -11,12 +11,14 @@ pub(super) async fn run_pgbaton(
 ) -> Result<RunReport, DemoError> {
     let mut run = RunReport::new("pgbaton");
     create_table(target, DEMO_SCHEMA, options.rows, notes).await?;
-    let version_schema = version_schema_name(DEMO_SCHEMA, MIGRATION_NAME);
     let phases = Arc::new(Phases::new());
     let observer = Arc::new(DemoObserver {
         inner: renderer,
         phases: phases.clone(),
         backfill_seen: AtomicBool::new(false),
+        catch_up_seen: AtomicBool::new(false),
+        window_closed: AtomicBool::new(false),
+        lock_timeout: options.exec.lock_timeout,
         lock_retries: AtomicU64::new(0),
         record: Mutex::new(ObservedSteps::default()),
     });
@@ -62,57 +64,13 @@ pub(super) async fn run_pgbaton(
 
     let migration_started = Instant::now();
     let mut migration_ended = None;
-    phases.mark(START_EXPAND);
-    notes.say(
-        "migration",
-        format!("pgbaton start {MIGRATION_NAME}: expand, dual-write triggers, backfill"),
-    );
-    let outcome = async {
-        migrator.start(migration, false).await?;
-        phases.mark(BOTH);
-        notes.say(
-            "migration",
-            format!("started: the new version is ready in schema {version_schema}"),
-        );
-        let new = workload_config(
-            target,
-            options,
-            new_clients(options, version_schema.as_str()),
-            NEW_INSERT_BASE,
-            BOTH,
-            2,
-        );
-        start_workload(&phases, Release::New, new).await?;
-        notes.say(
-            "workload",
-            format!(
-                "{} new-release clients on {version_schema} (ids {}..{}); both releases run for {:.0}s",
-                options.new_clients,
-                half + 1,
-                options.rows,
-                options.overlap.as_secs_f64()
-            ),
-        );
-        tokio::time::sleep(options.overlap).await;
-        run.old = stop(&phases, Release::Old).await;
-        notes.say(
-            "workload",
-            "old release retired; pgbaton complete: contract",
-        );
-        phases.mark(COMPLETE);
-        migrator.complete().await?;
-        migration_ended = Some(Instant::now());
-        phases.mark(AFTER);
-        notes.say(
-            "migration",
-            format!(
-                "completed; the new release runs on for {:.0}s",
-                options.after.as_secs_f64()
-            ),
-        );
-        tokio::time::sleep(options.after).await;
-        Ok::<(), DemoError>(())
+    let outcome = PgbatonRun {
+        target,
+        options,
+        phases: &phases,
+        notes,
     }
+    .migrate(&migrator, migration, &mut run, &mut migration_ended)
     .await;
     let end = Instant::now();
     match outcome {
@@ -129,11 +87,19 @@ pub(super) async fn run_pgbaton(
     drop(migrator);
 
     run.timeline = phases.timeline(end);
-    run.migration_phases = [START_EXPAND, START_BACKFILL, START_FINISH, COMPLETE]
-        .iter()
-        .filter(|p| run.timeline.iter().any(|t| t.name == **p))
-        .map(|p| (*p).to_owned())
-        .collect();
+    run.phase_spans = phases.spans(end);
+    run.migration_phases = [
+        START_EXPAND,
+        START_BACKFILL,
+        START_TRIGGERS,
+        START_CATCH_UP,
+        START_FINISH,
+        COMPLETE,
+    ]
+    .iter()
+    .filter(|p| run.timeline.iter().any(|t| t.name == **p))
+    .map(|p| (*p).to_owned())
+    .collect();
     // The migration's own time: start and complete (not the overlap between them); when it never
     // ended, everything from its start to the end of the run.
     run.migration_s = if migration_ended.is_none() {
@@ -146,10 +112,100 @@ pub(super) async fn run_pgbaton(
             .map(|t| t.seconds)
             .sum()
     };
+    observed(&observer, &mut run);
+    if run.completed {
+        notes.say(
+            "verify",
+            "checking the final schema and every committed write",
+        );
+        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
+        let check = check_table(&target.admin, DEMO_SCHEMA, &logs).await?;
+        check.apply(&mut run);
+    }
+    Ok(run)
+}
+
+/// What pgbaton's run needs between the baseline and the end.
+struct PgbatonRun<'a> {
+    target: &'a Target,
+    options: &'a DemoOptions,
+    phases: &'a Phases,
+    notes: &'a Notes,
+}
+
+impl PgbatonRun<'_> {
+    /// Start (the new release's clients join once its schema exists), both releases side by
+    /// side, the old one retired, complete, and the new one alone. `migration_ended` is set when
+    /// complete returns.
+    async fn migrate(
+        &self,
+        migrator: &Migrator,
+        migration: &Migration,
+        run: &mut RunReport,
+        migration_ended: &mut Option<Instant>,
+    ) -> Result<(), DemoError> {
+        let (options, phases, notes) = (self.options, self.phases, self.notes);
+        let version_schema = version_schema_name(DEMO_SCHEMA, MIGRATION_NAME);
+        let half = (options.rows / 2) as i64;
+        phases.mark(START_EXPAND);
+        notes.say(
+            "migration",
+            format!("pgbaton start {MIGRATION_NAME}: expand, dual-write triggers, backfill"),
+        );
+        migrator.start(migration, false).await?;
+        phases.mark(BOTH);
+        notes.say(
+            "migration",
+            format!("started: the new version is ready in schema {version_schema}"),
+        );
+        let new = workload_config(
+            self.target,
+            options,
+            new_clients(options, version_schema.as_str()),
+            NEW_INSERT_BASE,
+            BOTH,
+            2,
+        );
+        start_workload(phases, Release::New, new).await?;
+        notes.say(
+            "workload",
+            format!(
+                "{} new-release clients on {version_schema} (ids {}..{}); both releases run for {:.0}s",
+                options.new_clients,
+                half + 1,
+                options.rows,
+                options.overlap.as_secs_f64()
+            ),
+        );
+        tokio::time::sleep(options.overlap).await;
+        run.old = stop(phases, Release::Old).await;
+        notes.say(
+            "workload",
+            "old release retired; pgbaton complete: contract",
+        );
+        phases.mark(COMPLETE);
+        migrator.complete().await?;
+        *migration_ended = Some(Instant::now());
+        phases.mark(AFTER);
+        notes.say(
+            "migration",
+            format!(
+                "completed; the new release runs on for {:.0}s",
+                options.after.as_secs_f64()
+            ),
+        );
+        tokio::time::sleep(options.after).await;
+        Ok(())
+    }
+}
+
+/// Copies what the observer saw into the run: steps, backfills, retries and marks.
+fn observed(observer: &DemoObserver, run: &mut RunReport) {
     run.lock_retries = observer.lock_retries.load(Ordering::Relaxed);
     {
         let record = observer.record();
         run.steps = record.steps.clone();
+        run.marks = record.marks.clone();
         run.backfills = record
             .backfills
             .values()
@@ -180,16 +236,6 @@ pub(super) async fn run_pgbaton(
             run.longest_exclusive_step.push(step.clone());
         }
     }
-    if run.completed {
-        notes.say(
-            "verify",
-            "checking the final schema and every committed write",
-        );
-        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
-        let check = check_table(&target.admin, DEMO_SCHEMA, &logs).await?;
-        check.apply(&mut run);
-    }
-    Ok(run)
 }
 
 pub(super) async fn run_naive(
@@ -267,6 +313,20 @@ pub(super) async fn run_naive(
     let end = Instant::now();
     run.new = stop(&phases, Release::New).await;
     run.timeline = phases.timeline(end);
+    run.phase_spans = phases.spans(end);
+    // The plain ALTER holds ACCESS EXCLUSIVE (or queues for it) from its first statement to
+    // its commit: every query of the table waits behind it.
+    run.marks = run
+        .phase_spans
+        .iter()
+        .filter(|s| s.name == NAIVE_ALTER)
+        .map(|s| Mark {
+            kind: MarkKind::ExclusiveLock,
+            start_s: s.start_s,
+            end_s: s.end_s,
+            label: format!("{NAIVE_ALTER} (one transaction)"),
+        })
+        .collect();
     run.migration_phases = vec![NAIVE_ALTER.to_owned()];
     run.migration_s = run
         .timeline

@@ -163,8 +163,9 @@ pub(super) fn workload_config(
 pub(super) async fn start_workload(
     phases: &Phases,
     release: Release,
-    config: WorkloadConfig,
+    mut config: WorkloadConfig,
 ) -> Result<(), DemoError> {
+    config.series_origin = Some(phases.origin());
     let handle = Workload::start(config).await?;
     phases.add(release, handle);
     Ok(())

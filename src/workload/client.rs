@@ -121,7 +121,10 @@ impl WorkloadHandle {
         let shared = Shared {
             pg: config.pg,
             t0,
-            recorder: Mutex::new(Recorder::new(t0, &config.initial_phase)),
+            recorder: Mutex::new(Recorder::new(t0, &config.initial_phase).with_series(
+                config.series_origin.unwrap_or(t0).min(t0),
+                config.series_interval,
+            )),
             ids: AtomicI64::new(config.max_id),
             issued: AtomicU64::new(0),
             max_queries: config.max_queries,

@@ -92,6 +92,7 @@ pub enum WorkloadError {
 mod client;
 mod recorder;
 mod report;
+mod series;
 mod spec;
 mod values;
 mod writelog;
@@ -99,6 +100,7 @@ mod writelog;
 pub use client::*;
 use recorder::*;
 pub use report::*;
+pub use series::*;
 pub use spec::*;
 pub use values::*;
 pub use writelog::*;
@@ -311,5 +313,101 @@ mod tests {
             q[0].query.sql.as_str(),
             "SELECT \"id\", \"full name\", \"email\", \"created_at\" FROM \"app\".\"Users\" WHERE \"id\" = $1"
         );
+    }
+
+    #[test]
+    fn series_has_every_interval_and_its_percentiles() {
+        let origin = Instant::now();
+        let ms = |n: u64| origin + Duration::from_millis(n);
+        // The workload starts 250 ms after the origin (a second workload on a shared clock).
+        let mut s = SeriesRecorder::new(origin, ms(250), Duration::from_millis(100));
+        for i in 1..=100u64 {
+            // 100 completions in [300, 400): latencies 1..=100 ms.
+            s.record(ms(300 + i / 2), Duration::from_millis(i), i == 100);
+        }
+        // Nothing completes in [400, 700) (a lock), then one slow query and a late straggler
+        // that completed in the previous interval but was recorded after it.
+        s.record(ms(720), Duration::from_millis(420), false);
+        s.record(ms(810), Duration::from_millis(3), false);
+        s.record(ms(790), Duration::from_millis(2), false);
+        let series = s.finish(ms(950));
+        let starts: Vec<u64> = series
+            .buckets
+            .iter()
+            .map(|b| (b.t_s * 1000.0).round() as u64)
+            .collect();
+        assert_eq!(starts, vec![200, 300, 400, 500, 600, 700, 800, 900]);
+        let b = &series.buckets[1];
+        assert_eq!((b.queries, b.failures), (100, 1));
+        assert_eq!((b.p50_us, b.p99_us, b.max_us), (50_000, 99_000, 100_000));
+        assert!((b.ok_per_s - 990.0).abs() < 1e-6);
+        for empty in &series.buckets[2..5] {
+            assert_eq!((empty.queries, empty.max_us, empty.ok_per_s), (0, 0, 0.0));
+        }
+        assert_eq!(
+            series.buckets[5].queries, 2,
+            "720 ms and the straggler at 790 ms"
+        );
+        assert_eq!(series.buckets[5].max_us, 420_000);
+        assert_eq!(series.buckets[6].queries, 1);
+        assert_eq!(series.buckets[7].queries, 0, "the run ends at 950 ms");
+        assert_eq!(series.max_us(), 420_000);
+        assert!((series.end_s() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn series_memory_is_bounded() {
+        let origin = Instant::now();
+        let mut s = SeriesRecorder::new(origin, origin, Duration::from_millis(100));
+        for i in 0..10_000u64 {
+            s.record(
+                origin + Duration::from_millis(i),
+                Duration::from_micros(500),
+                false,
+            );
+            assert!(s.open.len() <= 2);
+        }
+        let series = s.finish(origin + Duration::from_millis(10_000));
+        assert_eq!(series.buckets.len(), 101);
+        assert!(series.buckets[..100].iter().all(|b| b.queries == 100));
+    }
+
+    #[test]
+    fn workload_report_carries_series_and_phase_spans() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut r = Recorder::new(t0, "before");
+        r.record(ms(10), Duration::from_millis(1), None);
+        r.mark("lock", ms(120));
+        r.record(ms(330), Duration::from_millis(200), Some("55P03"));
+        r.mark("before", ms(400));
+        let report = r.report(
+            ms(450),
+            ReportExtras {
+                clients: 1,
+                reconnects: 0,
+                connect_errors: 0,
+                abandoned: 0,
+                writes: WriteLog::default(),
+            },
+        );
+        let spans: Vec<(&str, u64, u64)> = report
+            .timeline
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    (s.start_s * 1000.0).round() as u64,
+                    (s.end_s * 1000.0).round() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            vec![("before", 0, 120), ("lock", 120, 400), ("before", 400, 450)]
+        );
+        assert_eq!(report.series.buckets.len(), 5);
+        assert_eq!(report.series.buckets[3].failures, 1);
+        assert_eq!(report.series.buckets[3].max_us, 200_000);
     }
 }

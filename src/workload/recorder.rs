@@ -74,6 +74,8 @@ pub(super) struct Recorder {
     pub(super) outage: GapTracker,
     pub(super) queries: u64,
     pub(super) failures: u64,
+    /// Latency and throughput per interval.
+    pub(super) series: SeriesRecorder,
 }
 
 impl Recorder {
@@ -87,7 +89,15 @@ impl Recorder {
             outage: GapTracker::new(t0),
             queries: 0,
             failures: 0,
+            series: SeriesRecorder::new(t0, t0, DEFAULT_SERIES_INTERVAL),
         }
+    }
+
+    /// Per-interval series from `origin` (a clock shared with other workloads), `interval`
+    /// wide (zero: none).
+    pub(super) fn with_series(mut self, origin: Instant, interval: Duration) -> Self {
+        self.series = SeriesRecorder::new(origin, self.t0, interval);
+        self
     }
 
     pub(super) fn mark(&mut self, name: &str, at: Instant) {
@@ -113,12 +123,14 @@ impl Recorder {
         if failure.is_none() {
             self.gap(GapKind::Outage, end);
         }
+        self.series.record(end, latency, failure.is_some());
         self.tally(latency, failure)
     }
 
     /// Records a query still running when the run was aborted: its latency so far, as a failure
     /// of class [`ABANDONED`]; it completed nothing, so it does not end a stall.
     pub(super) fn record_abandoned(&mut self, latency: Duration) {
+        self.series.record(Instant::now(), latency, true);
         self.tally(latency, Some(ABANDONED));
     }
 
@@ -226,6 +238,9 @@ impl Recorder {
         total.longest_stall = self.stall.longest.map_or(Duration::ZERO, |g| g.len);
         total.longest_outage = self.outage.longest.map_or(Duration::ZERO, |g| g.len);
         let elapsed = end.saturating_duration_since(self.t0);
+        let names: Vec<Arc<str>> = self.phases.iter().map(|p| p.name.clone()).collect();
+        let timeline = self.series.spans(&self.timeline, &names, end);
+        let series = self.series.finish(end);
         WorkloadReport {
             elapsed_s: elapsed.as_secs_f64(),
             clients: extra.clients,
@@ -238,6 +253,8 @@ impl Recorder {
             abandoned: extra.abandoned,
             writes_logged: extra.writes.entries.len(),
             writes: extra.writes,
+            timeline,
+            series,
         }
     }
 }

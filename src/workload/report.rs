@@ -128,6 +128,10 @@ pub struct WorkloadReport {
     /// class [`ABANDONED`] with their latency so far.
     pub abandoned: u64,
     pub writes_logged: usize,
+    /// Every stretch of every phase, on the series' clock (see [`WorkloadConfig::series_origin`]).
+    pub timeline: Vec<PhaseSpan>,
+    /// Latency and throughput per interval (see [`WorkloadConfig::series_interval`]).
+    pub series: TimeSeries,
     #[serde(skip)]
     pub writes: WriteLog,
 }

@@ -225,6 +225,11 @@ pub struct WorkloadConfig {
     pub stop_grace: Duration,
     /// The first pause before reconnecting after a lost connection (doubling, up to 2 s).
     pub reconnect_delay: Duration,
+    /// Time zero of [`WorkloadReport::series`] and [`WorkloadReport::timeline`]: several
+    /// workloads given the same origin share one time axis. `None`: when the clients start.
+    pub series_origin: Option<Instant>,
+    /// Width of one interval of [`WorkloadReport::series`] (zero: no series).
+    pub series_interval: Duration,
 }
 
 impl WorkloadConfig {
@@ -242,6 +247,8 @@ impl WorkloadConfig {
             initial_phase: "baseline".to_owned(),
             stop_grace: Duration::from_secs(10),
             reconnect_delay: Duration::from_millis(50),
+            series_origin: None,
+            series_interval: DEFAULT_SERIES_INTERVAL,
         }
     }
 
