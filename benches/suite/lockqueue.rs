@@ -93,72 +93,15 @@ impl Bench {
         };
         let sampler = LockSampler::start(&self.url(&db), "public.users").await?;
         let started = Instant::now();
-        let (exit, lock_retries, outcome) = match method {
-            "pgbaton" => {
-                let deadline = if released { "120" } else { "10" };
-                let yaml = yaml.to_string_lossy().into_owned();
-                let cmd =
-                    self.pgbaton_cmd(&db, &["--lock-retry-deadline", deadline, "start", &yaml]);
-                let (out, _) =
-                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(600))), release)?;
-                let parsed = PgbatonRun::parse(&out.stdout);
-                let outcome = if out.ok() {
-                    "succeeded".to_owned()
-                } else {
-                    format!(
-                        "gave up: {}",
-                        parsed
-                            .error
-                            .clone()
-                            .unwrap_or_else(|| out.failure())
-                            .lines()
-                            .next()
-                            .unwrap_or_default()
-                    )
-                };
-                (out.code, Some(parsed.lock_retries), outcome)
-            }
-            "reshape" => {
-                let Some(bin) = self.reshape.clone() else {
-                    bail!("reshape vanished")
-                };
-                let mut cmd = Command::new(bin);
-                cmd.args(["migration", "start", "--dirs"])
-                    .arg(&reshape_dir)
-                    .arg("--url")
-                    .arg(self.url(&db))
-                    .env("RUST_BACKTRACE", "0")
-                    .env("RUST_LIB_BACKTRACE", "0");
-                let (out, _) =
-                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(120))), release)?;
-                let outcome = if out.ok() {
-                    "succeeded".to_owned()
-                } else if out.code.is_none() {
-                    "still retrying after 120s: killed".to_owned()
-                } else {
-                    format!("gave up: {}", out.failure())
-                };
-                (out.code, None, outcome)
-            }
-            _ => {
-                let client = connect(&self.url(&db)).await?;
-                let alter = async {
-                    client
-                        .batch_execute(c.naive)
-                        .await
-                        .map_err(|e| anyhow!(pgbaton::pg::describe(&e)))
-                };
-                let (r, _) = tokio::join!(alter, release);
-                (
-                    None,
-                    None,
-                    match r {
-                        Ok(()) => "succeeded after the blocker".to_owned(),
-                        Err(e) => format!("failed: {e}"),
-                    },
-                )
-            }
+        let contender = Contender {
+            db: &db,
+            c,
+            method,
+            released,
+            yaml: &yaml,
+            reshape_dir: &reshape_dir,
         };
+        let (exit, lock_retries, outcome) = self.lockqueue_contender(&contender, release).await?;
         let seconds = secs(started.elapsed());
         let locks = sampler.stop().await?;
         handle.mark_phase("after");
@@ -204,5 +147,100 @@ impl Bench {
         drop(blocker);
         self.drop_db(&db).await?;
         Ok(())
+    }
+}
+
+/// One contender of the lock-queue benchmark.
+pub(crate) struct Contender<'a> {
+    pub(crate) db: &'a str,
+    pub(crate) c: &'a Change,
+    pub(crate) method: &'a str,
+    pub(crate) released: bool,
+    pub(crate) yaml: &'a Path,
+    pub(crate) reshape_dir: &'a Path,
+}
+
+impl Bench {
+    /// Runs the contender's start while `release` lets the blocker go (or not): its exit code,
+    /// lock retries (pgbaton) and outcome in words.
+    pub(crate) async fn lockqueue_contender(
+        &self,
+        contender: &Contender<'_>,
+        release: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<(Option<i32>, Option<u64>, String)> {
+        let Contender {
+            db,
+            c,
+            method,
+            released,
+            yaml,
+            reshape_dir,
+        } = *contender;
+        Ok(match method {
+            "pgbaton" => {
+                let deadline = if released { "120" } else { "10" };
+                let yaml = yaml.to_string_lossy().into_owned();
+                let cmd =
+                    self.pgbaton_cmd(db, &["--lock-retry-deadline", deadline, "start", &yaml]);
+                let (out, _) =
+                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(600))), release)?;
+                let parsed = PgbatonRun::parse(&out.stdout);
+                let outcome = if out.ok() {
+                    "succeeded".to_owned()
+                } else {
+                    format!(
+                        "gave up: {}",
+                        parsed
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| out.failure())
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                    )
+                };
+                (out.code, Some(parsed.lock_retries), outcome)
+            }
+            "reshape" => {
+                let Some(bin) = self.reshape.clone() else {
+                    bail!("reshape vanished")
+                };
+                let mut cmd = Command::new(bin);
+                cmd.args(["migration", "start", "--dirs"])
+                    .arg(reshape_dir)
+                    .arg("--url")
+                    .arg(self.url(db))
+                    .env("RUST_BACKTRACE", "0")
+                    .env("RUST_LIB_BACKTRACE", "0");
+                let (out, _) =
+                    tokio::try_join!(run_child(cmd, Some(Duration::from_secs(120))), release)?;
+                let outcome = if out.ok() {
+                    "succeeded".to_owned()
+                } else if out.code.is_none() {
+                    "still retrying after 120s: killed".to_owned()
+                } else {
+                    format!("gave up: {}", out.failure())
+                };
+                (out.code, None, outcome)
+            }
+            _ => {
+                let client = connect(&self.url(db)).await?;
+                let alter = async {
+                    client
+                        .batch_execute(c.naive)
+                        .await
+                        .map_err(|e| anyhow!(pgbaton::pg::describe(&e)))
+                };
+                let (r, _) = tokio::join!(alter, release);
+                (
+                    None,
+                    None,
+                    match r {
+                        Ok(()) => "succeeded after the blocker".to_owned(),
+                        Err(e) => format!("failed: {e}"),
+                    },
+                )
+            }
+        })
     }
 }

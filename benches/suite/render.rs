@@ -17,6 +17,40 @@ pub(crate) fn render(results: &Results) -> String {
     for (k, v) in &results.environment {
         let _ = writeln!(w, "- {k}: {v}");
     }
+    backfill_table(w, results);
+    with_writes_table(w, results);
+    variants_table(w, results);
+    trigger_table(w, results);
+    scale_table(w, results);
+    complete_table(w, results);
+    workload_table(w, results);
+    lockqueue_table(w, results);
+    let failures: Vec<String> = results
+        .backfill
+        .iter()
+        .flat_map(|r| {
+            [("pgbaton", &r.pgbaton_error), ("Reshape", &r.reshape_error)]
+                .into_iter()
+                .filter_map(move |(who, e)| {
+                    e.as_ref()
+                        .map(|e| format!("- {who}, {} rows, {}: {e}", r.rows, r.change))
+                })
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(w, "\n### Failures in the backfill runs\n");
+        for f in failures {
+            let _ = writeln!(w, "{f}");
+        }
+    }
+    for n in &results.notes {
+        let _ = writeln!(w, "\nNote: {n}");
+    }
+    out
+}
+
+/// (a) backfill throughput.
+fn backfill_table(w: &mut String, results: &Results) {
     if !results.backfill.is_empty() {
         let _ = writeln!(
             w,
@@ -69,6 +103,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (a) with the application writing.
+fn with_writes_table(w: &mut String, results: &Results) {
     if results.backfill.iter().any(|r| r.with_writes.is_some()) {
         let _ = writeln!(
             w,
@@ -98,6 +136,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (a) batch-time variants.
+fn variants_table(w: &mut String, results: &Results) {
     if results.backfill.iter().any(|r| !r.variant_runs.is_empty()) {
         let _ = writeln!(
             w,
@@ -126,6 +168,10 @@ pub(crate) fn render(results: &Results) -> String {
             }
         }
     }
+}
+
+/// The dual-write trigger overhead.
+fn trigger_table(w: &mut String, results: &Results) {
     if !results.trigger.is_empty() {
         let _ = writeln!(
             w,
@@ -156,6 +202,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (c) the scale series.
+fn scale_table(w: &mut String, results: &Results) {
     if !results.backfill.is_empty() {
         let _ = writeln!(
             w,
@@ -185,6 +235,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (e) complete under load.
+fn complete_table(w: &mut String, results: &Results) {
     if !results.complete.is_empty() {
         let _ = writeln!(
             w,
@@ -214,6 +268,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (b) the workload during the migration.
+fn workload_table(w: &mut String, results: &Results) {
     if !results.workload.is_empty() {
         let _ = writeln!(
             w,
@@ -312,6 +370,10 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
+}
+
+/// (d) the lock queue.
+fn lockqueue_table(w: &mut String, results: &Results) {
     if !results.lockqueue.is_empty() {
         let _ = writeln!(
             w,
@@ -340,26 +402,4 @@ pub(crate) fn render(results: &Results) -> String {
             );
         }
     }
-    let failures: Vec<String> = results
-        .backfill
-        .iter()
-        .flat_map(|r| {
-            [("pgbaton", &r.pgbaton_error), ("Reshape", &r.reshape_error)]
-                .into_iter()
-                .filter_map(move |(who, e)| {
-                    e.as_ref()
-                        .map(|e| format!("- {who}, {} rows, {}: {e}", r.rows, r.change))
-                })
-        })
-        .collect();
-    if !failures.is_empty() {
-        let _ = writeln!(w, "\n### Failures in the backfill runs\n");
-        for f in failures {
-            let _ = writeln!(w, "{f}");
-        }
-    }
-    for n in &results.notes {
-        let _ = writeln!(w, "\nNote: {n}");
-    }
-    out
 }

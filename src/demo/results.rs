@@ -249,21 +249,9 @@ pub(super) fn codes(codes: &BTreeMap<String, u64>) -> String {
     format!(" ({})", parts.join(", "))
 }
 
-impl fmt::Display for RunReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}: {}",
-            self.method,
-            if self.completed {
-                "completed".to_owned()
-            } else {
-                format!(
-                    "FAILED: {}",
-                    self.error.as_deref().unwrap_or("unknown error")
-                )
-            }
-        )?;
+impl RunReport {
+    /// Per phase and release: queries, failures, throughput, latency and the longest stall.
+    fn write_phase_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "  {:<22} {:>7} {:<7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -303,6 +291,26 @@ impl fmt::Display for RunReport {
                 writeln!(f, "  {:<22} {:>7}", t.name, format!("{:.2}s", t.seconds))?;
             }
         }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {}",
+            self.method,
+            if self.completed {
+                "completed".to_owned()
+            } else {
+                format!(
+                    "FAILED: {}",
+                    self.error.as_deref().unwrap_or("unknown error")
+                )
+            }
+        )?;
+        self.write_phase_table(f)?;
         writeln!(
             f,
             "  queries: {}, failed: {}{}",
