@@ -257,3 +257,191 @@ impl Observer for DemoObserver {
         self.inner.event(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::{Progress, ProgressState};
+    use crate::executor::Quiet;
+    use crate::step::{BackfillKey, BackfillPass, BackfillSpec, Step, Work};
+
+    fn backfill(pass: BackfillPass) -> Step {
+        Step {
+            title: format!("backfill ({})", pass.as_str()),
+            table: None,
+            lock: LockLevel::RowExclusive,
+            work: Work::Batched,
+            action: Action::Backfill(BackfillSpec {
+                table: QualName::new("s", "users"),
+                key: BackfillKey::Ctid,
+                scope: Vec::new(),
+                assignments: Vec::new(),
+                marker: Ident::new("m"),
+                window: None,
+                pass,
+            }),
+        }
+    }
+
+    fn catalog(title: &str, lock: LockLevel) -> Step {
+        Step::transaction(title, None, lock, Work::Catalog, vec!["SELECT 1".into()])
+    }
+
+    fn observer(phases: Arc<Phases>) -> DemoObserver {
+        DemoObserver {
+            inner: Arc::new(Quiet),
+            phases,
+            backfill_seen: AtomicBool::new(false),
+            catch_up_seen: AtomicBool::new(false),
+            window_closed: AtomicBool::new(false),
+            lock_timeout: Duration::from_millis(500),
+            lock_retries: AtomicU64::new(0),
+            record: Mutex::new(ObservedSteps::default()),
+        }
+    }
+
+    fn started(o: &DemoObserver, step: &Step) {
+        o.event(&Event::StepStarted {
+            phase: Phase::Start,
+            ordinal: 0,
+            total: 1,
+            step,
+        });
+    }
+
+    #[test]
+    fn start_steps_map_to_the_demo_phases_in_order() {
+        let phases = Arc::new(Phases::new());
+        phases.mark(BASELINE);
+        let o = observer(phases.clone());
+        let steps = [
+            catalog("add copies of id", LockLevel::AccessExclusive),
+            catalog("open the write window", LockLevel::ShareRowExclusive),
+            backfill(BackfillPass::Fill),
+            catalog(
+                "install dual-write trigger on \"s\".\"users\"",
+                LockLevel::AccessExclusive,
+            ),
+            catalog("guard: NOT VALID check", LockLevel::ShareRowExclusive),
+            backfill(BackfillPass::CatchUp),
+            catalog("create version schema", LockLevel::AccessShare),
+        ];
+        for step in &steps {
+            started(&o, step);
+        }
+        let names: Vec<String> = phases
+            .spans(Instant::now())
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                BASELINE,
+                START_EXPAND,
+                START_BACKFILL,
+                START_TRIGGERS,
+                START_CATCH_UP,
+                START_FINISH
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_write_window_the_steps_after_the_backfill_are_the_finish() {
+        let phases = Arc::new(Phases::new());
+        phases.mark(BASELINE);
+        let o = observer(phases.clone());
+        for step in [
+            catalog(
+                "install dual-write trigger on \"s\".\"users\"",
+                LockLevel::AccessExclusive,
+            ),
+            backfill(BackfillPass::Fill),
+            catalog("create version schema", LockLevel::AccessShare),
+        ] {
+            started(&o, &step);
+        }
+        let names: Vec<String> = phases
+            .spans(Instant::now())
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            vec![BASELINE, START_EXPAND, START_BACKFILL, START_FINISH]
+        );
+    }
+
+    #[test]
+    fn lock_events_become_marks_on_the_run_clock() {
+        let phases = Arc::new(Phases::new());
+        phases.mark(BASELINE);
+        let o = observer(phases.clone());
+        std::thread::sleep(Duration::from_millis(700));
+        let step = catalog("contract \"s\".\"users\"", LockLevel::AccessExclusive);
+        o.event(&Event::LockRetry {
+            step: &step,
+            attempt: 1,
+            backoff: Duration::from_millis(10),
+            blockers: &[],
+        });
+        o.event(&Event::StepFinished {
+            phase: Phase::Complete,
+            ordinal: 0,
+            step: &step,
+            elapsed: Duration::from_millis(600),
+            attempts: 2,
+        });
+        let progress = Progress {
+            table: "\"s\".\"users\"".into(),
+            pass: BackfillPass::Fill,
+            state: ProgressState::LockWait {
+                attempt: 3,
+                backoff_ms: 20,
+                message: "lock timeout".into(),
+            },
+            rows_done: 0,
+            rows_updated: 0,
+            rows_estimate: None,
+            fraction: None,
+            rate: 0.0,
+            eta_seconds: None,
+            batch_size: 1000,
+            batches: 0,
+            batch_p50_ms: 0.0,
+            batch_p99_ms: 0.0,
+            paused_seconds: 0.0,
+            elapsed_seconds: 0.0,
+            lag_unmeasured: 0,
+        };
+        o.event(&Event::Backfill(&progress));
+        assert_eq!(o.lock_retries.load(Ordering::Relaxed), 2);
+        let record = o.record();
+        let kinds: Vec<MarkKind> = record.marks.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                MarkKind::LockRetry,
+                MarkKind::ExclusiveLock,
+                MarkKind::LockWait
+            ]
+        );
+        let retry = &record.marks[0];
+        // The wait that timed out: lock_timeout long, ending when the retry was reported.
+        assert!(
+            (retry.end_s - retry.start_s - 0.5).abs() < 1e-6,
+            "{retry:?}"
+        );
+        assert!(retry.end_s >= 0.7 && retry.end_s < 5.0, "{retry:?}");
+        let held = &record.marks[1];
+        assert!((held.end_s - held.start_s - 0.6).abs() < 0.01, "{held:?}");
+        assert!(
+            held.label.starts_with("complete: contract"),
+            "{}",
+            held.label
+        );
+        assert!((record.steps[0].start_s - held.start_s).abs() < 1e-9);
+        assert!(record.marks[2].label.contains("attempt 3"));
+    }
+}
