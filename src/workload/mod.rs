@@ -351,8 +351,29 @@ mod tests {
         assert_eq!(series.buckets[5].max_us, 420_000);
         assert_eq!(series.buckets[6].queries, 1);
         assert_eq!(series.buckets[7].queries, 0, "the run ends at 950 ms");
+        // [200, 300) had no completion; the run started at 250 ms and ended at 950 ms: the
+        // rate of a cut interval is over the part the clients ran.
+        assert_eq!(series.buckets[0].ok_per_s, 0.0);
+        assert!((series.buckets[6].ok_per_s - 10.0).abs() < 1e-6);
         assert_eq!(series.max_us(), 420_000);
         assert!((series.end_s() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn series_rate_of_a_cut_interval_is_over_the_time_the_clients_ran() {
+        let origin = Instant::now();
+        let ms = |n: u64| origin + Duration::from_millis(n);
+        let mut s = SeriesRecorder::new(origin, ms(175), Duration::from_millis(100));
+        for at in [180, 190, 199, 220, 910] {
+            s.record(ms(at), Duration::from_millis(1), false);
+        }
+        let series = s.finish(ms(925));
+        let first = &series.buckets[0];
+        assert_eq!((first.queries, (first.t_s * 1000.0).round()), (3, 100.0));
+        assert!((first.ok_per_s - 3.0 / 0.025).abs() < 1e-6, "{first:?}");
+        assert!((series.buckets[1].ok_per_s - 10.0).abs() < 1e-6);
+        let last = series.buckets.last().expect("buckets");
+        assert!((last.ok_per_s - 1.0 / 0.025).abs() < 1e-6, "{last:?}");
     }
 
     #[test]
@@ -370,6 +391,9 @@ mod tests {
         let series = s.finish(origin + Duration::from_millis(10_000));
         assert_eq!(series.buckets.len(), 101);
         assert!(series.buckets[..100].iter().all(|b| b.queries == 100));
+        assert!(series.buckets[..100]
+            .iter()
+            .all(|b| (b.ok_per_s - 1000.0).abs() < 1e-6));
     }
 
     #[test]

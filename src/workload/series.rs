@@ -70,6 +70,8 @@ pub(super) struct SeriesRecorder {
     interval: Duration,
     /// The first interval (the workload's start).
     first: u64,
+    /// The workload's start, in seconds since the origin.
+    start_s: f64,
     /// At most two, oldest first.
     pub(super) open: Vec<OpenBucket>,
     closed: Vec<Bucket>,
@@ -82,6 +84,7 @@ impl SeriesRecorder {
             origin,
             interval,
             first: 0,
+            start_s: start.saturating_duration_since(origin).as_secs_f64(),
             open: Vec::new(),
             closed: Vec::new(),
         };
@@ -192,6 +195,15 @@ impl SeriesRecorder {
             .map_or(self.first, |c| (c.t_s / interval_s).round() as u64 + 1);
         for index in next..=last {
             self.closed.push(self.empty(index));
+        }
+        // The first and the last interval are cut by the workload's start and stop: their rate
+        // is over the part the clients ran.
+        let end_s = end.saturating_duration_since(self.origin).as_secs_f64();
+        for b in self.closed.iter_mut() {
+            let ran = (b.t_s + interval_s).min(end_s) - b.t_s.max(self.start_s);
+            if ran < interval_s && ran > interval_s / 1000.0 {
+                b.ok_per_s = (b.queries - b.failures) as f64 / ran;
+            }
         }
         TimeSeries {
             interval_s,
