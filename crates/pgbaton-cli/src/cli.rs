@@ -1003,6 +1003,11 @@ async fn run_demo(
     renderer: Arc<Renderer>,
 ) -> Result<u8, Error> {
     let json = g.json;
+    if let Some(path) = &args.report {
+        // Before the run: a report that cannot be written should not cost a whole demo.
+        pgbaton_lab::demo::report::check_writable(path)
+            .map_err(|e| Error::Other(format!("demo: {e}")))?;
+    }
     let options = args.options(g.postgres_url.clone(), g.settings().exec);
     let notes: pgbaton_lab::demo::NoteSink = Arc::new(move |note: &pgbaton_lab::demo::Note| {
         if json {
@@ -1027,6 +1032,14 @@ async fn run_demo(
         print_json(&report)?;
     } else {
         print!("{report}");
+    }
+    if let Some(path) = &args.report {
+        report
+            .write_html(path)
+            .map_err(|e| Error::Other(format!("demo: {e}")))?;
+        if !json {
+            println!("HTML report: {}", path.display());
+        }
     }
     Ok(if report.ok() { exit::OK } else { exit::FAILED })
 }
