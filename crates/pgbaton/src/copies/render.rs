@@ -111,7 +111,7 @@ pub(super) fn render_table(
     // PostgreSQL 18 names NOT NULL constraints after the column: the copies' get the names the
     // server would give the final columns.
     if let Some(sql) =
-        crate::ops::not_null_names::rename_temporary_not_null_constraints(ctx, &c.table)
+        crate::ops::not_null_names::rename_temporary_not_null_constraints(ctx, c.table)
     {
         plan.contract_after_column_renames(c.table.clone(), sql);
     }
