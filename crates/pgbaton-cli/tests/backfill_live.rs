@@ -653,7 +653,7 @@ async fn the_metrics_endpoint_serves_the_documented_series() {
     let status = child.wait().expect("start");
     assert!(status.success());
     // Every series is documented in the README.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
         .expect("README.md");
     for (name, ..) in pgbaton::metrics::SERIES {
         assert!(

@@ -575,7 +575,8 @@ async fn one_version_under_load_kill_9_mid_backfill_and_resume() {
     );
     // The old release is gone before complete, as in a rollout.
     let old_report = old.stop().await;
-    let (code, out) = common::pgbaton_run(&db.url, &["complete"]);
+    // It stopped a moment ago, inside the 60 s safe-to-complete window: complete knowingly.
+    let (code, out) = common::pgbaton_run(&db.url, &["complete", "--force"]);
     assert_eq!(code, 0, "complete: {out}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let new_report = new.stop().await;

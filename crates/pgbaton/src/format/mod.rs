@@ -300,6 +300,11 @@ pub fn parse(
         problem: Box::new(problem),
     };
 
+    // A field `pgbaton convert` could not fill: refused before anything runs.
+    if let Some((path, message)) = crate::convert::find_placeholder(&raw) {
+        let loc = root.locate(&path, false);
+        return Err(invalid(path, loc, Problem::Other(message)));
+    }
     // User SQL fragments: checked (and their comments removed) before anything reads them.
     let mut path = Vec::new();
     if let Err((path, loc, problem)) = check_fragments(&mut root, &mut path) {
@@ -355,11 +360,6 @@ pub fn parse(
         }
     }
 
-    // A field `pgbaton convert` could not fill: refused before anything runs.
-    if let Some((path, message)) = crate::convert::find_placeholder(&raw) {
-        let loc = root.locate(&path, false);
-        return Err(invalid(path, loc, Problem::Other(message)));
-    }
     // `sql` bodies go through PostgreSQL's parser now, not when their step runs.
     if let Some((path, message)) = crate::sql::check_sql_bodies(&raw) {
         let loc = root.locate(&path, false);
