@@ -177,7 +177,7 @@ fn add_column() -> OddCase {
                 ),
                 Check::Rows(
                     V::Base,
-                    r#"SELECT conname FROM pg_constraint WHERE conrelid = '"App ""S"""."Weird ""T"""'::regclass ORDER BY 1"#,
+                    r#"SELECT conname FROM pg_constraint WHERE conrelid = '"App ""S"""."Weird ""T"""'::regclass AND contype <> 'n' ORDER BY 1"#,
                     &[
                         "Chk \"Odd\"",
                         "Weird \"T\"_Mixed \"Case\"_key",
