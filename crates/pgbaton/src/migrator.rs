@@ -17,7 +17,7 @@ use crate::format::Migration;
 use crate::ident::Ident;
 use crate::pg;
 use crate::plan::{Plan, PlanContext};
-use crate::planner::{plan_migration, PlanFailure};
+use crate::planner::{plan_migrations, PlanFailure};
 use crate::state::{self, MigrationRecord};
 use crate::step::Phase;
 use crate::views::version_schema_name;
@@ -159,10 +159,6 @@ impl Migrator {
         &self.state
     }
 
-    pub(crate) fn server_version_num(&self) -> i32 {
-        self.server_version_num
-    }
-
     /// Runs `f` holding the per-schema advisory lock; releases it on every path.
     pub(crate) async fn locked<T>(
         &self,
@@ -275,51 +271,8 @@ impl Migrator {
         } else {
             None
         };
-        let version = migration
-            .version_schema
-            .clone()
-            .unwrap_or_else(|| migration.name.clone());
-        let version_schema = version_schema_name(schema, &version);
-        if !version_schema.fits() {
-            return Err(PlanFailure::Invalid {
-                file: migration.file.clone(),
-                line: None,
-                index: 0,
-                kind: "version_schema",
-                source: crate::plan::PlanError::new(
-                    "version_schema",
-                    format!("version schema name {version_schema} is longer than 63 bytes; set a shorter version_schema"),
-                ),
-            }
-            .into());
-        }
-        let mut previous_version_schema = None;
-        if let Some(p) = &parent {
-            if catalog::schema_exists(&self.client, &p.version_schema).await? {
-                previous_version_schema = Some(Ident::new(p.version_schema.clone()));
-            }
-        }
-        let mut ctx = PlanContext {
-            migration: migration.name.clone(),
-            schema: Ident::new(schema),
-            version_schema,
-            previous_version_schema,
-            server_version_num: self.server_version_num,
-            state_schema: Some(self.state.clone()),
-            facts: Default::default(),
-            missing: Default::default(),
-        };
-        let live = catalog::read_schema(&self.client, schema).await?;
-        let (mut plan, _) = plan_migration(migration, live.clone(), &ctx)?;
-        // Planning asks the server questions it cannot answer alone (is this default volatile,
-        // does this type change rewrite): answer them, then plan again with the answers.
-        let missing: Vec<_> = ctx.missing.take().into_iter().collect();
-        if !missing.is_empty() {
-            for (probe, answer) in catalog::probe(&self.client, &missing).await? {
-                ctx.facts.answers.insert(probe, answer);
-            }
-            plan = plan_migration(migration, live, &ctx)?.0;
-        }
+        let previous = parent.as_ref().map(|p| p.version_schema.as_str());
+        let (plan, ctx) = self.plan_files(&[migration], previous).await?;
         // What only the server can tell about the file (types, `up` against the old version),
         // before any DDL.
         crate::precheck::check(
@@ -330,6 +283,66 @@ impl Migrator {
         )
         .await?;
         Ok((plan, ctx, parent.map(|p| p.name)))
+    }
+
+    /// Plans `files` (one, or several as one version) against the live schema: the version schema
+    /// named after the last file, the previous version's schema if it still exists, and the server's
+    /// answers to the probes planning asks (one more planning pass when it asked any).
+    pub(crate) async fn plan_files(
+        &self,
+        files: &[&Migration],
+        previous_version_schema: Option<&str>,
+    ) -> Result<(Plan, PlanContext)> {
+        let Some(last) = files.last() else {
+            return Err(Error::Other("no migration to plan".into()));
+        };
+        let schema = self.schema();
+        let version = last
+            .version_schema
+            .clone()
+            .unwrap_or_else(|| last.name.clone());
+        let version_schema = version_schema_name(schema, &version);
+        if !version_schema.fits() {
+            return Err(PlanFailure::Invalid {
+                file: last.file.clone(),
+                line: None,
+                index: 0,
+                kind: "version_schema",
+                source: crate::plan::PlanError::new(
+                    "version_schema",
+                    format!("version schema name {version_schema} is longer than 63 bytes; set a shorter version_schema"),
+                ),
+            }
+            .into());
+        }
+        let mut previous = None;
+        if let Some(p) = previous_version_schema {
+            if catalog::schema_exists(&self.client, p).await? {
+                previous = Some(Ident::new(p));
+            }
+        }
+        let mut ctx = PlanContext {
+            migration: last.name.clone(),
+            schema: Ident::new(schema),
+            version_schema,
+            previous_version_schema: previous,
+            server_version_num: self.server_version_num,
+            state_schema: Some(self.state.clone()),
+            facts: Default::default(),
+            missing: Default::default(),
+        };
+        let live = catalog::read_schema(&self.client, schema).await?;
+        let (mut plan, _) = plan_migrations(files, live.clone(), &ctx)?;
+        // Planning asks the server questions it cannot answer alone (is this default volatile,
+        // does this type change rewrite): answer them, then plan again with the answers.
+        let missing: Vec<_> = ctx.missing.take().into_iter().collect();
+        if !missing.is_empty() {
+            for (probe, answer) in catalog::probe(&self.client, &missing).await? {
+                ctx.facts.answers.insert(probe, answer);
+            }
+            plan = plan_migrations(files, live, &ctx)?.0;
+        }
+        Ok((plan, ctx))
     }
 
     /// Starts a migration: expand, dual-write triggers, backfill, new version schema. Continues an

@@ -18,10 +18,8 @@ use crate::catalog;
 use crate::error::{Error, Result};
 use crate::format::Migration;
 use crate::history::{self, Accept, Finding};
-use crate::ident::Ident;
 use crate::migrator::Migrator;
 use crate::plan::{Plan, PlanContext};
-use crate::planner::{plan_migrations, PlanFailure};
 use crate::state;
 use crate::views::version_schema_name;
 
@@ -304,54 +302,10 @@ impl Migrator {
         &self,
         files: &[&Migration],
     ) -> Result<(Plan, PlanContext, Option<String>)> {
-        let Some(last) = files.last() else {
-            return Err(Error::Other("no migration to plan".into()));
-        };
-        let schema = self.schema();
-        let parent = state::latest_completed(self.client(), self.state_ident(), schema).await?;
-        let version = last
-            .version_schema
-            .clone()
-            .unwrap_or_else(|| last.name.clone());
-        let version_schema = version_schema_name(schema, &version);
-        if !version_schema.fits() {
-            return Err(PlanFailure::Invalid {
-                file: last.file.clone(),
-                line: None,
-                index: 0,
-                kind: "version_schema",
-                source: crate::plan::PlanError::new(
-                    "version_schema",
-                    format!("version schema name {version_schema} is longer than 63 bytes; set a shorter version_schema"),
-                ),
-            }
-            .into());
-        }
-        let mut previous_version_schema = None;
-        if let Some(p) = &parent {
-            if catalog::schema_exists(self.client(), &p.version_schema).await? {
-                previous_version_schema = Some(Ident::new(p.version_schema.clone()));
-            }
-        }
-        let mut ctx = PlanContext {
-            migration: last.name.clone(),
-            schema: Ident::new(schema),
-            version_schema,
-            previous_version_schema,
-            server_version_num: self.server_version_num(),
-            state_schema: Some(self.state_ident().clone()),
-            facts: Default::default(),
-            missing: Default::default(),
-        };
-        let live = catalog::read_schema(self.client(), schema).await?;
-        let (mut plan, _) = plan_migrations(files, live.clone(), &ctx)?;
-        let missing: Vec<_> = ctx.missing.take().into_iter().collect();
-        if !missing.is_empty() {
-            for (probe, answer) in catalog::probe(self.client(), &missing).await? {
-                ctx.facts.answers.insert(probe, answer);
-            }
-            plan = plan_migrations(files, live, &ctx)?.0;
-        }
+        let parent =
+            state::latest_completed(self.client(), self.state_ident(), self.schema()).await?;
+        let previous = parent.as_ref().map(|p| p.version_schema.as_str());
+        let (plan, ctx) = self.plan_files(files, previous).await?;
         Ok((plan, ctx, parent.map(|p| p.name)))
     }
 
