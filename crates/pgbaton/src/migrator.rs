@@ -22,6 +22,15 @@ use crate::state::{self, MigrationRecord};
 use crate::step::Phase;
 use crate::views::version_schema_name;
 
+/// The future of a long lifecycle call ([`Migrator::start`], [`Migrator::complete`],
+/// [`Migrator::rollback`], [`Migrator::migrate_with`], [`Migrator::start_one_version`]), on the
+/// heap. Their state machines hold the whole executor, backfill and catalog reads (tens of
+/// kilobytes), and an unoptimized build copies a child future into each caller's stack frame at
+/// every `.await`: a test or a debug build of an embedding program that awaits several of them
+/// in one function overflowed the 2 MiB stack of a test thread (CI, issue #9). Boxed, each
+/// caller holds a pointer.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Settings that are not about the connection.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -335,7 +344,7 @@ impl Migrator {
         let (mut plan, _) = plan_migrations(files, live.clone(), &ctx)?;
         // Planning asks the server questions it cannot answer alone (is this default volatile,
         // does this type change rewrite): answer them, then plan again with the answers.
-        let missing: Vec<_> = ctx.missing.take().into_iter().collect();
+        let missing: Vec<_> = std::mem::take(&mut *ctx.missing_probes()).into_iter().collect();
         if !missing.is_empty() {
             for (probe, answer) in catalog::probe(&self.client, &missing).await? {
                 ctx.facts.answers.insert(probe, answer);
@@ -347,7 +356,11 @@ impl Migrator {
 
     /// Starts a migration: expand, dual-write triggers, backfill, new version schema. Continues an
     /// interrupted start of the same migration from its journal. With `complete`, completes it too.
-    pub async fn start(&self, migration: &Migration, complete: bool) -> Result<StartOutcome> {
+    pub fn start<'a>(&'a self, migration: &'a Migration, complete: bool) -> BoxFuture<'a, Result<StartOutcome>> {
+        Box::pin(self.start_unboxed(migration, complete))
+    }
+
+    async fn start_unboxed(&self, migration: &Migration, complete: bool) -> Result<StartOutcome> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
             state::upgrade(&self.client, &self.state).await?;
@@ -551,7 +564,11 @@ impl Migrator {
     }
 
     /// Completes the active migration (finishing an interrupted start first).
-    pub async fn complete(&self) -> Result<String> {
+    pub fn complete<'a>(&'a self) -> BoxFuture<'a, Result<String>> {
+        Box::pin(self.complete_unboxed())
+    }
+
+    async fn complete_unboxed(&self) -> Result<String> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
             state::upgrade(&self.client, &self.state).await?;
@@ -642,7 +659,11 @@ impl Migrator {
     /// Rolls the active migration back. With `force`, a failing user `sql` step (a raw `down`)
     /// is skipped instead of stopping the rollback; the returned list names what was skipped,
     /// which the caller must undo by hand.
-    pub async fn rollback(&self, force: bool) -> Result<RollbackOutcome> {
+    pub fn rollback<'a>(&'a self, force: bool) -> BoxFuture<'a, Result<RollbackOutcome>> {
+        Box::pin(self.rollback_unboxed(force))
+    }
+
+    async fn rollback_unboxed(&self, force: bool) -> Result<RollbackOutcome> {
         self.locked(async {
             state::require_initialized(&self.client, &self.state).await?;
             state::upgrade(&self.client, &self.state).await?;

@@ -18,7 +18,7 @@ use crate::catalog;
 use crate::error::{Error, Result};
 use crate::format::Migration;
 use crate::history::{self, Accept, Finding};
-use crate::migrator::Migrator;
+use crate::migrator::{BoxFuture, Migrator};
 use crate::plan::{Plan, PlanContext};
 use crate::state;
 use crate::views::version_schema_name;
@@ -56,7 +56,11 @@ impl Migrator {
     /// in turn; the last is left active unless `complete`. With `one_version`, they are started
     /// as one migration (left active unless `complete`); run again after an interruption, it
     /// continues that migration. Returns the names of the files applied.
-    pub async fn migrate_with(&self, dir: &Path, options: &MigrateOptions) -> Result<Vec<String>> {
+    pub fn migrate_with<'a>(&'a self, dir: &'a Path, options: &'a MigrateOptions) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(self.migrate_with_unboxed(dir, options))
+    }
+
+    async fn migrate_with_unboxed(&self, dir: &Path, options: &MigrateOptions) -> Result<Vec<String>> {
         let files = crate::format::load_dir(dir)?;
         state::require_initialized(self.client(), self.state_ident()).await?;
         Box::pin(self.locked(async {
@@ -109,13 +113,13 @@ impl Migrator {
                 return Ok(Vec::new());
             }
             if options.one_version {
-                Box::pin(self.start_one_version(&pending, options.complete)).await?;
+                self.start_one_version(&pending, options.complete).await?;
                 return Ok(pending.iter().map(|m| m.name.clone()).collect());
             }
             let mut applied = Vec::new();
             for (i, m) in pending.iter().enumerate() {
                 let last = i + 1 == pending.len();
-                Box::pin(self.start(m, !last || options.complete)).await?;
+                self.start(m, !last || options.complete).await?;
                 applied.push(m.name.clone());
             }
             Ok(applied)
@@ -158,12 +162,16 @@ impl Migrator {
 
     /// Starts `files` (pending, in order, at least one) as one migration named after the last
     /// file, with its version schema; completes it too with `complete`.
-    pub async fn start_one_version(&self, files: &[&Migration], complete: bool) -> Result<()> {
+    pub fn start_one_version<'a>(&'a self, files: &'a [&'a Migration], complete: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.start_one_version_unboxed(files, complete))
+    }
+
+    async fn start_one_version_unboxed(&self, files: &[&Migration], complete: bool) -> Result<()> {
         let Some((last, members)) = files.split_last() else {
             return Ok(());
         };
         if members.is_empty() {
-            Box::pin(self.start(last, complete)).await?;
+            self.start(last, complete).await?;
             return Ok(());
         }
         self.locked(async {

@@ -81,11 +81,29 @@ pub struct PlanContext {
     pub state_schema: Option<Ident>,
     /// Answers to probes, filled in by the migrator.
     pub facts: Facts,
-    /// Probes asked during planning that `facts` could not answer.
-    pub missing: std::cell::RefCell<std::collections::BTreeSet<Probe>>,
+    /// Probes asked during planning that `facts` could not answer. (A mutex, not a cell: a
+    /// context lives across the `.await`s of a start, whose future is `Send`.)
+    pub missing: MissingProbes,
+}
+
+/// The probes a plan asked that its facts could not answer (see [`PlanContext::ask`]).
+#[derive(Debug, Default)]
+pub struct MissingProbes(std::sync::Mutex<std::collections::BTreeSet<Probe>>);
+
+impl Clone for MissingProbes {
+    fn clone(&self) -> Self {
+        let set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        MissingProbes(std::sync::Mutex::new(set.clone()))
+    }
 }
 
 impl PlanContext {
+    /// The probes asked but not answered so far (see [`PlanContext::ask`]).
+    pub fn missing_probes(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Probe>> {
+        // Planning panics nowhere while it holds the guard; a poisoned set is still whole.
+        self.missing.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn qualify(&self, physical: &Ident) -> QualName {
         QualName::new(self.schema.clone(), physical.clone())
     }
@@ -95,7 +113,7 @@ impl PlanContext {
         match self.facts.answers.get(&probe) {
             Some(answer) => *answer,
             None => {
-                self.missing.borrow_mut().insert(probe);
+                self.missing_probes().insert(probe);
                 conservative
             }
         }

@@ -765,7 +765,7 @@ mod tests {
         let ops = "  - add_column:\n      table: users\n      column: {name: age, type: integer, nullable: true, default: \"0\", comment: it's the age}\n";
         let (plan, after) = plan_ops(&base(), &c, ops).unwrap();
         insta::assert_snapshot!("nullable_constant_default", render(&plan));
-        assert!(c.missing.borrow().is_empty());
+        assert!(c.missing_probes().is_empty());
         assert!(plan.lock_violations().is_empty());
         // No trigger, no backfill: the default fills existing rows in the catalog.
         assert_eq!(plan.start.len(), 1);
@@ -919,7 +919,7 @@ mod tests {
         let c = ctx(150004);
         let ops = "  - add_column:\n      table: users\n      column: {name: n, type: int, nullable: true, default: \"1\"}\n";
         let (plan, _) = plan_ops(&base(), &c, ops).unwrap();
-        assert!(c.missing.borrow().contains(&Probe::DefaultIsVolatile {
+        assert!(c.missing_probes().contains(&Probe::DefaultIsVolatile {
             type_name: "int".into(),
             expr: "1".into()
         }));
@@ -964,7 +964,7 @@ mod tests {
         let c = ctx(150004);
         let (plan, after) = plan_ops(&base(), &c, ops).unwrap();
         insta::assert_snapshot!("created_here", render(&plan));
-        assert!(c.missing.borrow().is_empty(), "no probe for a new table");
+        assert!(c.missing_probes().is_empty(), "no probe for a new table");
         // No trigger, no backfill, no validation: nothing else sees the table yet.
         assert!(plan
             .start

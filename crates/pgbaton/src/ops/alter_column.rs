@@ -948,7 +948,7 @@ mod tests {
         let ops = "  - alter_column:\n      table: users\n      column: email\n      type: varchar(200)\n      up: email\n      down: email\n";
         let c = ctx(150004);
         let (plan, after) = plan_ops(&shop(), &c, ops).unwrap();
-        assert!(c.missing.borrow().contains(&Probe::TypeChangeRewrites {
+        assert!(c.missing_probes().contains(&Probe::TypeChangeRewrites {
             from: "character varying(100)".into(),
             to: "varchar(200)".into()
         }));
