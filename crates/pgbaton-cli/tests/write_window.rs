@@ -230,7 +230,7 @@ async fn the_window_counts_writes_of_a_role_without_privileges_and_skips_backfil
     .await;
     let table = QualName::new("public", "w");
     let window = write_window(&table);
-    let step = open_window_step(&table, &window);
+    let step = open_window_step(&table, &window, None);
     for sql in step.statements() {
         common::exec(c, &sql).await;
     }
@@ -267,6 +267,81 @@ async fn the_window_counts_writes_of_a_role_without_privileges_and_skips_backfil
         &format!("DROP TABLE public.w CASCADE; DROP OWNED BY {role}; DROP ROLE {role};"),
     )
     .await;
+}
+
+/// Issue #8 (5): `SET pgbaton.backfill = 'on'` is open to any session. With a state schema, the
+/// write window counts a write unless its transaction is one the backfill recorded: a session
+/// that only sets the flag is still counted (it would otherwise skip the catch-up pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_counts_a_session_that_only_sets_the_backfill_flag() {
+    let db = common::fresh_db().await;
+    let c = &db.client;
+    common::exec(
+        c,
+        "CREATE TABLE public.w (id int PRIMARY KEY, v text); INSERT INTO public.w VALUES (1, 'a');",
+    )
+    .await;
+    assert_eq!(run(&db.url, &["init"]).0, 0);
+    let table = QualName::new("public", "w");
+    let window = write_window(&table);
+    let state = pgbaton::ident::Ident::new("pgbaton");
+    for sql in open_window_step(&table, &window, Some(&state)).statements() {
+        common::exec(c, &sql).await;
+    }
+    let bumped = "SELECT coalesce(pg_sequence_last_value('public._pgbaton_ww_w'::regclass), 0)";
+
+    // The flag alone: counted.
+    common::exec(
+        c,
+        "BEGIN; SET LOCAL pgbaton.backfill = 'on'; UPDATE public.w SET v = 'b'; COMMIT;",
+    )
+    .await;
+    assert_eq!(scalar(c, bumped).await, 1);
+
+    // The flag in a transaction the backfill recorded: not counted.
+    common::exec(
+        c,
+        "BEGIN; SET LOCAL pgbaton.backfill = 'on';
+         INSERT INTO pgbaton.backfill_xids (migration, table_schema, table_name, xid)
+           VALUES ('m', 'public', 'w', pg_current_xact_id()::xid);
+         UPDATE public.w SET v = 'c'; COMMIT;",
+    )
+    .await;
+    assert_eq!(scalar(c, bumped).await, 1);
+
+    // A plain write: counted.
+    common::exec(c, "UPDATE public.w SET v = 'd'").await;
+    assert_eq!(scalar(c, bumped).await, 2);
+}
+
+/// Issue #8 (5), the safe-to-complete signal: an old-version write made with the backfill flag
+/// set is still counted, so `complete` refuses while the old version writes that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_sees_old_version_writes_made_with_the_backfill_flag() {
+    let db = common::fresh_db().await;
+    let file = setup_with(
+        &db,
+        "flagged",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, name text NOT NULL);
+         INSERT INTO t (name) SELECT 'n' || g FROM generate_series(1, 100) g;",
+        MIGRATION,
+    )
+    .await;
+    let (code, out) = run(&db.url, &["start", &file]);
+    assert_eq!(code, 0, "{out}");
+    common::exec(
+        &db.client,
+        "BEGIN; SET LOCAL pgbaton.backfill = 'on'; UPDATE t SET name = 'hidden' WHERE id = 1; COMMIT;",
+    )
+    .await;
+    let (code, out) = run(&db.url, &["complete", "--old-version-quiet", "600"]);
+    assert_eq!(code, 4, "complete must refuse: {out}");
+    assert!(
+        out.contains("the old version (public) still writes"),
+        "{out}"
+    );
+    // The dual-write trigger did not skip the write either.
+    assert_eq!(wrong_rows(&db.client).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

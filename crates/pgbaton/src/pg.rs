@@ -1,6 +1,7 @@
 //! Server helpers: connecting (TLS per `sslmode`, `SET ROLE`), describing and classifying server
 //! errors by SQLSTATE, listing the sessions that block a backend (and cancelling the autovacuum
-//! workers among them, never anything else), and the per-schema migration advisory lock.
+//! workers among them, never anything else), the per-schema migration advisory lock, and
+//! running a statement that holds user text ([`query_text`], [`execute_one`]).
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -9,7 +10,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Row, SimpleQueryRow, Socket};
 
 use crate::config::{ConfigError, ConnConfig, SslMode, Target, TlsSettings};
 use crate::ident::Ident;
@@ -778,4 +780,73 @@ mod tests {
         };
         assert_eq!(e.sqlstate(), Some("28P01"));
     }
+}
+
+/// A result row's values as text (what the simple query protocol returns), from either protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextRow(Vec<Option<String>>);
+
+impl TextRow {
+    /// Column `i`, `None` for NULL or past the end.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.get(i).and_then(|v| v.as_deref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values of a row of the extended protocol. Integers and text are read as such; any
+    /// other column type is an error (the statements pgbaton reads this way return counts,
+    /// keys as text and JSON as text).
+    pub fn from_row(row: &Row) -> Result<TextRow, tokio_postgres::Error> {
+        let mut values = Vec::with_capacity(row.len());
+        for (i, column) in row.columns().iter().enumerate() {
+            let value = match *column.type_() {
+                Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(|v| v.to_string()),
+                Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| v.to_string()),
+                Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| v.to_string()),
+                Type::OID => row.try_get::<_, Option<u32>>(i)?.map(|v| v.to_string()),
+                Type::BOOL => row
+                    .try_get::<_, Option<bool>>(i)?
+                    .map(|v| if v { "t" } else { "f" }.to_string()),
+                // Text types; anything else fails here with the column's type named.
+                _ => row.try_get::<_, Option<String>>(i)?,
+            };
+            values.push(value);
+        }
+        Ok(TextRow(values))
+    }
+}
+
+impl From<&SimpleQueryRow> for TextRow {
+    fn from(row: &SimpleQueryRow) -> TextRow {
+        TextRow(
+            (0..row.len())
+                .map(|i| row.get(i).map(str::to_string))
+                .collect(),
+        )
+    }
+}
+
+/// Runs `sql`, one statement that holds user text (an `up`, a probe query), through the
+/// extended protocol — which refuses a second statement, whatever the text holds — in one
+/// round trip (an unnamed statement: no prepare, fine behind a transaction pooler), and
+/// returns its rows as text.
+pub async fn query_text(client: &Client, sql: &str) -> Result<Vec<TextRow>, tokio_postgres::Error> {
+    client
+        .query_typed(sql, &[])
+        .await?
+        .iter()
+        .map(TextRow::from_row)
+        .collect()
+}
+
+/// [`query_text`] for a statement without rows: returns the rows it changed.
+pub async fn execute_one(client: &Client, sql: &str) -> Result<u64, tokio_postgres::Error> {
+    client.execute_typed(sql, &[]).await
 }

@@ -92,7 +92,10 @@ pub struct MissingProbes(std::sync::Mutex<std::collections::BTreeSet<Probe>>);
 
 impl Clone for MissingProbes {
     fn clone(&self) -> Self {
-        let set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let set = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         MissingProbes(std::sync::Mutex::new(set.clone()))
     }
 }
@@ -101,7 +104,10 @@ impl PlanContext {
     /// The probes asked but not answered so far (see [`PlanContext::ask`]).
     pub fn missing_probes(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Probe>> {
         // Planning panics nowhere while it holds the guard; a poisoned set is still whole.
-        self.missing.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.missing
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn qualify(&self, physical: &Ident) -> QualName {
@@ -485,7 +491,11 @@ impl PlanBuilder {
         let mut start = std::mem::take(&mut self.expand);
         for spec in backfills.values() {
             if let Some(window) = &spec.window {
-                start.push(crate::triggers::open_window_step(&spec.table, window));
+                start.push(crate::triggers::open_window_step(
+                    &spec.table,
+                    window,
+                    self.state_schema.as_ref(),
+                ));
             }
         }
         for spec in self.triggers.values() {
@@ -495,7 +505,10 @@ impl PlanBuilder {
                     false,
                     self.state_schema.as_ref(),
                 ));
-                start.push(crate::triggers::version_writes::install_step(spec));
+                start.push(crate::triggers::version_writes::install_step(
+                    spec,
+                    self.state_schema.as_ref(),
+                ));
             }
         }
         let backfill_step = |title: String, spec: BackfillSpec| Step {
@@ -526,7 +539,10 @@ impl PlanBuilder {
                         true,
                         self.state_schema.as_ref(),
                     ));
-                    start.push(crate::triggers::version_writes::install_step(trigger));
+                    start.push(crate::triggers::version_writes::install_step(
+                        trigger,
+                        self.state_schema.as_ref(),
+                    ));
                 }
             } else {
                 start.push(backfill_step(format!("backfill {table}"), spec));

@@ -38,7 +38,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::Client;
+
+use crate::pg::TextRow;
 
 use crate::ident::{quote_literal, Ident, QualName, RawSql};
 use crate::step::BackfillKey;
@@ -426,11 +428,12 @@ async fn run(
                     &tail,
                     opts.sample_limit,
                 );
-                let messages = client
-                    .simple_query(&sql)
+                let rows = crate::pg::query_text(client, &sql)
                     .await
                     .map_err(err("reading a batch"))?;
-                let row = first_row(&messages).ok_or_else(|| protocol(&table, "no batch row"))?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| protocol(&table, "no batch row"))?;
                 let read = absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
                 if read == 0 {
                     break;
@@ -471,11 +474,12 @@ async fn run(
                     "{t} WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid"
                 );
                 let sql = batch_sql(spec, types, as_text, &source, &ctid, "", opts.sample_limit);
-                let messages = client
-                    .simple_query(&sql)
+                let rows = crate::pg::query_text(client, &sql)
                     .await
                     .map_err(err("reading a batch"))?;
-                let row = first_row(&messages).ok_or_else(|| protocol(&table, "no batch row"))?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| protocol(&table, "no batch row"))?;
                 absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
                 from = to;
             }
@@ -487,7 +491,7 @@ async fn run(
 /// Adds one batch's aggregate row to the report; returns the rows read.
 fn absorb(
     report: &mut VerifyReport,
-    row: &SimpleQueryRow,
+    row: &TextRow,
     rules: usize,
     sample_limit: usize,
 ) -> Result<u64, VerifyError> {
@@ -575,13 +579,6 @@ fn parse_text_array(s: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn first_row(messages: &[SimpleQueryMessage]) -> Option<&SimpleQueryRow> {
-    messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row),
-        _ => None,
-    })
 }
 
 fn protocol(table: &str, detail: &str) -> VerifyError {

@@ -1458,3 +1458,63 @@ async fn a_state_schema_without_the_bounds_columns() {
         "the columns are back"
     );
 }
+
+/// Issue #8 (1): a batch statement holds the user's `up`, and goes through the extended
+/// protocol, which refuses a second statement. The file loader already refuses such an `up`
+/// (`fragment.rs`); this is the executor's own guard, with the loader bypassed: an `up` that
+/// smuggles `COMMIT; DROP TABLE ...` fails the batch and runs nothing (in one simple-query
+/// string, the `DROP` ran and committed). Value-range, keyset and ctid walks, and the `EXPLAIN`
+/// of a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smuggled_second_statement_in_up_runs_nothing() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    init_state(c).await;
+    exec(c, "CREATE TABLE public.victims (id int)").await;
+    let smuggled = RawSql::new("'x'); COMMIT; DROP TABLE public.victims; BEGIN; SELECT ('y'");
+    for (name, primary_key, walk) in [
+        ("smuggle_range", true, KeyWalk::Auto),
+        ("smuggle_keyset", true, KeyWalk::Keyset),
+        ("smuggle_ctid", false, KeyWalk::Auto),
+    ] {
+        let mut f = table(c, name, 1_000, primary_key).await;
+        f.backfill.assignments[0].expr = smuggled.clone();
+        let opts = BackfillOptions {
+            key_walk: walk,
+            ..BackfillOptions::default()
+        };
+        let (result, _) = run(c, &f.backfill, &opts).await;
+        let err = result
+            .expect_err("a batch with two statements must fail")
+            .to_string();
+        // A plain `UPDATE` parses as several statements, refused as such; inside a `WITH` the
+        // `;` is a syntax error. Either way the server runs none of it.
+        assert!(
+            err.contains("cannot insert multiple commands into a prepared statement")
+                || err.contains("syntax error at or near \";\""),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            count(c, "SELECT count(*) FROM pg_class WHERE relname = 'victims'").await,
+            1,
+            "{name}: the smuggled DROP ran"
+        );
+        assert_eq!(
+            count(
+                c,
+                &format!("SELECT count(*) FROM public.{name} WHERE u IS NOT NULL")
+            )
+            .await,
+            0,
+            "{name}: no row may be written"
+        );
+        let explained =
+            backfill::explain_batch(c, &state(), MIGRATION, &f.backfill, None, 100, walk).await;
+        assert!(explained.is_err(), "{name}: EXPLAIN of two statements");
+        assert_eq!(
+            count(c, "SELECT count(*) FROM pg_class WHERE relname = 'victims'").await,
+            1,
+            "{name}: the smuggled DROP ran in EXPLAIN"
+        );
+    }
+}

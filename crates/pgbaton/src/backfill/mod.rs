@@ -360,23 +360,20 @@ pub async fn explain_batch(
         TriggerBypass::Setting,
         matches!(spec.key, BackfillKey::Columns(_)),
     );
-    let explains = statement
-        .explained()
-        .iter()
-        .map(|sql| format!("EXPLAIN (COSTS OFF) {sql};\n"))
-        .collect::<String>();
-    let sql = format!("BEGIN;\n{settings}{explains}ROLLBACK");
-    match client.simple_query(&sql).await {
-        Ok(messages) => Ok(rows(&messages)
-            .iter()
-            .filter_map(|r| r.get(0))
-            .collect::<Vec<_>>()
-            .join("\n")),
-        Err(source) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(db(&table, "explaining a batch", source))
+    // Each statement holds the user's `up`: alone, through the extended protocol.
+    let explained = async {
+        client.batch_execute(&format!("BEGIN;\n{settings}")).await?;
+        let mut lines = Vec::new();
+        for sql in statement.explained() {
+            for row in crate::pg::query_text(client, &format!("EXPLAIN (COSTS OFF) {sql}")).await? {
+                lines.extend(row.get(0).map(str::to_string));
+            }
         }
+        Ok(lines.join("\n"))
     }
+    .await;
+    let _ = client.batch_execute("ROLLBACK").await;
+    explained.map_err(|source| db(&table, "explaining a batch", source))
 }
 
 fn protocol(table: &str, detail: &str) -> BackfillError {

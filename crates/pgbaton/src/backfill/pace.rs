@@ -117,8 +117,9 @@ impl Probe {
         let mut baseline = Vec::with_capacity(BASELINE_SAMPLES);
         for _ in 0..BASELINE_SAMPLES {
             let started = Instant::now();
+            // One statement through the extended protocol (an operator's `--probe-query` too).
             client
-                .simple_query(&sql)
+                .query_typed(&sql, &[])
                 .await
                 .map_err(|e| format!("the probe query: {}", crate::pg::describe(&e)))?;
             baseline.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -187,7 +188,7 @@ async fn probe_loop(client: Client, sql: String, interval: Duration, samples: Ar
         if let Ok(mut s) = samples.lock() {
             s.in_flight = Some(started);
         }
-        let result = client.simple_query(&sql).await;
+        let result = client.query_typed(&sql, &[]).await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         // Unknown (no privilege to see other sessions' state, an error) counts as busy: the
         // budget then goes by the latency alone.

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use std::fmt::Write as _;
 
 use crate::ident::{Ident, Literal};
-use crate::pg::describe;
+use crate::pg::{describe, TextRow};
 use crate::step::{BackfillKey, BackfillPass, BackfillSpec};
 
 use super::controls::{controls_sql, Controls, LagClock};
@@ -242,8 +242,8 @@ impl<'a> Runner<'a> {
                 );
             }
             let batch_start = Instant::now();
-            let messages = match self.execute(&begin, &statement, &controls_query).await {
-                Ok(messages) => messages,
+            let reply = match self.execute(&begin, &statement, &controls_query).await {
+                Ok(reply) => reply,
                 Err(e) => {
                     self.on_batch_error(e, &mut consecutive_lock_failures, limit, on_progress)
                         .await?;
@@ -255,14 +255,19 @@ impl<'a> Runner<'a> {
             if self.bypass == TriggerBypass::Auto {
                 self.bypass = TriggerBypass::ReplicationRole;
             }
+            let (typed, messages) = reply;
             let result = rows(&messages);
-            let (batch_row, controls_row) = match result.as_slice() {
-                [batch, controls] => (*batch, *controls),
-                _ => return Err(self.protocol(&format!("{} result rows", result.len()))),
+            let (batch_row, controls_row) = match (typed, result.as_slice()) {
+                (Some(batch), [controls]) => (batch, *controls),
+                (None, [batch, controls]) => (TextRow::from(*batch), *controls),
+                (typed, simple) => {
+                    let n = simple.len() + usize::from(typed.is_some());
+                    return Err(self.protocol(&format!("{n} result rows")));
+                }
             };
             controls = Controls::parse(controls_row, lag);
             self.live = controls.clone();
-            let walked = self.apply_batch(batch_row, batch)?;
+            let walked = self.apply_batch(&batch_row, batch)?;
             self.batches += 1;
             self.rows_this_run += walked;
             let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
@@ -426,43 +431,54 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs one batch transaction (`begin` holds `BEGIN` and its settings) and the controls
-    /// query after it; returns the messages of the round trip that ends with the batch's result
-    /// row and the controls. An error leaves the transaction to the caller's `ROLLBACK`.
+    /// query after it. The statement that holds the user's `up` goes alone through the extended
+    /// protocol (which refuses a second statement); `begin`, the checkpoint and `COMMIT` hold
+    /// none and go as simple queries. A `Single` batch is one round trip (the three requests
+    /// pipelined), a `Split` one two. Returns the batch's result row when the extended protocol
+    /// gave it (`Single`), and the simple-query messages (the batch row of a `Split`, then the
+    /// controls row). An error leaves the transaction to the caller's `ROLLBACK`.
     pub(super) async fn execute(
         &self,
         begin: &str,
         statement: &BatchSql,
         controls: &str,
-    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+    ) -> Result<(Option<TextRow>, Vec<SimpleQueryMessage>), tokio_postgres::Error> {
         match statement {
             BatchSql::Single(sql) => {
-                self.client
-                    .simple_query(&format!("{begin}{sql};\nCOMMIT;\n{controls};"))
-                    .await
+                // Pipelined: a failed batch aborts the transaction, and the `COMMIT` behind it
+                // then ends it as a rollback.
+                // `join!`, not `try_join!`: every reply is awaited, and the first error in
+                // the order of the requests is the one reported (after a failed `begin` the
+                // batch only says that the transaction is aborted).
+                let finish = format!("COMMIT;\n{controls};");
+                let (began, rows, messages) = tokio::join!(
+                    self.client.batch_execute(begin),
+                    crate::pg::query_text(self.client, sql),
+                    self.client.simple_query(&finish),
+                );
+                began?;
+                let rows = rows?;
+                Ok((rows.into_iter().next(), messages?))
             }
             BatchSql::Split {
                 update,
                 prelude,
                 checkpoint,
             } => {
-                let first = self
+                let (began, updated) = tokio::join!(
+                    self.client.batch_execute(begin),
+                    crate::pg::execute_one(self.client, update),
+                );
+                began?;
+                let updated = updated?;
+                let messages = self
                     .client
-                    .simple_query(&format!("{begin}{update};"))
-                    .await?;
-                let updated = first
-                    .iter()
-                    .rev()
-                    .find_map(|m| match m {
-                        SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                self.client
                     .simple_query(&format!(
                         "{};\nCOMMIT;\n{controls};",
                         BatchSql::finish(prelude, checkpoint.as_ref(), updated)
                     ))
-                    .await
+                    .await?;
+                Ok((None, messages))
             }
         }
     }
@@ -470,7 +486,7 @@ impl<'a> Runner<'a> {
     /// Takes a batch's result into the position and counters; returns the rows walked.
     pub(super) fn apply_batch(
         &mut self,
-        row: &SimpleQueryRow,
+        row: &TextRow,
         batch: Batch,
     ) -> Result<u64, BackfillError> {
         let num = |i: usize| -> Option<u64> { row.get(i).and_then(|v| v.parse().ok()) };

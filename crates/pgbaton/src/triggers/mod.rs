@@ -203,7 +203,11 @@ fn window_object(table: &QualName) -> QualName {
 /// a `BEFORE INSERT OR UPDATE ... FOR EACH STATEMENT` trigger that bumps it for every statement
 /// but a backfill's. The function is `SECURITY DEFINER` (the application's roles need no
 /// privilege on the sequence) with a fixed `search_path`. Idempotent.
-pub fn open_window_step(table: &QualName, window: &WriteWindow) -> Step {
+pub fn open_window_step(
+    table: &QualName,
+    window: &WriteWindow,
+    state_schema: Option<&Ident>,
+) -> Step {
     let function = window_object(table);
     let trigger = Ident::new(WINDOW_TRIGGER_NAME);
     Step::transaction(
@@ -217,9 +221,9 @@ pub fn open_window_step(table: &QualName, window: &WriteWindow) -> Step {
             format!(
                 "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
                  SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $_pgbaton_$\n\
-                 BEGIN\n  IF current_setting({setting}, true) IS DISTINCT FROM 'on' THEN\n    \
+                 BEGIN\n  IF {counted} THEN\n    \
                  PERFORM nextval({seq}::regclass);\n  END IF;\n  RETURN NULL;\nEND\n$_pgbaton_$",
-                setting = Literal::new(BACKFILL_SETTING),
+                counted = not_a_backfill_sql(state_schema),
                 seq = Literal::new(window.writes.to_string()),
             ),
             format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"),
@@ -274,6 +278,22 @@ pub fn trigger_sql(spec: &TriggerSpec) -> String {
 /// schema's DDL ([`crate::backfill::state_ddl`]).
 pub fn bypass_function(state_schema: &Ident) -> QualName {
     QualName::new(state_schema.clone(), Ident::new("backfill_transaction"))
+}
+
+/// The condition under which a statement-level counting trigger (the write window, writes per
+/// version) counts a write: it is not one of the backfill's. The setting alone is not enough
+/// with a state schema: any session can set it, and a write hidden from the window or from the
+/// per-version counts would let the catch-up pass or `complete` miss it; the transaction must
+/// also be one the backfill recorded (as for the dual-write trigger).
+pub fn not_a_backfill_sql(state_schema: Option<&Ident>) -> String {
+    let setting = format!(
+        "current_setting({}, true) IS DISTINCT FROM 'on'",
+        Literal::new(BACKFILL_SETTING)
+    );
+    match state_schema {
+        Some(state) => format!("({setting} OR NOT {}())", bypass_function(state)),
+        None => setting,
+    }
 }
 
 /// `CREATE TRIGGER ...`; with a state schema, skipping needs both the setting and a transaction

@@ -4,7 +4,7 @@
 use crate::ident::{Ident, Literal, QualName};
 use crate::step::{LockLevel, Step, Work};
 
-use super::{TriggerSpec, BACKFILL_SETTING, VERSION_SETTING};
+use super::{TriggerSpec, VERSION_SETTING};
 
 /// The statement-level trigger that counts writes per version.
 pub const TRIGGER_NAME: &str = "_pgbaton_version_writes";
@@ -33,18 +33,18 @@ pub(crate) fn object(table: &QualName, prefix: &str) -> QualName {
 
 /// The step that installs the counting on `spec`'s table, right after its dual-write trigger
 /// (idempotent). `CREATE TRIGGER` takes a `SHARE ROW EXCLUSIVE` lock: reads go on meanwhile.
-pub fn install_step(spec: &TriggerSpec) -> Step {
+pub fn install_step(spec: &TriggerSpec, state_schema: Option<&Ident>) -> Step {
     Step::transaction(
         format!("count writes per version on {}", spec.table),
         Some(spec.table.clone()),
         LockLevel::ShareRowExclusive,
         Work::Catalog,
-        install_sql(spec),
+        install_sql(spec, state_schema),
     )
 }
 
 /// Statements of [`install_step`].
-pub fn install_sql(spec: &TriggerSpec) -> Vec<String> {
+pub fn install_sql(spec: &TriggerSpec, state_schema: Option<&Ident>) -> Vec<String> {
     let table = &spec.table;
     let function = object(table, FUNCTION_PREFIX);
     let counter = object(table, COUNTER_PREFIX);
@@ -75,10 +75,10 @@ pub fn install_sql(spec: &TriggerSpec) -> Vec<String> {
     sql.push(format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $_pgbaton_$\n\
          DECLARE\n  v text := coalesce(nullif(current_setting({setting}, true), ''), current_schema());\n\
-         BEGIN\n  IF current_setting({backfill}, true) IS DISTINCT FROM 'on' THEN\n    \
+         BEGIN\n  IF {counted} THEN\n    \
          PERFORM {counter}(v = {schema} OR v = {migration});\n  END IF;\n  RETURN NULL;\nEND\n$_pgbaton_$",
         setting = Literal::new(VERSION_SETTING),
-        backfill = Literal::new(BACKFILL_SETTING),
+        counted = super::not_a_backfill_sql(state_schema),
         schema = Literal::new(spec.version_schema.as_str()),
         migration = Literal::new(&spec.migration),
     ));
