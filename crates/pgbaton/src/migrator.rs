@@ -344,7 +344,9 @@ impl Migrator {
         let (mut plan, _) = plan_migrations(files, live.clone(), &ctx)?;
         // Planning asks the server questions it cannot answer alone (is this default volatile,
         // does this type change rewrite): answer them, then plan again with the answers.
-        let missing: Vec<_> = std::mem::take(&mut *ctx.missing_probes()).into_iter().collect();
+        let missing: Vec<_> = std::mem::take(&mut *ctx.missing_probes())
+            .into_iter()
+            .collect();
         if !missing.is_empty() {
             for (probe, answer) in catalog::probe(&self.client, &missing).await? {
                 ctx.facts.answers.insert(probe, answer);
@@ -356,7 +358,11 @@ impl Migrator {
 
     /// Starts a migration: expand, dual-write triggers, backfill, new version schema. Continues an
     /// interrupted start of the same migration from its journal. With `complete`, completes it too.
-    pub fn start<'a>(&'a self, migration: &'a Migration, complete: bool) -> BoxFuture<'a, Result<StartOutcome>> {
+    pub fn start<'a>(
+        &'a self,
+        migration: &'a Migration,
+        complete: bool,
+    ) -> BoxFuture<'a, Result<StartOutcome>> {
         Box::pin(self.start_unboxed(migration, complete))
     }
 
