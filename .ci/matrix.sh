@@ -8,7 +8,7 @@
 # per major and in parallel ($PGBATON_MATRIX_JOBS at a time, default 2), the lifecycle tests of
 # every operation, the pgroll examples, the backfill end-to-end test (kill -9 + resume), the
 # write-window tests and the PgBouncer test, each test binary against a throwaway server of that
-# major (PGBATON_PG_MAJOR, see crates/pgbaton-lab/src/cluster.rs). Prints every test file's result per major, the
+# major (PGBATON_PG_MAJOR, see crates/pgbaton-lab/src/cluster/binaries.rs). Prints every test file's result per major, the
 # full output of a major that failed, and exits non-zero when any test failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -4,7 +4,7 @@
 #
 #     $PGBATON_PG_CACHE/<major>/bin/{postgres,initdb,pg_ctl}   (+ lib/, share/)
 #
-# The cache root is what PGBATON_PG_BINDIRS takes (see crates/pgbaton-lab/src/cluster.rs): a directory of
+# The cache root is what PGBATON_PG_BINDIRS takes (see crates/pgbaton-lab/src/cluster/binaries.rs): a directory of
 # `<name>/bin` server directories. Idempotent: a major whose directory holds the pinned version
 # and whose `postgres --version` runs is left alone; an interrupted fetch leaves no half
 # directory behind (each major is unpacked beside its final place and renamed into it).
@@ -40,7 +40,7 @@ majors=("$@")
 log() { printf 'pg-majors: %s\n' "$*" >&2; }
 
 # Runs a command as the OS user the test harness runs the server as when root (`postgres`, else
-# `nobody`, as crates/pgbaton-lab/src/cluster.rs chooses), so an unreadable cache shows here and not mid-test.
+# `nobody`, as crates/pgbaton-lab/src/cluster/user.rs chooses), so an unreadable cache shows here and not mid-test.
 as_server_user() {
     if [ "$(id -u)" -ne 0 ]; then
         "$@"

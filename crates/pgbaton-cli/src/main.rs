@@ -1,8 +1,10 @@
-//! The `pgbaton` binary: argument parsing and rendering ([`cli`]) over the `pgbaton` library, with the
-//! `demo` command from `pgbaton-lab`.
+//! The `pgbaton` binary: argument parsing ([`cli`]), one module per command ([`commands`]) and
+//! what they print alike ([`output`]), over the `pgbaton` library, with the `demo` command from
+//! `pgbaton-lab`.
 
 mod cli;
-mod lint_cli;
+mod commands;
+mod output;
 
 fn main() -> std::process::ExitCode {
     cli::main()

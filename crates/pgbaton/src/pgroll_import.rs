@@ -96,6 +96,70 @@ impl Migrator {
         // pgbaton's state schema, created or brought up to date in this transaction: a refusal
         // leaves no trace of it.
         client.batch_execute(&state::ddl(st).join(";\n")).await?;
+        let rows = self.lock_and_read(table).await?;
+        if let Some(active) = rows.iter().find(|r| !r.done) {
+            return Err(Error::PgrollActive {
+                schema: schema.to_string(),
+                name: active.name.clone(),
+            });
+        }
+        let chain = linear_chain(schema, rows)?;
+        if let Some(active) = state::active(client, st, schema).await? {
+            return Err(Error::AlreadyActive {
+                schema: schema.to_string(),
+                active: active.name,
+                requested: "import pgroll".into(),
+            });
+        }
+        let ours = state::history(client, st, schema).await?;
+        let ours: Vec<&state::MigrationRecord> = ours
+            .iter()
+            .filter(|m| m.status == state::COMPLETED)
+            .collect();
+        let common = agreeing_prefix(schema, &ours, &chain)?;
+        let mut outcome = ImportOutcome {
+            schema: schema.to_string(),
+            pgroll_schema: pg_schema.as_str().to_string(),
+            imported: Vec::new(),
+            already: common,
+            inferred: Vec::new(),
+            version_schema: None,
+            pgroll_event_triggers: pgroll_event_triggers(client, pg_schema).await?,
+        };
+        let empty_plan = serde_json::to_value(crate::plan::Plan::default())
+            .map_err(|e| Error::Other(format!("cannot serialize plan: {e}")))?;
+        // The version schema in force before each row: an inferred row keeps it.
+        let mut current_version: Option<String> = ours.last().map(|m| m.version_schema.clone());
+        for row in chain.iter().take(common) {
+            current_version = Some(pgroll_version_schema(
+                schema,
+                row,
+                current_version.as_deref(),
+            ));
+        }
+        for row in chain.iter().skip(common) {
+            let version_schema = pgroll_version_schema(schema, row, current_version.as_deref());
+            let origin = self
+                .record_imported(pg_schema, row, &version_schema, &empty_plan)
+                .await?;
+            if origin == state::ORIGIN_PGROLL_INFERRED {
+                outcome.inferred.push(row.name.clone());
+            }
+            outcome.imported.push(row.name.clone());
+            current_version = Some(version_schema);
+        }
+        if let Some(vs) = current_version {
+            if crate::catalog::schema_exists(client, &vs).await? {
+                outcome.version_schema = Some(vs);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Locks pgroll's table against new migrations (SHARE, within the lock timeout) and reads
+    /// this schema's rows, oldest first.
+    async fn lock_and_read(&self, table: &str) -> Result<Vec<PgrollRow>> {
+        let client = self.client();
         let lock_timeout = self.settings().exec.lock_timeout.as_millis().max(1);
         client
             .batch_execute(&format!(
@@ -124,10 +188,10 @@ impl Migrator {
                             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
                        FROM {table} WHERE schema = $1 ORDER BY created_at, name"
                 ),
-                &[&schema],
+                &[&self.schema()],
             )
             .await?;
-        let rows: Vec<PgrollRow> = rows
+        Ok(rows
             .iter()
             .map(|r| PgrollRow {
                 name: r.get(0),
@@ -138,120 +202,96 @@ impl Migrator {
                 created_at: r.get(5),
                 updated_at: r.get(6),
             })
-            .collect();
-        if let Some(active) = rows.iter().find(|r| !r.done) {
-            return Err(Error::PgrollActive {
-                schema: schema.to_string(),
-                name: active.name.clone(),
-            });
-        }
-        let chain = linear_chain(schema, rows)?;
-        if let Some(active) = state::active(client, st, schema).await? {
-            return Err(Error::AlreadyActive {
-                schema: schema.to_string(),
-                active: active.name,
-                requested: "import pgroll".into(),
-            });
-        }
-        let ours = state::history(client, st, schema).await?;
-        let ours: Vec<&state::MigrationRecord> = ours
-            .iter()
-            .filter(|m| m.status == state::COMPLETED)
-            .collect();
-        let common = ours.len().min(chain.len());
-        for i in 0..common {
-            if ours[i].name != chain[i].name {
-                return Err(Error::PgrollHistoryDisagrees {
-                    schema: schema.to_string(),
-                    detail: format!(
-                        "migration #{} is \"{}\" in pgroll but \"{}\" in pgbaton",
-                        i + 1,
-                        chain[i].name,
-                        ours[i].name
-                    ),
-                });
-            }
-        }
-        let event_triggers: Vec<String> = client
-            .query(
-                "SELECT evtname::text FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid
-                  WHERE p.pronamespace = to_regnamespace($1) ORDER BY 1",
-                &[&pg_schema.as_str()],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut outcome = ImportOutcome {
-            schema: schema.to_string(),
-            pgroll_schema: pg_schema.as_str().to_string(),
-            imported: Vec::new(),
-            already: common,
-            inferred: Vec::new(),
-            version_schema: None,
-            pgroll_event_triggers: event_triggers,
-        };
-        let empty_plan = serde_json::to_value(crate::plan::Plan::default())
-            .map_err(|e| Error::Other(format!("cannot serialize plan: {e}")))?;
-        // The version schema in force before each row: an inferred row keeps it.
-        let mut current_version: Option<String> = ours.last().map(|m| m.version_schema.clone());
-        for row in chain.iter().take(common) {
-            current_version = Some(pgroll_version_schema(
-                schema,
-                row,
-                current_version.as_deref(),
-            ));
-        }
-        for row in chain.iter().skip(common) {
-            let origin = match row.migration_type.as_str() {
-                "inferred" => state::ORIGIN_PGROLL_INFERRED,
-                "baseline" => state::ORIGIN_PGROLL_BASELINE,
-                _ => state::ORIGIN_PGROLL,
-            };
-            let version_schema = pgroll_version_schema(schema, row, current_version.as_deref());
-            let mut document = row.migration.clone();
-            if let Some(map) = document.as_object_mut() {
-                map.insert("name".into(), serde_json::Value::String(row.name.clone()));
-            }
-            client
-                .execute(
-                    &format!(
-                        "INSERT INTO {st}.migrations (schema, name, parent, version_schema, document, plan, status,
-                                                      started_at, completed_at, origin, created_by)
-                         VALUES ($1, $2, $3, $4, $5, $6, 'completed', $7::text::timestamptz, $8::text::timestamptz, $9,
-                                 jsonb_build_object('imported_from', 'pgroll', 'pgroll_schema', $10::text,
-                                                    'migration_type', $11::text, 'user', current_user,
-                                                    'pgbaton', $12::text))"
-                    ),
-                    &[
-                        &schema,
-                        &row.name,
-                        &row.parent,
-                        &version_schema,
-                        &document,
-                        &empty_plan,
-                        &row.created_at,
-                        &row.updated_at,
-                        &origin,
-                        &pg_schema.as_str(),
-                        &row.migration_type,
-                        &env!("CARGO_PKG_VERSION"),
-                    ],
-                )
-                .await?;
-            if origin == state::ORIGIN_PGROLL_INFERRED {
-                outcome.inferred.push(row.name.clone());
-            }
-            outcome.imported.push(row.name.clone());
-            current_version = Some(version_schema);
-        }
-        if let Some(vs) = current_version {
-            if crate::catalog::schema_exists(client, &vs).await? {
-                outcome.version_schema = Some(vs);
-            }
-        }
-        Ok(outcome)
+            .collect())
     }
+
+    /// Records one of pgroll's completed migrations as pgbaton's; returns its origin.
+    async fn record_imported(
+        &self,
+        pg_schema: &Ident,
+        row: &PgrollRow,
+        version_schema: &str,
+        empty_plan: &serde_json::Value,
+    ) -> Result<&'static str> {
+        let st = self.state_ident();
+        let origin = match row.migration_type.as_str() {
+            "inferred" => state::ORIGIN_PGROLL_INFERRED,
+            "baseline" => state::ORIGIN_PGROLL_BASELINE,
+            _ => state::ORIGIN_PGROLL,
+        };
+        let mut document = row.migration.clone();
+        if let Some(map) = document.as_object_mut() {
+            map.insert("name".into(), serde_json::Value::String(row.name.clone()));
+        }
+        self.client()
+            .execute(
+                &format!(
+                    "INSERT INTO {st}.migrations (schema, name, parent, version_schema, document, plan, status,
+                                                  started_at, completed_at, origin, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'completed', $7::text::timestamptz, $8::text::timestamptz, $9,
+                             jsonb_build_object('imported_from', 'pgroll', 'pgroll_schema', $10::text,
+                                                'migration_type', $11::text, 'user', current_user,
+                                                'pgbaton', $12::text))"
+                ),
+                &[
+                    &self.schema(),
+                    &row.name,
+                    &row.parent,
+                    &version_schema,
+                    &document,
+                    empty_plan,
+                    &row.created_at,
+                    &row.updated_at,
+                    &origin,
+                    &pg_schema.as_str(),
+                    &row.migration_type,
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .await?;
+        Ok(origin)
+    }
+}
+
+/// How many of pgroll's migrations pgbaton already has: its completed history (`ours`) must be
+/// a prefix of pgroll's chain, or pgroll's of it.
+fn agreeing_prefix(
+    schema: &str,
+    ours: &[&state::MigrationRecord],
+    chain: &[PgrollRow],
+) -> Result<usize> {
+    let common = ours.len().min(chain.len());
+    for i in 0..common {
+        if ours[i].name != chain[i].name {
+            return Err(Error::PgrollHistoryDisagrees {
+                schema: schema.to_string(),
+                detail: format!(
+                    "migration #{} is \"{}\" in pgroll but \"{}\" in pgbaton",
+                    i + 1,
+                    chain[i].name,
+                    ours[i].name
+                ),
+            });
+        }
+    }
+    Ok(common)
+}
+
+/// pgroll's event triggers still installed: functions of its schema.
+async fn pgroll_event_triggers(
+    client: &tokio_postgres::Client,
+    pg_schema: &Ident,
+) -> Result<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT evtname::text FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid
+              WHERE p.pronamespace = to_regnamespace($1) ORDER BY 1",
+            &[&pg_schema.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// The version schema pgroll made for `row`: `<schema>_<version_schema or name>`; an inferred

@@ -372,17 +372,6 @@ async fn run(
     types: &RuleTypes,
     as_text: bool,
 ) -> Result<VerifyReport, VerifyError> {
-    let t = &spec.table;
-    let table = t.to_string();
-    let err = |context: &str| {
-        let table = table.clone();
-        let context = context.to_string();
-        move |source| VerifyError::Db {
-            table,
-            context,
-            source,
-        }
-    };
     let mut report = VerifyReport {
         columns: spec
             .rules
@@ -394,98 +383,140 @@ async fn run(
             })
             .collect(),
         compared_as_text: as_text,
-        table: table.clone(),
+        table: spec.table.to_string(),
         ..VerifyReport::default()
     };
-    let limit = opts.batch_size.max(1);
     match key {
         BackfillKey::Columns(cols) => {
-            let qualified: Vec<String> = cols.iter().map(|c| format!("{t}.{c}")).collect();
-            let row = format!("({})", qualified.join(", "));
-            let mut last: Option<Vec<String>> = None;
-            loop {
-                let lower = last
-                    .as_ref()
-                    .map(|values| {
-                        format!(
-                            " WHERE {row} > ({})",
-                            values
-                                .iter()
-                                .map(|v| quote_literal(v))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-                    .unwrap_or_default();
-                let source = format!("{t}{lower}");
-                let tail = format!(" ORDER BY {} LIMIT {limit}", qualified.join(", "));
-                let sql = batch_sql(
-                    spec,
-                    types,
-                    as_text,
-                    &source,
-                    &qualified,
-                    &tail,
-                    opts.sample_limit,
-                );
-                let rows = crate::pg::query_text(client, &sql)
-                    .await
-                    .map_err(err("reading a batch"))?;
-                let row = rows
-                    .first()
-                    .ok_or_else(|| protocol(&table, "no batch row"))?;
-                let read = absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
-                if read == 0 {
-                    break;
-                }
-                let last_key = row
-                    .get(4 + 2 * spec.rules.len())
-                    .ok_or_else(|| protocol(&table, "no last key"))?;
-                last = Some(
-                    serde_json::from_str::<Vec<String>>(last_key)
-                        .map_err(|e| protocol(&table, &format!("last key {last_key}: {e}")))?,
-                );
-                if read < u64::from(limit) {
-                    break;
-                }
-            }
+            walk_keyset(client, spec, cols, opts, types, as_text, &mut report).await?
         }
-        BackfillKey::Ctid => {
-            let size = client
-                .query_one(
-                    &format!(
-                        "SELECT pg_relation_size({r}) / current_setting('block_size')::bigint, \
-                         greatest(c.reltuples / nullif(c.relpages, 0), 1)::float8 \
-                         FROM pg_class c WHERE c.oid = {r}",
-                        r = t.regclass()
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(err("reading the table size"))?;
-            let pages: i64 = size.get(0);
-            let density: f64 = size.get::<_, Option<f64>>(1).unwrap_or(100.0);
-            let step = ((f64::from(limit) / density).ceil() as i64).max(1);
-            let ctid = vec![format!("{t}.ctid")];
-            let mut from = 0i64;
-            while from < pages {
-                let to = (from + step).min(pages);
-                let source = format!(
-                    "{t} WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid"
-                );
-                let sql = batch_sql(spec, types, as_text, &source, &ctid, "", opts.sample_limit);
-                let rows = crate::pg::query_text(client, &sql)
-                    .await
-                    .map_err(err("reading a batch"))?;
-                let row = rows
-                    .first()
-                    .ok_or_else(|| protocol(&table, "no batch row"))?;
-                absorb(&mut report, row, spec.rules.len(), opts.sample_limit)?;
-                from = to;
-            }
-        }
+        BackfillKey::Ctid => walk_ctid(client, spec, opts, types, as_text, &mut report).await?,
     }
     Ok(report)
+}
+
+/// A database error of `table` while doing `context`.
+fn db_error(table: &str, context: &str) -> impl FnOnce(tokio_postgres::Error) -> VerifyError {
+    let table = table.to_string();
+    let context = context.to_string();
+    move |source| VerifyError::Db {
+        table,
+        context,
+        source,
+    }
+}
+
+/// Reads the table in key order, `batch_size` rows at a time.
+async fn walk_keyset(
+    client: &Client,
+    spec: &TriggerSpec,
+    cols: &[Ident],
+    opts: &VerifyOptions,
+    types: &RuleTypes,
+    as_text: bool,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let t = &spec.table;
+    let table = t.to_string();
+    let limit = opts.batch_size.max(1);
+    let qualified: Vec<String> = cols.iter().map(|c| format!("{t}.{c}")).collect();
+    let row = format!("({})", qualified.join(", "));
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        let lower = last
+            .as_ref()
+            .map(|values| {
+                format!(
+                    " WHERE {row} > ({})",
+                    values
+                        .iter()
+                        .map(|v| quote_literal(v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .unwrap_or_default();
+        let source = format!("{t}{lower}");
+        let tail = format!(" ORDER BY {} LIMIT {limit}", qualified.join(", "));
+        let sql = batch_sql(
+            spec,
+            types,
+            as_text,
+            &source,
+            &qualified,
+            &tail,
+            opts.sample_limit,
+        );
+        // The statement holds the `up`: alone, through the extended protocol.
+        let rows = crate::pg::query_text(client, &sql)
+            .await
+            .map_err(db_error(&table, "reading a batch"))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| protocol(&table, "no batch row"))?;
+        let read = absorb(report, row, spec.rules.len(), opts.sample_limit)?;
+        if read == 0 {
+            break;
+        }
+        let last_key = row
+            .get(4 + 2 * spec.rules.len())
+            .ok_or_else(|| protocol(&table, "no last key"))?;
+        last = Some(
+            serde_json::from_str::<Vec<String>>(last_key)
+                .map_err(|e| protocol(&table, &format!("last key {last_key}: {e}")))?,
+        );
+        if read < u64::from(limit) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the table by ranges of pages, about `batch_size` rows' worth each.
+async fn walk_ctid(
+    client: &Client,
+    spec: &TriggerSpec,
+    opts: &VerifyOptions,
+    types: &RuleTypes,
+    as_text: bool,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let t = &spec.table;
+    let table = t.to_string();
+    let limit = opts.batch_size.max(1);
+    let size = client
+        .query_one(
+            &format!(
+                "SELECT pg_relation_size({r}) / current_setting('block_size')::bigint, \
+                 greatest(c.reltuples / nullif(c.relpages, 0), 1)::float8 \
+                 FROM pg_class c WHERE c.oid = {r}",
+                r = t.regclass()
+            ),
+            &[],
+        )
+        .await
+        .map_err(db_error(&table, "reading the table size"))?;
+    let pages: i64 = size.get(0);
+    let density: f64 = size.get::<_, Option<f64>>(1).unwrap_or(100.0);
+    let step = ((f64::from(limit) / density).ceil() as i64).max(1);
+    let ctid = vec![format!("{t}.ctid")];
+    let mut from = 0i64;
+    while from < pages {
+        let to = (from + step).min(pages);
+        let source =
+            format!("{t} WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid");
+        let sql = batch_sql(spec, types, as_text, &source, &ctid, "", opts.sample_limit);
+        // The statement holds the `up`: alone, through the extended protocol.
+        let rows = crate::pg::query_text(client, &sql)
+            .await
+            .map_err(db_error(&table, "reading a batch"))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| protocol(&table, "no batch row"))?;
+        absorb(report, row, spec.rules.len(), opts.sample_limit)?;
+        from = to;
+    }
+    Ok(())
 }
 
 /// Adds one batch's aggregate row to the report; returns the rows read.

@@ -77,40 +77,52 @@ impl Bench {
             result.with_writes = self.pgbaton_with_writes(&template, rows, c).await?;
         }
 
-        // Reshape.
         if self.reshape.is_some() {
-            let db = self.clone_db(&template, "reshape").await?;
-            self.write_file(
-                &format!("reshape_{}", c.key),
-                &format!("1_{}.toml", c.key),
-                c.toml,
-            )?;
-            let dir = self.work.join(format!("reshape_{}", c.key));
-            self.say(format!("{rows} rows, {}: reshape migration start", c.key));
-            let limit = Duration::from_secs(3 * 3600);
-            if let Some(out) = self.reshape(&db, &dir, "start", limit).await? {
-                if out.ok() {
-                    result.reshape_start_s = Some(secs(out.wall));
-                    result.reshape_rss_mb = Some(out.rss_mb());
-                    self.say(format!("reshape start: {:.2}s", secs(out.wall)));
-                    if let Some(done) = self.reshape(&db, &dir, "complete", limit).await? {
-                        if done.ok() {
-                            result.reshape_complete_s = Some(secs(done.wall));
-                            result.reshape_rss_mb =
-                                Some(result.reshape_rss_mb.unwrap_or(0.0).max(done.rss_mb()));
-                        } else {
-                            result.reshape_error = Some(format!("complete: {}", done.failure()));
-                        }
-                    }
-                } else {
-                    self.say(format!("reshape start FAILED: {}", out.failure()));
-                    result.reshape_error = Some(format!("start: {}", out.failure()));
-                }
-            }
-            self.drop_db(&db).await?;
+            self.reshape_backfill(&template, rows, c, &mut result)
+                .await?;
         }
         result.load = format!("{load_before} → {}", loadavg());
         self.results.backfill.push(result);
+        Ok(())
+    }
+
+    /// Reshape's start and complete of the change, on a fresh copy.
+    async fn reshape_backfill(
+        &mut self,
+        template: &str,
+        rows: u64,
+        c: &Change,
+        result: &mut BackfillResult,
+    ) -> Result<()> {
+        let db = self.clone_db(template, "reshape").await?;
+        self.write_file(
+            &format!("reshape_{}", c.key),
+            &format!("1_{}.toml", c.key),
+            c.toml,
+        )?;
+        let dir = self.work.join(format!("reshape_{}", c.key));
+        self.say(format!("{rows} rows, {}: reshape migration start", c.key));
+        let limit = Duration::from_secs(3 * 3600);
+        if let Some(out) = self.reshape(&db, &dir, "start", limit).await? {
+            if out.ok() {
+                result.reshape_start_s = Some(secs(out.wall));
+                result.reshape_rss_mb = Some(out.rss_mb());
+                self.say(format!("reshape start: {:.2}s", secs(out.wall)));
+                if let Some(done) = self.reshape(&db, &dir, "complete", limit).await? {
+                    if done.ok() {
+                        result.reshape_complete_s = Some(secs(done.wall));
+                        result.reshape_rss_mb =
+                            Some(result.reshape_rss_mb.unwrap_or(0.0).max(done.rss_mb()));
+                    } else {
+                        result.reshape_error = Some(format!("complete: {}", done.failure()));
+                    }
+                }
+            } else {
+                self.say(format!("reshape start FAILED: {}", out.failure()));
+                result.reshape_error = Some(format!("start: {}", out.failure()));
+            }
+        }
+        self.drop_db(&db).await?;
         Ok(())
     }
 

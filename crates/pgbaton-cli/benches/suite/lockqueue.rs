@@ -47,16 +47,7 @@ impl Bench {
         method: &str,
         released: bool,
     ) -> Result<()> {
-        let db = self.clone_db(template, "lockqueue").await?;
-        let yaml = self.write_file("lockqueue_pgbaton", "01_add.yaml", c.yaml)?;
-        self.write_file("lockqueue_reshape", "1_add.toml", c.toml)?;
-        let reshape_dir = self.work.join("lockqueue_reshape");
-        if method == "pgbaton" {
-            let (init, _) = self.pgbaton(&db, &["init"]).await?;
-            if !init.ok() {
-                bail!("pgbaton init: {}", init.failure());
-            }
-        }
+        let (db, yaml, reshape_dir) = self.lockqueue_db(template, c, method).await?;
         let admin = connect(&self.url(&db)).await?;
         let shape_before = table_shape(&admin).await?;
         let mut config = self.workload_config(&db, VersionPin::Base, rows)?;
@@ -65,12 +56,7 @@ impl Bench {
         let handle = Arc::new(Workload::start(config).await?);
         tokio::time::sleep(Duration::from_secs(3)).await;
 
-        // The blocker: an open transaction that has read the table (ACCESS SHARE), as a long
-        // report query or an idle-in-transaction session leaves it.
-        let blocker = connect(&format!("{}?application_name=bench-blocker", self.url(&db))).await?;
-        blocker
-            .batch_execute("BEGIN; SELECT count(*) FROM users WHERE id < 10")
-            .await?;
+        let blocker = self.lock_holder(&db).await?;
         handle.mark_phase("blocked");
         let scenario = if released {
             format!("lock held {}s, then released", self.args.hold)
@@ -79,18 +65,7 @@ impl Bench {
         };
         self.say(format!("lock queue ({method}): {scenario}"));
         let hold = Duration::from_secs_f64(self.args.hold);
-        let release = {
-            let handle = handle.clone();
-            let blocker_ref = &blocker;
-            async move {
-                if released {
-                    tokio::time::sleep(hold).await;
-                    handle.mark_phase("released");
-                    blocker_ref.batch_execute("COMMIT").await?;
-                }
-                Ok::<(), anyhow::Error>(())
-            }
-        };
+        let release = release_blocker(released, hold, handle.clone(), &blocker);
         let sampler = LockSampler::start(&self.url(&db), "public.users").await?;
         let started = Instant::now();
         let contender = Contender {
@@ -116,15 +91,7 @@ impl Bench {
         } else {
             Some(table_shape(&admin).await? == shape_before)
         };
-        let during: Vec<_> = report
-            .phases
-            .iter()
-            // A query held up by the lock completes when it is released, or just after.
-            .filter(|p| p.name != "baseline")
-            .collect();
-        let max_latency_ms =
-            during.iter().map(|p| p.latency.max_us).max().unwrap_or(0) as f64 / 1e3;
-        let p99_ms = during.iter().map(|p| p.latency.p99_us).max().unwrap_or(0) as f64 / 1e3;
+        let (max_latency_ms, p99_ms) = latency_after_baseline(&report);
         self.say(format!(
             "lock queue ({method}, {scenario}): {outcome} in {seconds:.1}s, workload max {max_latency_ms:.1}ms"
         ));
@@ -148,6 +115,66 @@ impl Bench {
         self.drop_db(&db).await?;
         Ok(())
     }
+
+    /// A copy of the template with the change's files written, and pgbaton's state schema when
+    /// pgbaton contends: the database, the pgbaton file and the Reshape directory.
+    async fn lockqueue_db(
+        &mut self,
+        template: &str,
+        c: &Change,
+        method: &str,
+    ) -> Result<(String, PathBuf, PathBuf)> {
+        let db = self.clone_db(template, "lockqueue").await?;
+        let yaml = self.write_file("lockqueue_pgbaton", "01_add.yaml", c.yaml)?;
+        self.write_file("lockqueue_reshape", "1_add.toml", c.toml)?;
+        let reshape_dir = self.work.join("lockqueue_reshape");
+        if method == "pgbaton" {
+            let (init, _) = self.pgbaton(&db, &["init"]).await?;
+            if !init.ok() {
+                bail!("pgbaton init: {}", init.failure());
+            }
+        }
+        Ok((db, yaml, reshape_dir))
+    }
+
+    /// The blocker: an open transaction that has read the table (ACCESS SHARE), as a long
+    /// report query or an idle-in-transaction session leaves it.
+    async fn lock_holder(&self, db: &str) -> Result<Client> {
+        let blocker = connect(&format!("{}?application_name=bench-blocker", self.url(db))).await?;
+        blocker
+            .batch_execute("BEGIN; SELECT count(*) FROM users WHERE id < 10")
+            .await?;
+        Ok(blocker)
+    }
+}
+
+/// Commits the blocker's transaction after `hold` when the scenario releases the lock; else
+/// nothing.
+async fn release_blocker(
+    released: bool,
+    hold: Duration,
+    handle: Arc<WorkloadHandle>,
+    blocker: &Client,
+) -> Result<()> {
+    if released {
+        tokio::time::sleep(hold).await;
+        handle.mark_phase("released");
+        blocker.batch_execute("COMMIT").await?;
+    }
+    Ok(())
+}
+
+/// The workload's worst latency and worst p99 after the baseline, in milliseconds.
+fn latency_after_baseline(report: &WorkloadReport) -> (f64, f64) {
+    let during: Vec<_> = report
+        .phases
+        .iter()
+        // A query held up by the lock completes when it is released, or just after.
+        .filter(|p| p.name != "baseline")
+        .collect();
+    let max_latency_ms = during.iter().map(|p| p.latency.max_us).max().unwrap_or(0) as f64 / 1e3;
+    let p99_ms = during.iter().map(|p| p.latency.p99_us).max().unwrap_or(0) as f64 / 1e3;
+    (max_latency_ms, p99_ms)
 }
 
 /// One contender of the lock-queue benchmark.

@@ -46,7 +46,7 @@ use pgbaton_lab::cluster::{Cluster, ClusterOptions};
 use pgbaton_lab::demo::{human_us, load_users_sql};
 use pgbaton_lab::workload::{
     ClientSpec, OpMix, ParamGen, QuerySpec, UsersTable, VersionPin, Workload, WorkloadConfig,
-    WorkloadReport,
+    WorkloadHandle, WorkloadReport,
 };
 
 mod backfill;
@@ -199,6 +199,33 @@ async fn run(args: Args) -> Result<()> {
         results: Results::default(),
         seq: 0,
     };
+    bench.results.environment = environment(&bench).await?;
+
+    let started = Instant::now();
+    if want("backfill") {
+        bench.backfill().await?;
+    }
+    if want("workload") {
+        bench.workload().await?;
+    }
+    if want("lockqueue") {
+        bench.lockqueue().await?;
+    }
+    bench
+        .results
+        .environment
+        .insert("load at end (1/5/15 min)".into(), loadavg());
+    bench.results.environment.insert(
+        "suite wall time".into(),
+        format!("{:.0}s", started.elapsed().as_secs_f64()),
+    );
+    write_results(&bench.results, &args)?;
+    let _ = std::fs::remove_dir_all(&bench.work);
+    Ok(())
+}
+
+/// The run's environment: the server, its settings, the machine and the suite's options.
+async fn environment(bench: &Bench) -> Result<BTreeMap<String, String>> {
     let admin = bench.admin().await?;
     let version: String = admin.query_one("SELECT version()", &[]).await?.get(0);
     let mut env = BTreeMap::new();
@@ -232,13 +259,13 @@ async fn run(args: Args) -> Result<()> {
     env.insert("load at start (1/5/15 min)".into(), loadavg());
     env.insert(
         "pgbaton lock_timeout".into(),
-        format!("{}ms", args.lock_timeout),
+        format!("{}ms", bench.args.lock_timeout),
     );
     env.insert(
         "workload".into(),
         format!(
             "{} closed-loop clients, 70% point reads / 30% point updates, prepared statements",
-            args.clients
+            bench.args.clients
         ),
     );
     env.insert(
@@ -257,37 +284,21 @@ async fn run(args: Args) -> Result<()> {
             }
         },
     );
-    bench.results.environment = env;
+    Ok(env)
+}
 
-    let started = Instant::now();
-    if want("backfill") {
-        bench.backfill().await?;
-    }
-    if want("workload") {
-        bench.workload().await?;
-    }
-    if want("lockqueue") {
-        bench.lockqueue().await?;
-    }
-    bench
-        .results
-        .environment
-        .insert("load at end (1/5/15 min)".into(), loadavg());
-    bench.results.environment.insert(
-        "suite wall time".into(),
-        format!("{:.0}s", started.elapsed().as_secs_f64()),
-    );
-    let text = render(&bench.results);
+/// The results as text on stdout, and as HTML and JSON when asked.
+fn write_results(results: &Results, args: &Args) -> Result<()> {
+    let text = render(results);
     println!("{text}");
     if let Some(path) = &args.report {
-        std::fs::write(path, html::report_html(&bench.results, &text)?)
+        std::fs::write(path, html::report_html(results, &text)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("HTML report written to {}", path.display());
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&bench.results)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(results)?)?;
         eprintln!("results written to {}", path.display());
     }
-    let _ = std::fs::remove_dir_all(&bench.work);
     Ok(())
 }

@@ -317,58 +317,63 @@ fn workload_table(w: &mut String, results: &Results) {
                 let _ = writeln!(w, "| {} | error | {e} | | | | | | | |", r.method);
             }
         }
+        workload_summary(w, results);
+    }
+}
+
+/// (b)'s summary: each method's phases after the baseline against it.
+fn workload_summary(w: &mut String, results: &Results) {
+    let _ = writeln!(
+        w,
+        "\nSummary (\"during\": every phase after the baseline, since a query held up by the migration completes when it is let go):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| method | migration | baseline p99 / max | worst p99 during (× baseline) | max during | ok/s during vs baseline | failed | ACCESS EXCLUSIVE held / waited |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &results.workload {
+        let Some(base) = r.report.phase("baseline") else {
+            continue;
+        };
+        let during: Vec<_> = r
+            .report
+            .phases
+            .iter()
+            .filter(|p| p.name != "baseline" && p.name != "after")
+            .collect();
+        let after_baseline: Vec<_> = r
+            .report
+            .phases
+            .iter()
+            .filter(|p| p.name != "baseline")
+            .collect();
+        let p99 = during.iter().map(|p| p.latency.p99_us).max().unwrap_or(0);
+        let max = after_baseline
+            .iter()
+            .map(|p| p.latency.max_us)
+            .max()
+            .unwrap_or(0);
+        let (ok, wall) = during.iter().fold((0.0, 0.0), |(ok, wall), p| {
+            (ok + p.throughput_qps * p.wall_s, wall + p.wall_s)
+        });
         let _ = writeln!(
             w,
-            "\nSummary (\"during\": every phase after the baseline, since a query held up by the migration completes when it is let go):\n"
+            "| {} | {:.1}s{} | {} / {} | {} ({:.1}×) | {} | {:.0} vs {:.0} ({:+.0}%) | {} | {} |",
+            r.method,
+            r.migration_s,
+            if r.error.is_some() { " (failed)" } else { "" },
+            human_us(base.latency.p99_us as f64),
+            human_us(base.latency.max_us as f64),
+            human_us(p99 as f64),
+            p99 as f64 / base.latency.p99_us.max(1) as f64,
+            human_us(max as f64),
+            ok / wall.max(1e-9),
+            base.throughput_qps,
+            (ok / wall.max(1e-9) / base.throughput_qps.max(1e-9) - 1.0) * 100.0,
+            r.report.total.failures,
+            lock_cell(&r.locks)
         );
-        let _ = writeln!(
-            w,
-            "| method | migration | baseline p99 / max | worst p99 during (× baseline) | max during | ok/s during vs baseline | failed | ACCESS EXCLUSIVE held / waited |"
-        );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for r in &results.workload {
-            let Some(base) = r.report.phase("baseline") else {
-                continue;
-            };
-            let during: Vec<_> = r
-                .report
-                .phases
-                .iter()
-                .filter(|p| p.name != "baseline" && p.name != "after")
-                .collect();
-            let after_baseline: Vec<_> = r
-                .report
-                .phases
-                .iter()
-                .filter(|p| p.name != "baseline")
-                .collect();
-            let p99 = during.iter().map(|p| p.latency.p99_us).max().unwrap_or(0);
-            let max = after_baseline
-                .iter()
-                .map(|p| p.latency.max_us)
-                .max()
-                .unwrap_or(0);
-            let (ok, wall) = during.iter().fold((0.0, 0.0), |(ok, wall), p| {
-                (ok + p.throughput_qps * p.wall_s, wall + p.wall_s)
-            });
-            let _ = writeln!(
-                w,
-                "| {} | {:.1}s{} | {} / {} | {} ({:.1}×) | {} | {:.0} vs {:.0} ({:+.0}%) | {} | {} |",
-                r.method,
-                r.migration_s,
-                if r.error.is_some() { " (failed)" } else { "" },
-                human_us(base.latency.p99_us as f64),
-                human_us(base.latency.max_us as f64),
-                human_us(p99 as f64),
-                p99 as f64 / base.latency.p99_us.max(1) as f64,
-                human_us(max as f64),
-                ok / wall.max(1e-9),
-                base.throughput_qps,
-                (ok / wall.max(1e-9) / base.throughput_qps.max(1e-9) - 1.0) * 100.0,
-                r.report.total.failures,
-                lock_cell(&r.locks)
-            );
-        }
     }
 }
 

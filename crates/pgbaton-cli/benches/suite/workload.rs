@@ -35,53 +35,9 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs_f64(self.args.baseline)).await;
             let sampler = LockSampler::start(&self.url(&db), "public.users").await?;
             let started = Instant::now();
-            let mut error = None;
-            match method {
-                m if m.starts_with("pgbaton") => {
-                    handle.mark_phase("start");
-                    let yaml = yaml.to_string_lossy().into_owned();
-                    let throttle = THROTTLE.to_string();
-                    let mut args = vec!["start", yaml.as_str()];
-                    if m != "pgbaton" {
-                        args = vec!["--backfill-rows-per-second", &throttle, "start", &yaml];
-                    }
-                    let (out, parsed) = self.pgbaton(&db, &args).await?;
-                    if out.ok() {
-                        handle.mark_phase("complete");
-                        let (out, parsed) = self.pgbaton(&db, &["complete"]).await?;
-                        if !out.ok() {
-                            error = Some(parsed.error.unwrap_or_else(|| out.failure()));
-                        }
-                    } else {
-                        error = Some(parsed.error.unwrap_or_else(|| out.failure()));
-                    }
-                }
-                "reshape" => {
-                    handle.mark_phase("start");
-                    let limit = Duration::from_secs(3600);
-                    match self.reshape(&db, &reshape_dir, "start", limit).await? {
-                        Some(out) if out.ok() => {
-                            handle.mark_phase("complete");
-                            if let Some(out) =
-                                self.reshape(&db, &reshape_dir, "complete", limit).await?
-                            {
-                                if !out.ok() {
-                                    error = Some(out.failure());
-                                }
-                            }
-                        }
-                        Some(out) => error = Some(out.failure()),
-                        None => error = Some("reshape not found".into()),
-                    }
-                }
-                _ => {
-                    handle.mark_phase("ALTER TABLE");
-                    let client = connect(&self.url(&db)).await?;
-                    if let Err(e) = client.batch_execute(c.naive).await {
-                        error = Some(pgbaton::pg::describe(&e));
-                    }
-                }
-            }
+            let error = self
+                .workload_migration(&db, method, c, &yaml, &reshape_dir, &handle)
+                .await?;
             let migration_s = secs(started.elapsed());
             handle.mark_phase("after");
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -102,5 +58,64 @@ impl Bench {
             self.drop_db(&db).await?;
         }
         Ok(())
+    }
+
+    /// Runs the migration `method` names against `db` while the workload runs; returns its
+    /// error, if it failed.
+    async fn workload_migration(
+        &self,
+        db: &str,
+        method: &str,
+        c: &Change,
+        yaml: &Path,
+        reshape_dir: &Path,
+        handle: &WorkloadHandle,
+    ) -> Result<Option<String>> {
+        let mut error = None;
+        match method {
+            m if m.starts_with("pgbaton") => {
+                handle.mark_phase("start");
+                let yaml = yaml.to_string_lossy().into_owned();
+                let throttle = THROTTLE.to_string();
+                let mut args = vec!["start", yaml.as_str()];
+                if m != "pgbaton" {
+                    args = vec!["--backfill-rows-per-second", &throttle, "start", &yaml];
+                }
+                let (out, parsed) = self.pgbaton(db, &args).await?;
+                if out.ok() {
+                    handle.mark_phase("complete");
+                    let (out, parsed) = self.pgbaton(db, &["complete"]).await?;
+                    if !out.ok() {
+                        error = Some(parsed.error.unwrap_or_else(|| out.failure()));
+                    }
+                } else {
+                    error = Some(parsed.error.unwrap_or_else(|| out.failure()));
+                }
+            }
+            "reshape" => {
+                handle.mark_phase("start");
+                let limit = Duration::from_secs(3600);
+                match self.reshape(db, reshape_dir, "start", limit).await? {
+                    Some(out) if out.ok() => {
+                        handle.mark_phase("complete");
+                        if let Some(out) = self.reshape(db, reshape_dir, "complete", limit).await? {
+                            if !out.ok() {
+                                error = Some(out.failure());
+                            }
+                        }
+                    }
+                    Some(out) => error = Some(out.failure()),
+                    None => error = Some("reshape not found".into()),
+                }
+            }
+            _ => {
+                handle.mark_phase("ALTER TABLE");
+                let client = connect(&self.url(db)).await?;
+                if let Err(e) = client.batch_execute(c.naive).await {
+                    error = Some(pgbaton::pg::describe(&e));
+                }
+            }
+        }
+        Ok(error)
     }
 }

@@ -22,45 +22,24 @@ pub(super) async fn run_pgbaton(
         lock_retries: AtomicU64::new(0),
         record: Mutex::new(ObservedSteps::default()),
     });
-    let settings = Settings {
-        schema: DEMO_SCHEMA.into(),
-        state_schema: STATE_SCHEMA.into(),
-        exec: options.exec.clone(),
-    };
-    let migrator = Migrator::connect(target.conn.clone(), settings)
-        .await?
-        .with_observer(observer.clone());
-    migrator.init().await?;
-    target
-        .admin
-        .batch_execute(&format!(
-            "COMMENT ON SCHEMA {} IS {}",
-            Ident::new(STATE_SCHEMA),
-            quote_literal(SCHEMA_MARKER)
-        ))
-        .await
-        .map_err(db("marking the state schema"))?;
+    let migrator = connect_migrator(target, options, observer.clone()).await?;
 
     let half = (options.rows / 2) as i64;
-    let old = workload_config(
+    let note = format!(
+        "{} old-release clients on {DEMO_SCHEMA}.{TABLE} (ids 1..{half}); baseline for {:.0}s",
+        options.old_clients,
+        options.baseline.as_secs_f64()
+    );
+    run_baseline(
         target,
         options,
-        old_clients(options, DEMO_SCHEMA),
-        options.rows as i64,
-        BASELINE,
-        1,
-    );
-    phases.mark(BASELINE);
-    start_workload(&phases, Release::Old, old).await?;
-    notes.say(
+        &phases,
+        DEMO_SCHEMA,
+        notes,
         "workload",
-        format!(
-            "{} old-release clients on {DEMO_SCHEMA}.{TABLE} (ids 1..{half}); baseline for {:.0}s",
-            options.old_clients,
-            options.baseline.as_secs_f64()
-        ),
-    );
-    tokio::time::sleep(options.baseline).await;
+        note,
+    )
+    .await?;
 
     let migration_started = Instant::now();
     let mut migration_ended = None;
@@ -86,6 +65,83 @@ pub(super) async fn run_pgbaton(
     run.new = stop(&phases, Release::New).await;
     drop(migrator);
 
+    migration_timing(&mut run, &phases, end, migration_started, migration_ended);
+    observed(&observer, &mut run);
+    if run.completed {
+        notes.say(
+            "verify",
+            "checking the final schema and every committed write",
+        );
+        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
+        let check = check_table(&target.admin, DEMO_SCHEMA, &logs).await?;
+        check.apply(&mut run);
+    }
+    Ok(run)
+}
+
+/// A migrator on the demo's schema reporting to `observer`, with its state schema created and
+/// marked as the demo's (so that a later run may drop it).
+async fn connect_migrator(
+    target: &Target,
+    options: &DemoOptions,
+    observer: Arc<DemoObserver>,
+) -> Result<Migrator, DemoError> {
+    let settings = Settings {
+        schema: DEMO_SCHEMA.into(),
+        state_schema: STATE_SCHEMA.into(),
+        exec: options.exec.clone(),
+    };
+    let migrator = Migrator::connect(target.conn.clone(), settings)
+        .await?
+        .with_observer(observer);
+    migrator.init().await?;
+    target
+        .admin
+        .batch_execute(&format!(
+            "COMMENT ON SCHEMA {} IS {}",
+            Ident::new(STATE_SCHEMA),
+            quote_literal(SCHEMA_MARKER)
+        ))
+        .await
+        .map_err(db("marking the state schema"))?;
+    Ok(migrator)
+}
+
+/// The old release's clients on `schema`, alone for the baseline; `note` says so.
+async fn run_baseline(
+    target: &Target,
+    options: &DemoOptions,
+    phases: &Phases,
+    schema: &str,
+    notes: &Notes,
+    stage: &'static str,
+    note: String,
+) -> Result<(), DemoError> {
+    let old = workload_config(
+        target,
+        options,
+        old_clients(options, schema),
+        options.rows as i64,
+        BASELINE,
+        1,
+    );
+    phases.mark(BASELINE);
+    start_workload(phases, Release::Old, old).await?;
+    notes.say(stage, note);
+    tokio::time::sleep(options.baseline).await;
+    Ok(())
+}
+
+/// The run's timeline and the migration's phases in it, and the migration's own time: start
+/// and complete (not the overlap between them); when it never ended, everything from its
+/// start to the end of the run.
+fn migration_timing(
+    run: &mut RunReport,
+    phases: &Phases,
+    end: Instant,
+    migration_started: Instant,
+    migration_ended: Option<Instant>,
+) {
     run.timeline = phases.timeline(end);
     run.phase_spans = phases.spans(end);
     run.migration_phases = [
@@ -100,8 +156,6 @@ pub(super) async fn run_pgbaton(
     .filter(|p| run.timeline.iter().any(|t| t.name == **p))
     .map(|p| (*p).to_owned())
     .collect();
-    // The migration's own time: start and complete (not the overlap between them); when it never
-    // ended, everything from its start to the end of the run.
     run.migration_s = if migration_ended.is_none() {
         end.saturating_duration_since(migration_started)
             .as_secs_f64()
@@ -112,17 +166,6 @@ pub(super) async fn run_pgbaton(
             .map(|t| t.seconds)
             .sum()
     };
-    observed(&observer, &mut run);
-    if run.completed {
-        notes.say(
-            "verify",
-            "checking the final schema and every committed write",
-        );
-        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
-        let check = check_table(&target.admin, DEMO_SCHEMA, &logs).await?;
-        check.apply(&mut run);
-    }
-    Ok(run)
 }
 
 /// What pgbaton's run needs between the baseline and the end.
@@ -246,41 +289,19 @@ pub(super) async fn run_naive(
     let mut run = RunReport::new("naive ALTER TABLE");
     create_table(target, NAIVE_SCHEMA, options.rows, notes).await?;
     let phases = Phases::new();
-    let old = workload_config(
-        target,
-        options,
-        old_clients(options, NAIVE_SCHEMA),
-        options.rows as i64,
-        BASELINE,
-        1,
+    let note = format!(
+        "{} old-release clients on {NAIVE_SCHEMA}.{TABLE}; baseline for {:.0}s",
+        options.old_clients,
+        options.baseline.as_secs_f64()
     );
-    phases.mark(BASELINE);
-    start_workload(&phases, Release::Old, old).await?;
-    notes.say(
-        "naive",
-        format!(
-            "{} old-release clients on {NAIVE_SCHEMA}.{TABLE}; baseline for {:.0}s",
-            options.old_clients,
-            options.baseline.as_secs_f64()
-        ),
-    );
-    tokio::time::sleep(options.baseline).await;
+    run_baseline(target, options, &phases, NAIVE_SCHEMA, notes, "naive", note).await?;
 
     phases.mark(NAIVE_ALTER);
     notes.say(
         "naive",
         "the plain ALTER TABLE equivalent, in one transaction",
     );
-    let mut script = format!(
-        "BEGIN; SET LOCAL search_path TO {}; ",
-        Ident::new(NAIVE_SCHEMA)
-    );
-    for sql in NAIVE_SQL {
-        script.push_str(sql);
-        script.push_str("; ");
-    }
-    script.push_str("COMMIT");
-    let altered = target.admin.batch_execute(&script).await;
+    let altered = target.admin.batch_execute(&naive_script()).await;
     // A plain deploy switches the application at the same moment.
     run.old = stop(&phases, Release::Old).await;
     match altered {
@@ -312,6 +333,31 @@ pub(super) async fn run_naive(
     }
     let end = Instant::now();
     run.new = stop(&phases, Release::New).await;
+    naive_timing(&mut run, &phases, end);
+    if run.completed {
+        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
+        let check = check_table(&target.admin, NAIVE_SCHEMA, &logs).await?;
+        check.apply(&mut run);
+    }
+    Ok(run)
+}
+
+/// The naive change: every statement in one transaction.
+fn naive_script() -> String {
+    let mut script = format!(
+        "BEGIN; SET LOCAL search_path TO {}; ",
+        Ident::new(NAIVE_SCHEMA)
+    );
+    for sql in NAIVE_SQL {
+        script.push_str(sql);
+        script.push_str("; ");
+    }
+    script.push_str("COMMIT");
+    script
+}
+
+/// The naive run's timeline; its migration is the one transaction.
+fn naive_timing(run: &mut RunReport, phases: &Phases, end: Instant) {
     run.timeline = phases.timeline(end);
     run.phase_spans = phases.spans(end);
     // The plain ALTER holds ACCESS EXCLUSIVE (or queues for it) from its first statement to
@@ -334,10 +380,4 @@ pub(super) async fn run_naive(
         .filter(|t| t.name == NAIVE_ALTER)
         .map(|t| t.seconds)
         .sum();
-    if run.completed {
-        let logs: Vec<&WorkloadReport> = run.old.iter().chain(run.new.iter()).collect();
-        let check = check_table(&target.admin, NAIVE_SCHEMA, &logs).await?;
-        check.apply(&mut run);
-    }
-    Ok(run)
 }

@@ -261,36 +261,7 @@ pub fn parse(
     text: &str,
     kind: FileKind,
 ) -> Result<Migration, FormatError> {
-    let (mut root, raw) = match kind {
-        FileKind::Yaml => {
-            let root = yaml_tree(text).map_err(|e| e.into_format_error(file_label, kind))?;
-            let raw = root.to_json();
-            (root, raw)
-        }
-        FileKind::Json => {
-            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-            let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                let line = e.line();
-                let column = e.column().max(1);
-                let message = e.to_string();
-                let suffix = format!(" at line {} column {}", e.line(), e.column());
-                FormatError::Syntax {
-                    file: file_label.to_owned(),
-                    kind,
-                    line: Some(line),
-                    column: Some(column),
-                    message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
-                }
-            })?;
-            // JSON is YAML: the YAML parser gives the locations. Should it disagree with
-            // serde_json on some corner of the syntax, the document is still read, without them.
-            let root = match yaml_tree(text) {
-                Ok(root) if root.to_json() == raw => root,
-                _ => Node::from_json(&raw),
-            };
-            (root, raw)
-        }
-    };
+    let (mut root, raw) = read_tree(file_label, text, kind)?;
 
     let invalid = |path: Vec<PathSeg>, loc: Option<Loc>, problem: Problem| FormatError::Invalid {
         file: file_label.to_owned(),
@@ -323,42 +294,10 @@ pub fn parse(
         invalid(path, loc, e.problem)
     })?;
 
-    if let Some(doc_name) = &doc.name {
-        if doc_name != name {
-            let path = vec![PathSeg::Key("name".to_owned())];
-            let loc = root.locate(&path, false);
-            return Err(invalid(
-                path,
-                loc,
-                Problem::NameMismatch {
-                    name: doc_name.clone(),
-                    stem: name.to_owned(),
-                },
-            ));
-        }
+    if let Err((path, loc, problem)) = check_names(&doc, name, &root) {
+        return Err(invalid(path, loc, problem));
     }
     let version_schema = doc.version_schema.filter(|s| !s.is_empty());
-    if let Some(schema) = &version_schema {
-        let path = vec![PathSeg::Key("version_schema".to_owned())];
-        if let Some(problem) = name_problem(schema) {
-            let loc = root.locate(&path, false);
-            return Err(invalid(path, loc, problem));
-        }
-    }
-    for (i, op) in doc.operations.iter().enumerate() {
-        for name_ref in op.names() {
-            if let Some(problem) = name_problem(name_ref.name) {
-                let mut path = vec![
-                    PathSeg::Key("operations".to_owned()),
-                    PathSeg::Index(i),
-                    PathSeg::Key(op.kind().to_owned()),
-                ];
-                path.extend(name_ref.field);
-                let loc = root.locate(&path, name_ref.is_key);
-                return Err(invalid(path, loc, problem));
-            }
-        }
-    }
 
     // `sql` bodies go through PostgreSQL's parser now, not when their step runs.
     if let Some((path, message)) = crate::sql::check_sql_bodies(&raw) {
@@ -384,6 +323,90 @@ pub fn parse(
         op_lines,
         raw,
     })
+}
+
+/// The document's tree, with the location of each node, and its JSON value.
+fn read_tree(
+    file_label: &str,
+    text: &str,
+    kind: FileKind,
+) -> Result<(Node, serde_json::Value), FormatError> {
+    Ok(match kind {
+        FileKind::Yaml => {
+            let root = yaml_tree(text).map_err(|e| e.into_format_error(file_label, kind))?;
+            let raw = root.to_json();
+            (root, raw)
+        }
+        FileKind::Json => {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                let line = e.line();
+                let column = e.column().max(1);
+                let message = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                FormatError::Syntax {
+                    file: file_label.to_owned(),
+                    kind,
+                    line: Some(line),
+                    column: Some(column),
+                    message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+                }
+            })?;
+            // JSON is YAML: the YAML parser gives the locations. Should it disagree with
+            // serde_json on some corner of the syntax, the document is still read, without them.
+            let root = match yaml_tree(text) {
+                Ok(root) if root.to_json() == raw => root,
+                _ => Node::from_json(&raw),
+            };
+            (root, raw)
+        }
+    })
+}
+
+/// The names the file gives: its `name` is the file's stem, and the version schema and every
+/// identifier an operation names are valid names. Returns the first bad one's path, location
+/// and problem.
+fn check_names(
+    doc: &Document,
+    name: &str,
+    root: &Node,
+) -> Result<(), (Vec<PathSeg>, Option<Loc>, Problem)> {
+    if let Some(doc_name) = &doc.name {
+        if doc_name != name {
+            let path = vec![PathSeg::Key("name".to_owned())];
+            let loc = root.locate(&path, false);
+            return Err((
+                path,
+                loc,
+                Problem::NameMismatch {
+                    name: doc_name.clone(),
+                    stem: name.to_owned(),
+                },
+            ));
+        }
+    }
+    if let Some(schema) = doc.version_schema.as_deref().filter(|s| !s.is_empty()) {
+        let path = vec![PathSeg::Key("version_schema".to_owned())];
+        if let Some(problem) = name_problem(schema) {
+            let loc = root.locate(&path, false);
+            return Err((path, loc, problem));
+        }
+    }
+    for (i, op) in doc.operations.iter().enumerate() {
+        for name_ref in op.names() {
+            if let Some(problem) = name_problem(name_ref.name) {
+                let mut path = vec![
+                    PathSeg::Key("operations".to_owned()),
+                    PathSeg::Index(i),
+                    PathSeg::Key(op.kind().to_owned()),
+                ];
+                path.extend(name_ref.field);
+                let loc = root.locate(&path, name_ref.is_key);
+                return Err((path, loc, problem));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks every user SQL fragment of the tree (see [`crate::fragment`]) and replaces it with

@@ -1,5 +1,5 @@
-//! Command-line glue of `lint`, `convert` and `plan --format`: arguments, reading files, output.
-//! No database is needed for `lint` and `convert`.
+//! `pgbaton lint` and `pgbaton convert`: arguments, reading files, output. Neither needs a
+//! database.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -182,78 +182,4 @@ pub fn run_convert(args: &ConvertArgs, json: bool) -> u8 {
             pgbaton::error::exit::INVALID
         }
     }
-}
-
-/// Output of `plan`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlanFormat {
-    Text,
-    Markdown,
-    Json,
-}
-
-/// The plan as Markdown, for a pull request comment: one table per phase with each step's lock,
-/// what it does under it, and a flag on steps that block the application.
-pub fn render_plan_markdown(name: &str, plan: &pgbaton::plan::Plan) -> String {
-    let mut out = format!("### pgbaton plan: `{name}`\n\n");
-    let violations = plan.lock_violations();
-    for phase in [
-        pgbaton::step::Phase::Start,
-        pgbaton::step::Phase::Complete,
-        pgbaton::step::Phase::Rollback,
-    ] {
-        let steps = plan.phase(phase);
-        out.push_str(&format!("**{phase}** — {} step(s)\n\n", steps.len()));
-        if steps.is_empty() {
-            continue;
-        }
-        out.push_str(
-            "| # | step | table | lock | work | blocks the app |\n|---|---|---|---|---|---|\n",
-        );
-        for (i, s) in steps.iter().enumerate() {
-            let blocks = if s.lock.blocks_writes() {
-                "writes"
-            } else {
-                "no"
-            };
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {:?} | {} |\n",
-                i + 1,
-                s.title.replace('|', "\\|"),
-                s.table
-                    .as_ref()
-                    .map(|t| format!("`{t}`"))
-                    .unwrap_or_default(),
-                s.lock.name(),
-                s.work,
-                blocks
-            ));
-        }
-        out.push('\n');
-    }
-    if violations.is_empty() {
-        out.push_str(
-            "No step scans, rewrites or builds while holding a lock that blocks the application.\n",
-        );
-    } else {
-        out.push_str("**Lock rule violations:**\n\n");
-        for v in violations {
-            out.push_str(&format!("- {v:?}\n"));
-        }
-    }
-    out.push_str("\n<details><summary>SQL of every step</summary>\n\n```sql\n");
-    for phase in [
-        pgbaton::step::Phase::Start,
-        pgbaton::step::Phase::Complete,
-        pgbaton::step::Phase::Rollback,
-    ] {
-        out.push_str(&format!("-- {phase}\n"));
-        for s in plan.phase(phase) {
-            for sql in s.statements() {
-                out.push_str(&format!("{sql};\n"));
-            }
-        }
-    }
-    out.push_str("```\n\n</details>\n");
-    out
 }
