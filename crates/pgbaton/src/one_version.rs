@@ -56,11 +56,19 @@ impl Migrator {
     /// in turn; the last is left active unless `complete`. With `one_version`, they are started
     /// as one migration (left active unless `complete`); run again after an interruption, it
     /// continues that migration. Returns the names of the files applied.
-    pub fn migrate_with<'a>(&'a self, dir: &'a Path, options: &'a MigrateOptions) -> BoxFuture<'a, Result<Vec<String>>> {
+    pub fn migrate_with<'a>(
+        &'a self,
+        dir: &'a Path,
+        options: &'a MigrateOptions,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(self.migrate_with_unboxed(dir, options))
     }
 
-    async fn migrate_with_unboxed(&self, dir: &Path, options: &MigrateOptions) -> Result<Vec<String>> {
+    async fn migrate_with_unboxed(
+        &self,
+        dir: &Path,
+        options: &MigrateOptions,
+    ) -> Result<Vec<String>> {
         let files = crate::format::load_dir(dir)?;
         state::require_initialized(self.client(), self.state_ident()).await?;
         Box::pin(self.locked(async {
@@ -162,7 +170,11 @@ impl Migrator {
 
     /// Starts `files` (pending, in order, at least one) as one migration named after the last
     /// file, with its version schema; completes it too with `complete`.
-    pub fn start_one_version<'a>(&'a self, files: &'a [&'a Migration], complete: bool) -> BoxFuture<'a, Result<()>> {
+    pub fn start_one_version<'a>(
+        &'a self,
+        files: &'a [&'a Migration],
+        complete: bool,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.start_one_version_unboxed(files, complete))
     }
 

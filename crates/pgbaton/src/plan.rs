@@ -92,7 +92,10 @@ pub struct MissingProbes(std::sync::Mutex<std::collections::BTreeSet<Probe>>);
 
 impl Clone for MissingProbes {
     fn clone(&self) -> Self {
-        let set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let set = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         MissingProbes(std::sync::Mutex::new(set.clone()))
     }
 }
@@ -101,7 +104,10 @@ impl PlanContext {
     /// The probes asked but not answered so far (see [`PlanContext::ask`]).
     pub fn missing_probes(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<Probe>> {
         // Planning panics nowhere while it holds the guard; a poisoned set is still whole.
-        self.missing.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.missing
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn qualify(&self, physical: &Ident) -> QualName {
