@@ -19,7 +19,10 @@
 //! The pace is a duty cycle: after a batch that took `t`, the run waits `factor × t`. Over
 //! the budget the factor doubles (from 1/4, up to [`MAX_DELAY_FACTOR`]); back under the
 //! budget it halves, and below 1/20 it is 0 (full speed). So a busy application gets room
-//! within a few batches, and an idle one gets the fill back within a few more.
+//! within a few batches, and an idle one gets the fill back within a few more. The budget
+//! governs the total of a parallel fill: while it slows the fill, each of `n` workers waits
+//! `((1 + factor) × n − 1) × t`, so the `n` of them take what one worker would
+//! ([`worker_delay`]); under the budget every worker runs at full speed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -229,15 +232,28 @@ pub(super) struct Budget {
     pub(super) factor: f64,
 }
 
+/// The wait after a batch that took `elapsed`, for one of `workers` workers, when one worker
+/// alone would wait `factor` batch durations: the workers together then take what one worker
+/// would, `1 / (1 + factor)` of a connection's time, so the budget governs the total whatever
+/// the number of workers. (Each worker then waits `(1 + factor) × workers − 1` batches.)
+pub(super) fn worker_delay(elapsed: Duration, factor: f64, workers: u32) -> Duration {
+    if factor <= 0.0 {
+        return Duration::ZERO;
+    }
+    let workers = f64::from(workers.max(1));
+    elapsed.mul_f64((1.0 + factor) * workers - 1.0)
+}
+
 impl Budget {
-    /// Takes the probe's latency after a batch that took `elapsed`; returns the wait before
-    /// the next batch and, when there is one, why.
+    /// Takes the probe's latency after a batch that took `elapsed`, run by one of `workers`
+    /// workers; returns the wait before the next batch and, when there is one, why.
     pub(super) fn after_batch(
         &mut self,
         probe_ms: f64,
         baseline_ms: f64,
         fraction: f64,
         elapsed: Duration,
+        workers: u32,
     ) -> (Duration, Option<Throttle>) {
         let limit_ms = (baseline_ms * (1.0 + fraction)).max(baseline_ms + NOISE_FLOOR_MS);
         if probe_ms > limit_ms {
@@ -251,7 +267,7 @@ impl Budget {
         if self.factor == 0.0 {
             return (Duration::ZERO, None);
         }
-        let delay = elapsed.mul_f64(self.factor);
+        let delay = worker_delay(elapsed, self.factor, workers);
         let throttle = Throttle::Budget {
             probe_ms,
             baseline_ms,

@@ -654,7 +654,7 @@ impl<'a> Runner<'a> {
         self.throttle = None;
         if let Some(rps) = self.rate_limit(&self.live) {
             // A worker of a parallel fill takes its share of the ceiling.
-            let share = self.worker.as_ref().map_or(1, |w| w.shared.desired());
+            let share = self.worker.as_ref().map_or(1, |w| w.shared.running());
             let min = Duration::from_secs_f64(rows as f64 * f64::from(share) / rps);
             if min > elapsed {
                 wait = min - elapsed;
@@ -667,6 +667,7 @@ impl<'a> Runner<'a> {
             self.budget = Budget::default();
             return wait;
         };
+        let workers = self.worker.as_ref().map_or(1, |w| w.shared.running());
         let since = std::mem::replace(&mut self.budget_checked, Instant::now());
         if !probe.application_active(since) {
             // Nobody to protect: full speed (the multiple decays as when under budget).
@@ -676,7 +677,7 @@ impl<'a> Runner<'a> {
         if let Some(probe_ms) = probe.latency_ms(since) {
             let (delay, why) =
                 self.budget
-                    .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed);
+                    .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed, workers);
             if delay > wait {
                 wait = delay;
                 self.throttle = why;

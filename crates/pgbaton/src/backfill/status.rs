@@ -379,17 +379,25 @@ pub async fn status(
         .map_err(|source| state_error("reading backfills", source))?
         .get(0);
     let chunks = if has_chunks {
+        // While chunks exist the backfill's own row is not written: what the run goes by and
+        // why it slowed down are those of the chunk a worker wrote last (a running one first).
+        let of_chunks = "FROM {chunks_table} AS k WHERE k.migration = b.migration \
+                AND k.table_schema = b.table_schema AND k.table_name = b.table_name \
+                AND k.pass = coalesce(to_jsonb(b) ->> 'pass', 'fill')"
+            .replace("{chunks_table}", &chunks_table);
         format!(
             "LEFT JOIN LATERAL (SELECT count(*) AS k_n, sum(k.rows_done)::int8 AS k_done, \
                     sum(k.rows_updated)::int8 AS k_updated, sum(k.rate) FILTER (WHERE k.status <> 'done' \
-                    AND k.updated_at > now() - interval '10 s') AS k_rate, max(k.throttle_reason) AS k_why \
-               FROM {chunks_table} AS k WHERE k.migration = b.migration \
-                AND k.table_schema = b.table_schema AND k.table_name = b.table_name \
-                AND k.pass = coalesce(to_jsonb(b) ->> 'pass', 'fill')) AS c ON true"
+                    AND k.updated_at > now() - interval '10 s') AS k_rate \
+               {of_chunks}) AS c ON true \
+             LEFT JOIN LATERAL (SELECT k.settings AS k_settings, k.throttle_reason AS k_why \
+               {of_chunks} AND k.batches > 0 \
+               ORDER BY k.status <> 'done' DESC, k.updated_at DESC LIMIT 1) AS l ON true"
         )
     } else {
         "LEFT JOIN LATERAL (SELECT 0::int8 AS k_n, NULL::int8 AS k_done, NULL::int8 AS k_updated, \
-                NULL::float8 AS k_rate, NULL::text AS k_why) AS c ON true"
+                NULL::float8 AS k_rate) AS c ON true \
+         LEFT JOIN LATERAL (SELECT NULL::text AS k_settings, NULL::text AS k_why) AS l ON true"
             .to_string()
     };
     let sql = format!(
@@ -399,9 +407,12 @@ pub async fn status(
                 started_at::text, updated_at::text, finished_at::text,
                 -- through jsonb: a state schema made before these columns existed has none
                 to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1],
-                coalesce(to_jsonb(b) ->> 'pass', 'fill'), to_jsonb(b) ->> 'settings',
-                coalesce(to_jsonb(b) ->> 'throttle_reason', c.k_why), c.k_n, c.k_done, c.k_updated,
-                c.k_rate
+                coalesce(to_jsonb(b) ->> 'pass', 'fill'),
+                CASE WHEN c.k_n > 0 AND l.k_settings IS NOT NULL THEN l.k_settings
+                     ELSE to_jsonb(b) ->> 'settings' END,
+                CASE WHEN c.k_n > 0 AND l.k_settings IS NOT NULL THEN l.k_why
+                     ELSE to_jsonb(b) ->> 'throttle_reason' END,
+                c.k_n, c.k_done, c.k_updated, c.k_rate
            FROM {state_schema}.backfills AS b {chunks}
           WHERE $1::text IS NULL OR migration = $1
           ORDER BY started_at, table_schema, table_name"

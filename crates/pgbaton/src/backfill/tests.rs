@@ -483,28 +483,61 @@ fn the_budget_doubles_its_wait_over_the_limit_and_halves_it_under() {
     let mut b = Budget::default();
     let batch = Duration::from_millis(100);
     // Under the limit: full speed.
-    assert_eq!(b.after_batch(1.2, 1.0, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(1.2, 1.0, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
     // Over: a quarter of the batch, then doubling, up to the cap.
-    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch);
+    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch, 1);
     assert_eq!(wait, Duration::from_millis(25));
     assert!(matches!(why, Some(Throttle::Budget { limit_ms, .. }) if limit_ms == 1.5));
     assert_eq!(
-        b.after_batch(5.0, 1.0, 0.5, batch).0,
+        b.after_batch(5.0, 1.0, 0.5, batch, 1).0,
         Duration::from_millis(50)
     );
     for _ in 0..20 {
-        b.after_batch(5.0, 1.0, 0.5, batch);
+        b.after_batch(5.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(b.factor, MAX_DELAY_FACTOR);
     // Under again: halves, then back to full speed.
     assert_eq!(
-        b.after_batch(1.0, 1.0, 0.5, batch).0,
+        b.after_batch(1.0, 1.0, 0.5, batch, 1).0,
         batch.mul_f64(MAX_DELAY_FACTOR / 2.0)
     );
     for _ in 0..10 {
-        b.after_batch(1.0, 1.0, 0.5, batch);
+        b.after_batch(1.0, 1.0, 0.5, batch, 1);
     }
-    assert_eq!(b.after_batch(1.0, 1.0, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(1.0, 1.0, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
     // A tiny baseline gets the noise floor: 0.1 ms + 50% would be 0.15 ms.
-    assert_eq!(b.after_batch(0.5, 0.1, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(0.5, 0.1, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
+}
+
+#[test]
+fn the_budget_governs_the_total_of_the_workers() {
+    use super::pace::{worker_delay, Budget};
+    let batch = Duration::from_millis(100);
+    // Under the budget: full speed, whatever the workers.
+    assert_eq!(worker_delay(batch, 0.0, 4), Duration::ZERO);
+    // One worker waits `factor` batches; each of n waits `(1 + factor) × n − 1`, so n workers
+    // take what one would: a duty cycle of 1 / (1 + factor) in all.
+    for (factor, n) in [(0.25, 1), (0.25, 2), (1.0, 2), (20.0, 2), (3.0, 4)] {
+        let wait = worker_delay(batch, factor, n).as_secs_f64();
+        let duty = 0.1 / (0.1 + wait);
+        assert!(
+            (duty * f64::from(n) - 1.0 / (1.0 + factor)).abs() < 1e-9,
+            "factor {factor}, {n} workers: duty {duty}"
+        );
+    }
+    let mut b = Budget::default();
+    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch, 2);
+    assert_eq!(wait, Duration::from_millis(150));
+    assert!(
+        matches!(why, Some(Throttle::Budget { delay_ms, .. }) if (delay_ms - 150.0).abs() < 1e-6)
+    );
 }
