@@ -1,4 +1,5 @@
-//! (b): workload latency during pgbaton, the plain ALTER and Reshape.
+//! (b): workload latency during pgbaton (default settings: the latency budget on; and with a
+//! fixed rows-per-second cap), the plain ALTER and Reshape.
 
 use super::*;
 
@@ -36,6 +37,7 @@ impl Bench {
             let sampler = LockSampler::start(&self.url(&db), "public.users").await?;
             let started = Instant::now();
             let mut error = None;
+            let mut fill = None;
             match method {
                 m if m.starts_with("pgbaton") => {
                     handle.mark_phase("start");
@@ -46,6 +48,7 @@ impl Bench {
                         args = vec!["--backfill-rows-per-second", &throttle, "start", &yaml];
                     }
                     let (out, parsed) = self.pgbaton(&db, &args).await?;
+                    fill = parsed.fill_stats();
                     if out.ok() {
                         handle.mark_phase("complete");
                         let (out, parsed) = self.pgbaton(&db, &["complete"]).await?;
@@ -88,7 +91,7 @@ impl Bench {
             let locks = sampler.stop().await?;
             let report = handle.stop().await;
             self.say(format!(
-                "workload ({method}): migration {migration_s:.2}s\n{report}"
+                "workload ({method}): migration {migration_s:.2}s, fill {fill:?}\n{report}"
             ));
             self.results.workload.push(WorkloadResult {
                 method: method.into(),
@@ -98,6 +101,7 @@ impl Bench {
                 marks: locks.marks(origin),
                 locks: Some(locks),
                 report,
+                fill,
             });
             self.drop_db(&db).await?;
         }
