@@ -51,7 +51,9 @@ impl Bench {
                     fill = parsed.fill_stats();
                     if out.ok() {
                         handle.mark_phase("complete");
-                        let (out, parsed) = self.pgbaton(&db, &["complete"]).await?;
+                        // `--force`: the old release's clients write throughout (that is
+                        // the benchmark), which `complete` otherwise refuses (exit 4).
+                        let (out, parsed) = self.pgbaton(&db, &["complete", "--force"]).await?;
                         if !out.ok() {
                             error = Some(parsed.error.unwrap_or_else(|| out.failure()));
                         }
