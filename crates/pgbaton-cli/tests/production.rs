@@ -457,6 +457,89 @@ async fn the_budget_governs_a_parallel_fill() {
     );
 }
 
+/// The budget goes by the probe's tail: a slowdown of 3 probes in 10 (a busy machine's run
+/// queue), which leaves the median where it was, slows the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
+    let db = fresh_db().await;
+    let c = &db.client;
+    let rows = 300_000;
+    let spec = table(c, "t", rows).await;
+    exec(
+        c,
+        "CREATE TABLE app_tail (share float8 NOT NULL); INSERT INTO app_tail VALUES (0)",
+    )
+    .await;
+    let probe = "SELECT pg_sleep(CASE WHEN random() < share THEN 0.02 ELSE 0 END) FROM app_tail";
+    let opts = BackfillOptions {
+        batch_size: Some(2_000),
+        batch_delay: Duration::from_millis(10),
+        max_latency_increase: Some(0.5),
+        probe_query: Some(probe.into()),
+        probe_interval: Duration::from_millis(20),
+        budget_min_rows: 0,
+        ..BackfillOptions::default()
+    };
+    // The application is there (a session running statements) from the start.
+    let app_running = Arc::new(AtomicBool::new(true));
+    let app = {
+        let running = app_running.clone();
+        let app = db.connect().await;
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                exec(&app, "SELECT pg_sleep(0.005)").await;
+            }
+        })
+    };
+    let (handle, mut rx) = spawn_run(&db, spec, opts).await;
+    let (before, _) = rate_over(&mut rx, Duration::from_millis(1_000)).await;
+    // 30% of the probes take 20 ms more: the median stays at the baseline, the 90th
+    // percentile does not.
+    exec(c, "UPDATE app_tail SET share = 0.3").await;
+    let (_, settling) = rate_over(&mut rx, Duration::from_millis(1_500)).await;
+    let (tail, seen) = rate_over(&mut rx, Duration::from_millis(1_500)).await;
+    let slowed = |p: &Progress| matches!(p.throttle, Some(Throttle::Budget { probe_ms, .. }) if probe_ms >= 15.0);
+    assert!(
+        settling.iter().chain(&seen).any(slowed),
+        "the budget never slowed the fill"
+    );
+    let n = seen.iter().filter(|p| slowed(p)).count();
+    assert!(
+        n * 10 >= seen.len() * 8,
+        "{n} of {} reports slowed",
+        seen.len()
+    );
+    eprintln!("rows/s: before {before:.0}, with a slow tail {tail:.0}");
+    assert!(
+        tail < before * 0.5,
+        "tail: {tail:.0} rows/s, before: {before:.0}"
+    );
+    let status = backfill::status(c, &state(), Some(MIGRATION))
+        .await
+        .unwrap();
+    let reason = status[0].throttle_reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("latency budget: probe "), "{reason}");
+    app_running.store(false, Ordering::Relaxed);
+    app.await.unwrap();
+    exec(c, "UPDATE app_tail SET share = 0").await;
+    // Let it finish unthrottled.
+    let s: backfill::ControlSetting = "max-latency-increase=off".parse().unwrap();
+    backfill::set_controls(c, &state(), &Ident::new("public"), &[s])
+        .await
+        .unwrap();
+    while rx.recv().await.is_some() {}
+    let outcome = handle.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.rows_done, rows as u64);
+    assert_eq!(
+        scalar_i64(
+            c,
+            "SELECT count(*) FROM public.t WHERE u IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // (3) Replication lag on the metrics endpoint, with a real standby
 // ---------------------------------------------------------------------------------------------
