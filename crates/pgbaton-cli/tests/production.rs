@@ -458,12 +458,13 @@ async fn the_budget_governs_a_parallel_fill() {
 }
 
 /// The budget goes by the probe's tail: a slowdown of 3 probes in 10 (a busy machine's run
-/// queue), which leaves the median where it was, slows the fill.
+/// queue), which leaves the median where it was, slows the fill, and shortens its batches
+/// (which hold their rows' locks until they commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
     let db = fresh_db().await;
     let c = &db.client;
-    let rows = 300_000;
+    let rows = 400_000;
     let spec = table(c, "t", rows).await;
     exec(
         c,
@@ -471,9 +472,9 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
     )
     .await;
     let probe = "SELECT pg_sleep(CASE WHEN random() < share THEN 0.02 ELSE 0 END) FROM app_tail";
+    // Adaptive batches (100 ms), half the time spent waiting between them.
     let opts = BackfillOptions {
-        batch_size: Some(2_000),
-        batch_delay: Duration::from_millis(10),
+        batch_delay: Duration::from_millis(100),
         max_latency_increase: Some(0.5),
         probe_query: Some(probe.into()),
         probe_interval: Duration::from_millis(20),
@@ -492,7 +493,8 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
         })
     };
     let (handle, mut rx) = spawn_run(&db, spec, opts).await;
-    let (before, _) = rate_over(&mut rx, Duration::from_millis(1_000)).await;
+    let (before, idle) = rate_over(&mut rx, Duration::from_millis(1_000)).await;
+    let idle_batch = idle.iter().map(|p| p.batch_size).max().unwrap_or(0);
     // 30% of the probes take 20 ms more: the median stays at the baseline, the 90th
     // percentile does not.
     exec(c, "UPDATE app_tail SET share = 0.3").await;
@@ -509,7 +511,14 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
         "{n} of {} reports slowed",
         seen.len()
     );
-    eprintln!("rows/s: before {before:.0}, with a slow tail {tail:.0}");
+    let tail_batch = seen.last().map(|p| p.batch_size).unwrap_or(u32::MAX);
+    eprintln!(
+        "rows/s: before {before:.0}, with a slow tail {tail:.0}; batch rows {idle_batch} -> {tail_batch}"
+    );
+    assert!(
+        tail_batch * 3 <= idle_batch,
+        "batches of {tail_batch} rows, {idle_batch} before"
+    );
     assert!(
         tail < before * 0.5,
         "tail: {tail:.0} rows/s, before: {before:.0}"
@@ -519,6 +528,7 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
         .unwrap();
     let reason = status[0].throttle_reason.as_deref().unwrap_or_default();
     assert!(reason.starts_with("latency budget: probe "), "{reason}");
+    assert!(reason.contains("% of their time"), "{reason}");
     app_running.store(false, Ordering::Relaxed);
     app.await.unwrap();
     exec(c, "UPDATE app_tail SET share = 0").await;

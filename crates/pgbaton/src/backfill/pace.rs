@@ -20,8 +20,11 @@
 //! two probes; its latency is then what the probe saw the moment it was seen again.
 //!
 //! The pace is a duty cycle: after a batch that took `t`, the run waits `factor × t`. Over
-//! the budget the factor doubles (from 1/4, up to [`MAX_DELAY_FACTOR`]); back under the
-//! budget it halves, and below 1/20 it is 0 (full speed). So a busy application gets room
+//! the budget the factor doubles (from 1/4, up to [`MAX_DELAY_FACTOR`]) and the batches get
+//! half as long (down to [`MIN_BATCH_SCALE`] of the target batch time: a shorter batch holds
+//! its rows' locks, which an application's update of one of them waits for, less long); back
+//! under the budget the factor halves, and below 1/20 it is 0 (full speed), and the batches
+//! get twice as long again. So a busy application gets room
 //! within a few batches, and an idle one gets the fill back within a few more. The budget
 //! governs the total of a parallel fill: while it slows the fill, each of `n` workers waits
 //! `((1 + factor) × n − 1) × t`, so the `n` of them take what one worker would
@@ -249,10 +252,29 @@ pub(super) fn window_latency(
     quantile(&mut recent, QUANTILE)
 }
 
-/// The budget's state: how long to wait after each batch, in batch durations.
-#[derive(Clone, Debug, Default)]
+/// The budget's state: how long to wait after each batch, in batch durations, and how much
+/// of its target time a batch gets.
+#[derive(Clone, Debug)]
 pub(super) struct Budget {
     pub(super) factor: f64,
+    /// Over the budget the batches get shorter too (halved each time, down to
+    /// [`MIN_BATCH_SCALE`] of the target batch time; doubled back under it): a batch holds the
+    /// row locks of its range until it commits, and an application's update of one of those
+    /// rows waits that long.
+    pub(super) batch_scale: f64,
+}
+
+/// The shortest batches the budget asks for, as a share of the target batch time (10 ms of
+/// the default 100 ms).
+pub(super) const MIN_BATCH_SCALE: f64 = 0.1;
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            factor: 0.0,
+            batch_scale: 1.0,
+        }
+    }
 }
 
 /// The wait after a batch that took `elapsed`, for one of `workers` workers, when one worker
@@ -281,11 +303,13 @@ impl Budget {
         let limit_ms = (baseline_ms * (1.0 + fraction)).max(baseline_ms + NOISE_FLOOR_MS);
         if probe_ms > limit_ms {
             self.factor = (self.factor * 2.0).clamp(0.25, MAX_DELAY_FACTOR);
+            self.batch_scale = (self.batch_scale / 2.0).max(MIN_BATCH_SCALE);
         } else {
             self.factor /= 2.0;
             if self.factor < 0.05 {
                 self.factor = 0.0;
             }
+            self.batch_scale = (self.batch_scale * 2.0).min(1.0);
         }
         if self.factor == 0.0 {
             return (Duration::ZERO, None);
@@ -296,6 +320,7 @@ impl Budget {
             baseline_ms,
             limit_ms,
             delay_ms: delay.as_secs_f64() * 1000.0,
+            batch_time_scale: self.batch_scale,
         };
         (delay, Some(throttle))
     }

@@ -268,7 +268,7 @@ impl<'a> Runner<'a> {
             let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
             if self.opts.batch_size.is_none() {
                 let (lo, hi) = self.bounds(&controls);
-                let target = self.target_batch_time();
+                let target = self.paced_batch_time();
                 self.batch_size = match batch {
                     // The rows of a value range are known only afterwards.
                     Batch::Range(_) => adapt_to_rows(limit, walked, elapsed, target, lo, hi),
@@ -591,6 +591,12 @@ impl<'a> Runner<'a> {
             .unwrap_or(self.opts.target_batch_time)
     }
 
+    /// The batch duration the batch size adapts to: the target, shortened while the latency
+    /// budget is over (see [`Budget::batch_scale`]).
+    pub(super) fn paced_batch_time(&self) -> Duration {
+        self.target_batch_time().mul_f64(self.budget.batch_scale)
+    }
+
     /// The latency budget: the live control when set (infinite: off), else the option.
     pub(super) fn budget_fraction(&self) -> Option<f64> {
         self.live
@@ -670,8 +676,8 @@ impl<'a> Runner<'a> {
         let workers = self.worker.as_ref().map_or(1, |w| w.shared.running());
         let since = std::mem::replace(&mut self.budget_checked, Instant::now());
         if !probe.application_active(since) {
-            // Nobody to protect: full speed (the multiple decays as when under budget).
-            self.budget.factor = 0.0;
+            // Nobody to protect: full speed.
+            self.budget = Budget::default();
             return wait;
         }
         if let Some(probe_ms) = probe.latency_ms(since) {

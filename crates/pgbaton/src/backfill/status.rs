@@ -145,12 +145,14 @@ impl fmt::Display for RunSettings {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Throttle {
     /// The latency budget: the probe's recent latency is over its baseline × (1 + budget), so
-    /// the run waits `delay_ms` after each batch.
+    /// the run waits `delay_ms` after each batch, and its batches aim at `batch_time_scale` of
+    /// their target time.
     Budget {
         probe_ms: f64,
         baseline_ms: f64,
         limit_ms: f64,
         delay_ms: f64,
+        batch_time_scale: f64,
     },
     /// The rows-per-second ceiling made the run wait.
     RateCap { rows_per_second: f64 },
@@ -180,11 +182,22 @@ impl fmt::Display for Throttle {
                 baseline_ms,
                 limit_ms,
                 delay_ms,
-            } => write!(
-                f,
-                "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
-                 {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
-            ),
+                batch_time_scale,
+            } => {
+                write!(
+                    f,
+                    "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
+                     {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
+                )?;
+                if *batch_time_scale < 1.0 {
+                    write!(
+                        f,
+                        ", batches at {:.0}% of their time",
+                        batch_time_scale * 100.0
+                    )?;
+                }
+                Ok(())
+            }
             Throttle::RateCap { rows_per_second } => {
                 write!(f, "rate cap {rows_per_second:.0} rows/s")
             }

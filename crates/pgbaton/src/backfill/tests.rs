@@ -581,3 +581,32 @@ fn the_budget_goes_by_the_probes_tail_over_the_last_second() {
     assert_eq!(window_latency(&old, now, now), Some(2.0));
     assert_eq!(window_latency(&VecDeque::new(), now, now), None);
 }
+
+#[test]
+fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
+    use super::pace::{Budget, MIN_BATCH_SCALE};
+    let mut b = Budget::default();
+    let batch = Duration::from_millis(100);
+    assert_eq!(b.batch_scale, 1.0);
+    let (_, why) = b.after_batch(5.0, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, 0.5);
+    assert!(
+        matches!(why, Some(Throttle::Budget { batch_time_scale, .. }) if batch_time_scale == 0.5)
+    );
+    assert!(why
+        .unwrap()
+        .to_string()
+        .ends_with(", batches at 50% of their time"));
+    for _ in 0..10 {
+        b.after_batch(5.0, 1.0, 0.5, batch, 1);
+    }
+    assert_eq!(b.batch_scale, MIN_BATCH_SCALE);
+    // Under the budget: twice as long each batch, up to the target.
+    b.after_batch(1.0, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, 2.0 * MIN_BATCH_SCALE);
+    for _ in 0..10 {
+        b.after_batch(1.0, 1.0, 0.5, batch, 1);
+    }
+    assert_eq!(b.batch_scale, 1.0);
+    assert_eq!(b.factor, 0.0);
+}
