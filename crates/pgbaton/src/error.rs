@@ -159,6 +159,21 @@ pub enum Error {
     #[error("no migration is being started in schema {schema}: there is no backfill to pause")]
     NothingToPause { schema: String },
 
+    /// `wait`: the newest migration of the schema was rolled back, so it will never be ready or
+    /// completed.
+    #[error(
+        "migration \"{name}\" of schema {schema} was rolled back{at}: it will not be {waited_for}; \
+         start it again (or the next one) before waiting"
+    )]
+    RolledBack {
+        schema: String,
+        name: String,
+        /// ` at 2024-01-01T00:00:00Z`, or empty when unknown.
+        at: String,
+        /// `ready` or `completed`.
+        waited_for: &'static str,
+    },
+
     /// The connecting role lacks a privilege the migration needs (checked before any DDL).
     #[error("{role} cannot run this migration: {detail}")]
     Privilege { role: String, detail: String },
@@ -224,6 +239,7 @@ impl Error {
             | Error::RollingBack { .. }
             | Error::Completing { .. }
             | Error::NothingToPause { .. }
+            | Error::RolledBack { .. }
             | Error::Privilege { .. }
             | Error::OldVersionWriting { .. } => exit::CONFLICT,
             Error::Pg(crate::pg::PgError::Connect { .. } | crate::pg::PgError::SetRole { .. })

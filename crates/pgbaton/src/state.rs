@@ -269,6 +269,32 @@ pub async fn history(
     Ok(ordered)
 }
 
+/// The migration of `schema` rolled back after `parent` (the last completed migration, `None`:
+/// none) and not started again: the newest such one, by name and when it was rolled back (UTC,
+/// ISO 8601). A rolled-back migration records the last completed one as its parent, so it is
+/// newer than every migration in [`history`] when that history ends with its parent completed.
+pub async fn rolled_back_after(
+    client: &impl GenericClient,
+    state: &Ident,
+    schema: &str,
+    parent: Option<&str>,
+) -> Result<Option<(String, Option<String>)>> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT name, to_char(rolled_back_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                   FROM {state}.migrations
+                  WHERE schema = $1 AND status = 'rolled_back' AND parent IS NOT DISTINCT FROM $2
+                    AND to_jsonb(migrations) ->> 'bundle' IS NULL
+                  ORDER BY rolled_back_at DESC NULLS LAST, started_at DESC, name DESC
+                  LIMIT 1"
+            ),
+            &[&schema, &parent],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// The last completed migration of `schema`.
 pub async fn latest_completed(
     client: &impl GenericClient,

@@ -143,6 +143,12 @@ pub(crate) struct PgbatonRun {
     pub(crate) lock_retries: u64,
     /// (rows, seconds) of the last backfill progress per table.
     pub(crate) backfill: BTreeMap<String, (u64, f64)>,
+    /// The fill pass's reports (every table): after a batch, slowed by the budget, the longest
+    /// budget wait (ms), the probe's baseline (ms); and the catch-up's last rows count.
+    pub(crate) fill_reports: (u64, u64, f64, Option<f64>),
+    pub(crate) catch_up_rows: u64,
+    /// The fill pass's last rows done.
+    pub(crate) fill_rows: u64,
     pub(crate) error: Option<String>,
 }
 
@@ -179,6 +185,22 @@ impl PgbatonRun {
                 Some("lock_retry") => run.lock_retries += 1,
                 Some("backfill") => {
                     let p = &v["progress"];
+                    if p["pass"].as_str() == Some("catch_up") {
+                        run.catch_up_rows = p["rows_done"].as_u64().unwrap_or(0);
+                    } else {
+                        run.fill_rows = run.fill_rows.max(p["rows_done"].as_u64().unwrap_or(0));
+                    }
+                    if p["pass"].as_str() != Some("catch_up") && p["last_batch_ms"].is_number() {
+                        let r = &mut run.fill_reports;
+                        r.0 += 1;
+                        if p["throttle"]["reason"].as_str() == Some("budget") {
+                            r.1 += 1;
+                            r.2 = r.2.max(p["throttle"]["delay_ms"].as_f64().unwrap_or(0.0));
+                        }
+                        if let Some(b) = p["settings"]["probe_baseline_ms"].as_f64() {
+                            r.3 = Some(b);
+                        }
+                    }
                     if p["state"].as_str() == Some("lock_wait") {
                         run.lock_retries += 1;
                     }
@@ -206,6 +228,34 @@ impl PgbatonRun {
             .map(|s| s.4)
             .collect();
         (!ms.is_empty()).then(|| ms.iter().sum::<f64>() / 1e3)
+    }
+
+    /// The fill and the catch-up of `start`: rows, seconds, how the budget paced it.
+    pub(crate) fn fill_stats(&self) -> Option<FillStats> {
+        let seconds = |prefix: &str| {
+            self.steps
+                .iter()
+                .filter(|s| s.1.starts_with(prefix))
+                .map(|s| s.4 / 1e3)
+                .sum::<f64>()
+        };
+        let fill_s = seconds("backfill ");
+        if fill_s == 0.0 {
+            return None;
+        }
+        let rows = self.fill_rows;
+        let (batches_reported, slowed_by_budget, max_delay_ms, probe_baseline_ms) =
+            self.fill_reports;
+        Some(FillStats {
+            rows,
+            seconds: fill_s,
+            batches_reported,
+            slowed_by_budget,
+            max_delay_ms,
+            probe_baseline_ms,
+            catch_up_rows: self.catch_up_rows,
+            catch_up_seconds: seconds("catch up on "),
+        })
     }
 
     pub(crate) fn exclusive_steps(&self) -> Vec<(String, f64)> {

@@ -11,7 +11,9 @@
 //!   with `up` and of a primary-key widening (int → bigint), each against a single
 //!   `UPDATE t SET c = <the same expression>` and against Reshape, on identical copies of the
 //!   same table (cloned from one template database, so every contender starts from the same
-//!   bytes); plus the UPDATE throughput with the dual-write trigger enabled vs disabled on the
+//!   bytes); pgbaton with its default settings (latency budget on, one worker), with longer
+//!   batches (`--batch-time-variants`) and with more workers (`--workers-variants`, a parallel
+//!   fill); plus the UPDATE throughput with the dual-write trigger enabled vs disabled on the
 //!   same table. (c) and (e) come from the same runs: pgbaton's time and peak RSS per table size
 //!   (the `pgbaton` binary runs as a child process; its RSS comes from `wait4`), and the time of
 //!   `complete`, its longest `ACCESS EXCLUSIVE` step and the workload's latency meanwhile.
@@ -103,6 +105,9 @@ struct Args {
     /// Also run the backfill with these `--backfill-batch-time` values (ms), beside the default
     #[arg(long, value_delimiter = ',', default_values_t = vec![500u64])]
     batch_time_variants: Vec<u64>,
+    /// Also run the backfill with these `--backfill-workers` counts, beside the default (one)
+    #[arg(long, value_delimiter = ',', default_values_t = vec![2u32])]
+    workers_variants: Vec<u32>,
     /// Runs of the single UPDATE and of pgbaton's backfill per size and change (best shown)
     #[arg(long, default_value_t = 2)]
     repeat: usize,

@@ -20,6 +20,7 @@ pub(crate) fn render(results: &Results) -> String {
     backfill_table(w, results);
     with_writes_table(w, results);
     variants_table(w, results);
+    workers_table(w, results);
     trigger_table(w, results);
     scale_table(w, results);
     complete_table(w, results);
@@ -164,6 +165,41 @@ fn variants_table(w: &mut String, results: &Results) {
                     rate(r.rows, b),
                     runs(v),
                     r.update_s() / b
+                );
+            }
+        }
+    }
+}
+
+/// (a) parallel fills (`--backfill-workers`).
+fn workers_table(w: &mut String, results: &Results) {
+    if results.backfill.iter().any(|r| !r.workers_runs.is_empty()) {
+        let _ = writeln!(
+            w,
+            "\n## (a) Parallel fill (`--backfill-workers N`; default 1) vs the single UPDATE\n"
+        );
+        let _ = writeln!(
+            w,
+            "| rows | change | single UPDATE, best | default settings (1 worker, budget on), best | workers | backfill, best (runs) | ratio to the UPDATE | speed-up over 1 worker |"
+        );
+        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---:|");
+        for r in &results.backfill {
+            for (n, v) in &r.workers_runs {
+                let Some(b) = best(v) else { continue };
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {:.1}s | {} | {n} | {b:.1}s = {} rows/s ({}) | **{:.2}×** | {} |",
+                    r.rows,
+                    r.change,
+                    r.update_s(),
+                    opt(r.pgbaton_backfill_s(), |s| format!(
+                        "{s:.1}s ({:.2}×)",
+                        r.update_s() / s
+                    )),
+                    rate(r.rows, b),
+                    runs(v),
+                    r.update_s() / b,
+                    opt(r.pgbaton_backfill_s(), |s| format!("{:.2}×", s / b)),
                 );
             }
         }
@@ -318,6 +354,7 @@ fn workload_table(w: &mut String, results: &Results) {
             }
         }
         workload_summary(w, results);
+        workload_fill_table(w, results);
     }
 }
 
@@ -373,6 +410,40 @@ fn workload_summary(w: &mut String, results: &Results) {
             (ok / wall.max(1e-9) / base.throughput_qps.max(1e-9) - 1.0) * 100.0,
             r.report.total.failures,
             lock_cell(&r.locks)
+        );
+    }
+}
+
+/// (b) pgbaton's own fill under the workload.
+fn workload_fill_table(w: &mut String, results: &Results) {
+    if results.workload.iter().all(|r| r.fill.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "\npgbaton's fill during start (from its `--json` progress):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| method | fill | rows/s | batches | slowed by the budget | longest budget wait | probe baseline | catch-up |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &results.workload {
+        let Some(f) = &r.fill else { continue };
+        let _ = writeln!(
+            w,
+            "| {} | {} rows in {:.1}s | {:.0} | {} | {} ({:.0}%) | {:.0} ms | {} | {} rows in {:.2}s |",
+            r.method,
+            f.rows,
+            f.seconds,
+            f.rows as f64 / f.seconds.max(1e-9),
+            f.batches_reported,
+            f.slowed_by_budget,
+            f.slowed_by_budget as f64 * 100.0 / f.batches_reported.max(1) as f64,
+            f.max_delay_ms,
+            opt(f.probe_baseline_ms, |b| format!("{b:.2} ms")),
+            f.catch_up_rows,
+            f.catch_up_seconds
         );
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct BackfillResult {
     pub(crate) pgbaton_start_runs: Vec<f64>,
     /// `--backfill-batch-time <ms>` -> seconds of each backfill.
     pub(crate) variant_runs: BTreeMap<u64, Vec<f64>>,
+    /// `--backfill-workers <n>` -> seconds of each backfill.
+    pub(crate) workers_runs: BTreeMap<u32, Vec<f64>>,
     pub(crate) pgbaton_start_rss_mb: Option<f64>,
     pub(crate) pgbaton_complete_s: Option<f64>,
     pub(crate) pgbaton_complete_rss_mb: Option<f64>,
@@ -84,9 +86,28 @@ pub(crate) struct WorkloadResult {
     /// ACCESS EXCLUSIVE on the table, sampled from the migration's start to the end.
     pub(crate) locks: Option<LockStats>,
     pub(crate) report: WorkloadReport,
+    /// pgbaton's fill during start: its own rate and how often the latency budget slowed it.
+    pub(crate) fill: Option<FillStats>,
     /// ACCESS EXCLUSIVE sightings on the workload's clock (the HTML report's lock lane).
     #[serde(skip)]
     pub(crate) marks: Vec<pgbaton_lab::workload::Mark>,
+}
+
+/// What pgbaton's `--json` output says of its fill (the `fill` pass, catch-up left out).
+#[derive(Serialize, Clone, Debug, Default)]
+pub(crate) struct FillStats {
+    pub(crate) rows: u64,
+    /// The fill step's wall time.
+    pub(crate) seconds: f64,
+    /// Progress reports after a batch, and how many of them the budget had slowed.
+    pub(crate) batches_reported: u64,
+    pub(crate) slowed_by_budget: u64,
+    /// The longest wait the budget put after a batch (ms).
+    pub(crate) max_delay_ms: f64,
+    pub(crate) probe_baseline_ms: Option<f64>,
+    /// The catch-up pass: rows fixed and seconds.
+    pub(crate) catch_up_rows: u64,
+    pub(crate) catch_up_seconds: f64,
 }
 
 #[derive(Serialize, Clone)]

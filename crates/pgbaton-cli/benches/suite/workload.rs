@@ -1,4 +1,5 @@
-//! (b): workload latency during pgbaton, the plain ALTER and Reshape.
+//! (b): workload latency during pgbaton (default settings: the latency budget on; and with a
+//! fixed rows-per-second cap), the plain ALTER and Reshape.
 
 use super::*;
 
@@ -35,7 +36,7 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs_f64(self.args.baseline)).await;
             let sampler = LockSampler::start(&self.url(&db), "public.users").await?;
             let started = Instant::now();
-            let error = self
+            let (error, fill) = self
                 .workload_migration(&db, method, c, &yaml, &reshape_dir, &handle)
                 .await?;
             let migration_s = secs(started.elapsed());
@@ -44,7 +45,7 @@ impl Bench {
             let locks = sampler.stop().await?;
             let report = handle.stop().await;
             self.say(format!(
-                "workload ({method}): migration {migration_s:.2}s\n{report}"
+                "workload ({method}): migration {migration_s:.2}s, fill {fill:?}\n{report}"
             ));
             self.results.workload.push(WorkloadResult {
                 method: method.into(),
@@ -54,6 +55,7 @@ impl Bench {
                 marks: locks.marks(origin),
                 locks: Some(locks),
                 report,
+                fill,
             });
             self.drop_db(&db).await?;
         }
@@ -61,7 +63,7 @@ impl Bench {
     }
 
     /// Runs the migration `method` names against `db` while the workload runs; returns its
-    /// error, if it failed.
+    /// error, if it failed, and pgbaton's fill statistics.
     async fn workload_migration(
         &self,
         db: &str,
@@ -70,8 +72,9 @@ impl Bench {
         yaml: &Path,
         reshape_dir: &Path,
         handle: &WorkloadHandle,
-    ) -> Result<Option<String>> {
+    ) -> Result<(Option<String>, Option<FillStats>)> {
         let mut error = None;
+        let mut fill = None;
         match method {
             m if m.starts_with("pgbaton") => {
                 handle.mark_phase("start");
@@ -82,9 +85,12 @@ impl Bench {
                     args = vec!["--backfill-rows-per-second", &throttle, "start", &yaml];
                 }
                 let (out, parsed) = self.pgbaton(db, &args).await?;
+                fill = parsed.fill_stats();
                 if out.ok() {
                     handle.mark_phase("complete");
-                    let (out, parsed) = self.pgbaton(db, &["complete"]).await?;
+                    // `--force`: the old release's clients write throughout (that is the
+                    // benchmark), which `complete` otherwise refuses (exit 4).
+                    let (out, parsed) = self.pgbaton(db, &["complete", "--force"]).await?;
                     if !out.ok() {
                         error = Some(parsed.error.unwrap_or_else(|| out.failure()));
                     }
@@ -116,6 +122,6 @@ impl Bench {
                 }
             }
         }
-        Ok(error)
+        Ok((error, fill))
     }
 }

@@ -12,7 +12,9 @@
 //! counts go into the backfill's own row and the chunks are deleted, in one transaction.
 //!
 //! The rows-per-second ceiling and the latency budget govern the total: each worker takes its
-//! share of the ceiling, and all of them wait on the one probe. `pgbaton set backfill-workers`
+//! share of the ceiling, and all of them wait on the one probe (started before the workers),
+//! each worker waiting its share of the budget's pace (see [`super::pace::worker_delay`]),
+//! which it keeps from one chunk to the next. `pgbaton set backfill-workers`
 //! takes effect while the fill runs: a worker over the new count stops after its batch (its
 //! chunk stays for the others), and new ones start within a poll interval.
 //!
@@ -66,6 +68,12 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn desired(&self) -> u32 {
         self.desired.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Workers filling now (at least one: the caller), at most the ones wanted: what a
+    /// worker's share of the rate cap and of the budget's pace is taken of.
+    pub(super) fn running(&self) -> u32 {
+        self.active.load(Ordering::Relaxed).clamp(1, self.desired())
     }
 
     pub(super) fn set_desired(&self, n: u32) {
@@ -204,6 +212,11 @@ impl<'a> Runner<'a> {
         let sink = Mutex::new(on_progress);
         let lag = self.opts.max_replication_lag.is_some();
         let controls_query = controls_sql(self.state, &self.spec.table.schema, lag);
+        // The one probe of the run, started here before any worker fills (so its baseline is
+        // the application's alone) and shared by every worker: a worker without it would
+        // start a probe of its own for each chunk, its baseline measured while the others fill.
+        self.live = self.read_controls(&controls_query, lag).await?;
+        self.start_probe().await;
         let this: &Runner<'a> = self;
         let mut running = FuturesUnordered::new();
         loop {
@@ -233,6 +246,8 @@ impl<'a> Runner<'a> {
             }
         }
         drop(running);
+        // The run's last report goes by the controls as they are now, like the workers' last.
+        self.live = self.read_controls(&controls_query, lag).await?;
         self.merge_chunks().await
     }
 
@@ -276,9 +291,16 @@ impl<'a> Runner<'a> {
             reported: (0, 0),
         };
         let mut claimed = false;
+        // The batch size this worker's last chunk adapted to, and the latency budget's pace:
+        // the next chunk starts there (a budget starting over at full speed with each chunk
+        // would let a busy application down every few batches).
+        let mut batch_size = self.batch_size;
+        let mut budget = (self.budget.clone(), std::time::Instant::now());
         while let Some(chunk) = self.claim(&client).await? {
             claimed = true;
             let mut runner = self.chunk_runner(&client, &chunk, ctx.clone());
+            runner.batch_size = batch_size;
+            (runner.budget, runner.budget_checked) = budget.clone();
             let mut report = |p: &Progress| {
                 let mut p = p.clone();
                 let (done, updated) = ctx.add(p.rows_done, p.rows_updated);
@@ -290,6 +312,8 @@ impl<'a> Runner<'a> {
                 }
             };
             let result = runner.batches(&mut report).await;
+            batch_size = runner.batch_size;
+            budget = (runner.budget.clone(), runner.budget_checked);
             let finished = result.is_ok() && runner.walk_over();
             if finished {
                 let sql = format!(
@@ -391,6 +415,7 @@ impl<'a> Runner<'a> {
         runner.bypass = self.bypass;
         runner.batch_size = self.batch_size;
         runner.probe = self.probe.clone();
+        runner.probe_error = self.probe_error.clone();
         runner.chunk = Some(chunk.lo);
         runner.worker = Some(ctx);
         runner.position = match &self.position {

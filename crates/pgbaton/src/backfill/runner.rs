@@ -273,7 +273,7 @@ impl<'a> Runner<'a> {
             let _ = self.histogram.record((elapsed.as_micros() as u64).max(1));
             if self.opts.batch_size.is_none() {
                 let (lo, hi) = self.bounds(&controls);
-                let target = self.target_batch_time();
+                let target = self.paced_batch_time();
                 self.batch_size = match batch {
                     // The rows of a value range are known only afterwards.
                     Batch::Range(_) => adapt_to_rows(limit, walked, elapsed, target, lo, hi),
@@ -607,6 +607,12 @@ impl<'a> Runner<'a> {
             .unwrap_or(self.opts.target_batch_time)
     }
 
+    /// The batch duration the batch size adapts to: the target, shortened while the latency
+    /// budget is over (see [`Budget::batch_scale`]).
+    pub(super) fn paced_batch_time(&self) -> Duration {
+        self.target_batch_time().mul_f64(self.budget.batch_scale)
+    }
+
     /// The latency budget: the live control when set (infinite: off), else the option.
     pub(super) fn budget_fraction(&self) -> Option<f64> {
         self.live
@@ -670,7 +676,7 @@ impl<'a> Runner<'a> {
         self.throttle = None;
         if let Some(rps) = self.rate_limit(&self.live) {
             // A worker of a parallel fill takes its share of the ceiling.
-            let share = self.worker.as_ref().map_or(1, |w| w.shared.desired());
+            let share = self.worker.as_ref().map_or(1, |w| w.shared.running());
             let min = Duration::from_secs_f64(rows as f64 * f64::from(share) / rps);
             if min > elapsed {
                 wait = min - elapsed;
@@ -683,16 +689,17 @@ impl<'a> Runner<'a> {
             self.budget = Budget::default();
             return wait;
         };
+        let workers = self.worker.as_ref().map_or(1, |w| w.shared.running());
         let since = std::mem::replace(&mut self.budget_checked, Instant::now());
         if !probe.application_active(since) {
-            // Nobody to protect: full speed (the multiple decays as when under budget).
-            self.budget.factor = 0.0;
+            // Nobody to protect: full speed.
+            self.budget = Budget::default();
             return wait;
         }
         if let Some(probe_ms) = probe.latency_ms(since) {
             let (delay, why) =
                 self.budget
-                    .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed);
+                    .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed, workers);
             if delay > wait {
                 wait = delay;
                 self.throttle = why;

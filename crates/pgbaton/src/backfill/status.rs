@@ -145,12 +145,14 @@ impl fmt::Display for RunSettings {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Throttle {
     /// The latency budget: the probe's recent latency is over its baseline × (1 + budget), so
-    /// the run waits `delay_ms` after each batch.
+    /// the run waits `delay_ms` after each batch, and its batches aim at `batch_time_scale` of
+    /// their target time.
     Budget {
         probe_ms: f64,
         baseline_ms: f64,
         limit_ms: f64,
         delay_ms: f64,
+        batch_time_scale: f64,
     },
     /// The rows-per-second ceiling made the run wait.
     RateCap { rows_per_second: f64 },
@@ -180,11 +182,22 @@ impl fmt::Display for Throttle {
                 baseline_ms,
                 limit_ms,
                 delay_ms,
-            } => write!(
-                f,
-                "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
-                 {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
-            ),
+                batch_time_scale,
+            } => {
+                write!(
+                    f,
+                    "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
+                     {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
+                )?;
+                if *batch_time_scale < 1.0 {
+                    write!(
+                        f,
+                        ", batches at {:.0}% of their time",
+                        batch_time_scale * 100.0
+                    )?;
+                }
+                Ok(())
+            }
             Throttle::RateCap { rows_per_second } => {
                 write!(f, "rate cap {rows_per_second:.0} rows/s")
             }
@@ -379,17 +392,25 @@ pub async fn status(
         .map_err(|source| state_error("reading backfills", source))?
         .get(0);
     let chunks = if has_chunks {
+        // While chunks exist the backfill's own row is not written: what the run goes by and
+        // why it slowed down are those of the chunk a worker wrote last (a running one first).
+        let of_chunks = "FROM {chunks_table} AS k WHERE k.migration = b.migration \
+                AND k.table_schema = b.table_schema AND k.table_name = b.table_name \
+                AND k.pass = coalesce(to_jsonb(b) ->> 'pass', 'fill')"
+            .replace("{chunks_table}", &chunks_table);
         format!(
             "LEFT JOIN LATERAL (SELECT count(*) AS k_n, sum(k.rows_done)::int8 AS k_done, \
                     sum(k.rows_updated)::int8 AS k_updated, sum(k.rate) FILTER (WHERE k.status <> 'done' \
-                    AND k.updated_at > now() - interval '10 s') AS k_rate, max(k.throttle_reason) AS k_why \
-               FROM {chunks_table} AS k WHERE k.migration = b.migration \
-                AND k.table_schema = b.table_schema AND k.table_name = b.table_name \
-                AND k.pass = coalesce(to_jsonb(b) ->> 'pass', 'fill')) AS c ON true"
+                    AND k.updated_at > now() - interval '10 s') AS k_rate \
+               {of_chunks}) AS c ON true \
+             LEFT JOIN LATERAL (SELECT k.settings AS k_settings, k.throttle_reason AS k_why \
+               {of_chunks} AND k.batches > 0 \
+               ORDER BY k.status <> 'done' DESC, k.updated_at DESC LIMIT 1) AS l ON true"
         )
     } else {
         "LEFT JOIN LATERAL (SELECT 0::int8 AS k_n, NULL::int8 AS k_done, NULL::int8 AS k_updated, \
-                NULL::float8 AS k_rate, NULL::text AS k_why) AS c ON true"
+                NULL::float8 AS k_rate) AS c ON true \
+         LEFT JOIN LATERAL (SELECT NULL::text AS k_settings, NULL::text AS k_why) AS l ON true"
             .to_string()
     };
     let sql = format!(
@@ -399,9 +420,12 @@ pub async fn status(
                 started_at::text, updated_at::text, finished_at::text,
                 -- through jsonb: a state schema made before these columns existed has none
                 to_jsonb(b) ->> 'key_min', to_jsonb(b) ->> 'key_max', last_key[1],
-                coalesce(to_jsonb(b) ->> 'pass', 'fill'), to_jsonb(b) ->> 'settings',
-                coalesce(to_jsonb(b) ->> 'throttle_reason', c.k_why), c.k_n, c.k_done, c.k_updated,
-                c.k_rate
+                coalesce(to_jsonb(b) ->> 'pass', 'fill'),
+                CASE WHEN c.k_n > 0 AND l.k_settings IS NOT NULL THEN l.k_settings
+                     ELSE to_jsonb(b) ->> 'settings' END,
+                CASE WHEN c.k_n > 0 AND l.k_settings IS NOT NULL THEN l.k_why
+                     ELSE to_jsonb(b) ->> 'throttle_reason' END,
+                c.k_n, c.k_done, c.k_updated, c.k_rate
            FROM {state_schema}.backfills AS b {chunks}
           WHERE $1::text IS NULL OR migration = $1
           ORDER BY started_at, table_schema, table_name"

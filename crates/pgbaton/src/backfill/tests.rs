@@ -483,28 +483,130 @@ fn the_budget_doubles_its_wait_over_the_limit_and_halves_it_under() {
     let mut b = Budget::default();
     let batch = Duration::from_millis(100);
     // Under the limit: full speed.
-    assert_eq!(b.after_batch(1.2, 1.0, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(1.2, 1.0, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
     // Over: a quarter of the batch, then doubling, up to the cap.
-    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch);
+    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch, 1);
     assert_eq!(wait, Duration::from_millis(25));
     assert!(matches!(why, Some(Throttle::Budget { limit_ms, .. }) if limit_ms == 1.5));
     assert_eq!(
-        b.after_batch(5.0, 1.0, 0.5, batch).0,
+        b.after_batch(5.0, 1.0, 0.5, batch, 1).0,
         Duration::from_millis(50)
     );
     for _ in 0..20 {
-        b.after_batch(5.0, 1.0, 0.5, batch);
+        b.after_batch(5.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(b.factor, MAX_DELAY_FACTOR);
     // Under again: halves, then back to full speed.
     assert_eq!(
-        b.after_batch(1.0, 1.0, 0.5, batch).0,
+        b.after_batch(1.0, 1.0, 0.5, batch, 1).0,
         batch.mul_f64(MAX_DELAY_FACTOR / 2.0)
     );
     for _ in 0..10 {
-        b.after_batch(1.0, 1.0, 0.5, batch);
+        b.after_batch(1.0, 1.0, 0.5, batch, 1);
     }
-    assert_eq!(b.after_batch(1.0, 1.0, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(1.0, 1.0, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
     // A tiny baseline gets the noise floor: 0.1 ms + 50% would be 0.15 ms.
-    assert_eq!(b.after_batch(0.5, 0.1, 0.5, batch), (Duration::ZERO, None));
+    assert_eq!(
+        b.after_batch(0.3, 0.1, 0.5, batch, 1),
+        (Duration::ZERO, None)
+    );
+    assert!(b.after_batch(0.4, 0.1, 0.5, batch, 1).1.is_some());
+}
+
+#[test]
+fn the_budget_governs_the_total_of_the_workers() {
+    use super::pace::{worker_delay, Budget};
+    let batch = Duration::from_millis(100);
+    // Under the budget: full speed, whatever the workers.
+    assert_eq!(worker_delay(batch, 0.0, 4), Duration::ZERO);
+    // One worker waits `factor` batches; each of n waits `(1 + factor) × n − 1`, so n workers
+    // take what one would: a duty cycle of 1 / (1 + factor) in all.
+    for (factor, n) in [(0.25, 1), (0.25, 2), (1.0, 2), (20.0, 2), (3.0, 4)] {
+        let wait = worker_delay(batch, factor, n).as_secs_f64();
+        let duty = 0.1 / (0.1 + wait);
+        assert!(
+            (duty * f64::from(n) - 1.0 / (1.0 + factor)).abs() < 1e-9,
+            "factor {factor}, {n} workers: duty {duty}"
+        );
+    }
+    let mut b = Budget::default();
+    let (wait, why) = b.after_batch(5.0, 1.0, 0.5, batch, 2);
+    assert_eq!(wait, Duration::from_millis(150));
+    assert!(
+        matches!(why, Some(Throttle::Budget { delay_ms, .. }) if (delay_ms - 150.0).abs() < 1e-6)
+    );
+}
+
+#[test]
+fn the_budget_goes_by_the_probes_tail_over_the_last_second() {
+    use super::pace::{quantile, window_latency, MIN_WINDOW_SAMPLES, QUANTILE, WINDOW};
+    use std::collections::VecDeque;
+    assert_eq!(quantile(&mut [], 0.9), None);
+    assert_eq!(quantile(&mut [3.0], 0.9), Some(3.0));
+    let mut ten: Vec<f64> = (1..=10).map(f64::from).collect();
+    assert_eq!(quantile(&mut ten, 0.9), Some(9.0));
+    assert_eq!(quantile(&mut ten, 0.5), Some(5.0));
+    let now = Instant::now() + Duration::from_secs(10);
+    // 20 probes over the last second: 0.5 ms, but 3 of them 4 ms (a fill taking the CPU). The
+    // median says nothing changed; the budget's quantile sees the tail.
+    let mut done: VecDeque<(Instant, f64, bool)> = (0..20)
+        .map(|i| {
+            let ms = if i % 7 == 3 { 4.0 } else { 0.5 };
+            (now - Duration::from_millis(975 - i * 50), ms, true)
+        })
+        .collect();
+    let mut all: Vec<f64> = done.iter().map(|d| d.1).collect();
+    assert_eq!(quantile(&mut all, 0.5), Some(0.5));
+    assert_eq!(QUANTILE, 0.9);
+    assert_eq!(window_latency(&done, now, now), Some(4.0));
+    // Older probes are out of the window, unless the budget last looked before them.
+    for ms in [500, 600, 700] {
+        done.push_front((now - WINDOW - Duration::from_millis(ms), 100.0, true));
+    }
+    assert_eq!(window_latency(&done, now, now), Some(4.0));
+    assert_eq!(
+        window_latency(&done, now, now - WINDOW - Duration::from_secs(1)),
+        Some(100.0)
+    );
+    // Too few probes in the window: the last few, whenever they finished.
+    let old: VecDeque<(Instant, f64, bool)> = (0..MIN_WINDOW_SAMPLES as u64)
+        .map(|i| (now - Duration::from_secs(30 - i), 2.0, true))
+        .collect();
+    assert_eq!(window_latency(&old, now, now), Some(2.0));
+    assert_eq!(window_latency(&VecDeque::new(), now, now), None);
+}
+
+#[test]
+fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
+    use super::pace::{Budget, MIN_BATCH_SCALE};
+    let mut b = Budget::default();
+    let batch = Duration::from_millis(100);
+    assert_eq!(b.batch_scale, 1.0);
+    let (_, why) = b.after_batch(5.0, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, 0.5);
+    assert!(
+        matches!(why, Some(Throttle::Budget { batch_time_scale, .. }) if batch_time_scale == 0.5)
+    );
+    assert!(why
+        .unwrap()
+        .to_string()
+        .ends_with(", batches at 50% of their time"));
+    for _ in 0..10 {
+        b.after_batch(5.0, 1.0, 0.5, batch, 1);
+    }
+    assert_eq!(b.batch_scale, MIN_BATCH_SCALE);
+    // Under the budget: twice as long each batch, up to the target.
+    b.after_batch(1.0, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, 2.0 * MIN_BATCH_SCALE);
+    for _ in 0..10 {
+        b.after_batch(1.0, 1.0, 0.5, batch, 1);
+    }
+    assert_eq!(b.batch_scale, 1.0);
+    assert_eq!(b.factor, 0.0);
 }

@@ -166,8 +166,10 @@ impl Migrator {
 
     /// Waits until the newest migration of this schema is ready (its start finished: the new
     /// version schema exists) or, with `completed`, completed; polls the state schema every
-    /// `poll`. Returns its name and version schema. A migration rolled back is a conflict; no
-    /// migration at all, or one still starting or completing, is waited for, up to `timeout`.
+    /// `poll`. Returns its name and version schema. No migration at all, or one still starting
+    /// or completing, is waited for, up to `timeout` (then [`Error::Other`], exit 1). When the
+    /// newest migration is rolled back — before the wait or while it waits — it will never get
+    /// there: [`Error::RolledBack`] (exit 4) at once, never the migration completed before it.
     pub async fn wait_for(
         &self,
         completed: bool,
@@ -175,19 +177,35 @@ impl Migrator {
         poll: Duration,
     ) -> Result<(String, String)> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let waited_for = if completed { "completed" } else { "ready" };
         loop {
             if state::is_initialized(&self.client, &self.state).await? {
                 let history = state::history(&self.client, &self.state, self.schema()).await?;
-                if let Some(newest) = history.last() {
+                let newest = history.last();
+                // A rolled-back migration is not in the history; it is the newest when it came
+                // after the last migration there (that one completed: its parent).
+                let after_completed = match newest {
+                    None => Some(None),
+                    Some(m) if m.status == state::COMPLETED => Some(Some(m.name.as_str())),
+                    Some(_) => None,
+                };
+                if let Some(parent) = after_completed {
+                    if let Some((name, at)) =
+                        state::rolled_back_after(&self.client, &self.state, self.schema(), parent)
+                            .await?
+                    {
+                        return Err(Error::RolledBack {
+                            schema: self.schema().to_string(),
+                            name,
+                            at: at.map(|t| format!(" at {t}")).unwrap_or_default(),
+                            waited_for,
+                        });
+                    }
+                }
+                if let Some(newest) = newest {
                     let reached = match newest.status.as_str() {
                         state::COMPLETED => true,
                         state::ACTIVE => !completed,
-                        state::ROLLED_BACK => {
-                            return Err(Error::Other(format!(
-                                "migration \"{}\" was rolled back",
-                                newest.name
-                            )))
-                        }
                         _ => false,
                     };
                     if reached {
@@ -197,9 +215,8 @@ impl Migrator {
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Err(Error::Other(format!(
-                    "timed out waiting for the migration of schema {} to be {}",
+                    "timed out waiting for the migration of schema {} to be {waited_for}",
                     self.schema(),
-                    if completed { "completed" } else { "ready" }
                 )));
             }
             tokio::time::sleep(poll).await;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::ops::common::testing::{ctx, plan_ops, render, schema, table};
 use crate::plan::Probe;
