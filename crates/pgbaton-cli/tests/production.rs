@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::live::*;
 use common::{exec, fresh_db, scalar_i64, TestDb};
-use pgbaton::backfill::{self, BackfillOptions, BackfillOutcome, Progress, Throttle};
-use pgbaton::config::ConnConfig;
-use pgbaton::ident::{Ident, QualName, RawSql};
-use pgbaton::step::{Assignment, BackfillKey, BackfillPass, BackfillSpec};
+use pgbaton::backfill::{self, BackfillOptions, Progress, Throttle};
+use pgbaton::ident::Ident;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
@@ -44,16 +43,6 @@ async fn wrong_rows(c: &Client) -> i64 {
     scalar_i64(
         c,
         "SELECT count(*) FROM t WHERE _pgbaton_new_name IS DISTINCT FROM upper(name)",
-    )
-    .await
-}
-
-/// Sessions of pgbaton (its own, its workers', its probe's) in the current database.
-async fn pgbaton_sessions(c: &Client) -> i64 {
-    scalar_i64(
-        c,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('pgbaton', 'pgbaton probe') \
-         AND datname = current_database()",
     )
     .await
 }
@@ -212,71 +201,6 @@ async fn a_parallel_ctid_fill_killed_9_resumes_with_another_worker_count() {
 // ---------------------------------------------------------------------------------------------
 // (2) The latency budget governs a parallel fill
 // ---------------------------------------------------------------------------------------------
-
-const MIGRATION: &str = "02_upper";
-
-fn state() -> Ident {
-    Ident::new("pgbaton")
-}
-
-/// `public.<name>(id bigint PK, name text, u text, _pgbaton_touched boolean)` with `rows` rows,
-/// the state schema, and the spec filling `u := upper(name)`.
-async fn table(c: &Client, name: &str, rows: i64) -> BackfillSpec {
-    let mut sql = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", state())];
-    sql.extend(backfill::state_ddl(&state()));
-    sql.push(format!(
-        "CREATE TABLE public.{name} (id bigint PRIMARY KEY, name text, u text, _pgbaton_touched boolean);
-         INSERT INTO public.{name} SELECT g, 'name ' || g FROM generate_series(1, {rows}) g;
-         ANALYZE public.{name}"
-    ));
-    exec(c, &sql.join(";\n")).await;
-    BackfillSpec {
-        table: QualName::new("public", name),
-        key: BackfillKey::Columns(vec![Ident::new("id")]),
-        scope: vec![
-            (Ident::new("id"), Ident::new("id")),
-            (Ident::new("name"), Ident::new("name")),
-        ],
-        assignments: vec![Assignment {
-            target: Ident::new("u"),
-            expr: RawSql::new("upper(name)"),
-        }],
-        marker: Ident::new("_pgbaton_touched"),
-        window: None,
-        pass: BackfillPass::Fill,
-    }
-}
-
-/// Runs a backfill with a connection config (probe, workers) on its own connection in a task.
-async fn spawn_run(
-    db: &TestDb,
-    spec: BackfillSpec,
-    opts: BackfillOptions,
-) -> (
-    tokio::task::JoinHandle<Result<BackfillOutcome, String>>,
-    mpsc::UnboundedReceiver<(Instant, Progress)>,
-) {
-    let client = db.connect().await;
-    let conn = ConnConfig::parse(&db.url).expect("the test URL parses");
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handle = tokio::spawn(async move {
-        let mut on_progress = |p: &Progress| {
-            let _ = tx.send((Instant::now(), p.clone()));
-        };
-        backfill::run_connected(
-            &client,
-            Some(&conn),
-            &state(),
-            MIGRATION,
-            &spec,
-            &opts,
-            &mut on_progress,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    });
-    (handle, rx)
-}
 
 /// Rows per second over `window` of reports (from the first one received), and the reports.
 async fn rate_over(
@@ -553,35 +477,6 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
 // ---------------------------------------------------------------------------------------------
 // (3) Replication lag on the metrics endpoint, with a real standby
 // ---------------------------------------------------------------------------------------------
-
-/// `GET /metrics` from `port`; the body, or `None` while nothing listens yet.
-async fn scrape(port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
-/// The value of the first sample of `name` whose labels contain `labels`.
-fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(labels))
-        .find(|l| l[name.len()..].starts_with(['{', ' ']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_endpoint_serves_the_replication_lag_of_a_paused_standby() {

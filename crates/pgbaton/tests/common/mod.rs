@@ -4,10 +4,12 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod backfill_fixture;
 pub mod catalog;
 pub mod cli;
 pub mod fixtures;
 pub mod lifecycle;
+pub mod live;
 pub mod pgbouncer;
 
 use std::process::Command;
