@@ -113,6 +113,12 @@ pub struct Global {
         value_parser = parse_budget
     )]
     pub max_latency_increase: f64,
+    /// Parallel workers of each `CREATE INDEX CONCURRENTLY` (max_parallel_maintenance_workers)
+    /// [default: 0 while the latency budget is on and another session is busy, else
+    /// PostgreSQL's setting]
+    #[arg(long, global = true, env = "PGBATON_INDEX_BUILD_WORKERS",
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub index_build_workers: Option<u32>,
     /// The latency budget's probe, run on its own read-only connection [default: a cheap
     /// read of the table being filled]
     #[arg(long, global = true, env = "PGBATON_PROBE_QUERY")]
@@ -201,6 +207,7 @@ impl Global {
             exec: ExecOptions {
                 lock_timeout: Duration::from_millis(self.lock_timeout),
                 lock_retry_deadline: Duration::from_secs(self.lock_retry_deadline),
+                index_build_workers: self.index_build_workers,
                 backfill: BackfillOptions {
                     batch_size: self.backfill_batch_size,
                     target_batch_time: Duration::from_millis(self.backfill_batch_time),

@@ -80,6 +80,11 @@ pub struct ExecOptions {
     pub retry_cap: Duration,
     /// Cancel non-wraparound autovacuum workers that block a step.
     pub cancel_autovacuum: bool,
+    /// `max_parallel_maintenance_workers` of a `CREATE INDEX CONCURRENTLY`. `None` (the
+    /// default): 0 — the build in one process — while the backfill's latency budget is on and
+    /// another client session is busy, so the build leaves the application the other cores;
+    /// PostgreSQL's own setting otherwise (an idle database gets the parallel build).
+    pub index_build_workers: Option<u32>,
     pub backfill: BackfillOptions,
 }
 
@@ -91,6 +96,7 @@ impl Default for ExecOptions {
             retry_base: Duration::from_millis(50),
             retry_cap: Duration::from_secs(5),
             cancel_autovacuum: true,
+            index_build_workers: None,
             backfill: BackfillOptions::default(),
         }
     }
@@ -386,13 +392,45 @@ impl<'a> Executor<'a> {
         index: &crate::ident::QualName,
         sql: &str,
     ) -> Result<u32> {
-        match self.run_outside_transaction(step, sql).await {
+        let workers = self.index_build_workers().await;
+        if let Some(n) = workers {
+            self.client
+                .batch_execute(&format!("SET max_parallel_maintenance_workers = {n}"))
+                .await?;
+        }
+        let result = self.run_outside_transaction(step, sql).await;
+        if workers.is_some() {
+            let _ = self
+                .client
+                .batch_execute("RESET max_parallel_maintenance_workers")
+                .await;
+        }
+        match result {
             Ok(n) => Ok(n),
             Err(e) => {
                 let _ = self.client.batch_execute(&drop_index_sql(index)).await;
                 Err(e)
             }
         }
+    }
+
+    /// The `max_parallel_maintenance_workers` of an index build (see
+    /// [`ExecOptions::index_build_workers`]); `None`: PostgreSQL's own.
+    async fn index_build_workers(&self) -> Option<u32> {
+        if self.opts.index_build_workers.is_some() {
+            return self.opts.index_build_workers;
+        }
+        let budget_on = self
+            .opts
+            .backfill
+            .max_latency_increase
+            .is_some_and(f64::is_finite);
+        if !budget_on {
+            return None;
+        }
+        let ours = crate::backfill::our_sessions(self.client).await;
+        let seen = crate::backfill::application_activity(self.client, &ours).await;
+        seen.busy.then_some(0)
     }
 
     /// A statement outside a transaction: no lock timeout (it waits for older transactions by

@@ -78,15 +78,23 @@ struct Args {
     /// Table sizes for the backfill benchmarks
     #[arg(long, value_delimiter = ',', default_values_t = vec![1_000_000u64, 10_000_000])]
     rows: Vec<u64>,
-    /// Add a 100M-row size to the backfill benchmarks (about 12 GB per copy; hours)
+    /// Add a 100M-row size to the backfill benchmarks (about 12 GB per copy): only the single
+    /// UPDATE and pgbaton with default settings (and its `complete`), of `--changes-100m`
     #[arg(long)]
     with_100m: bool,
+    /// The changes the 100M-row size makes (with `--with-100m`)
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["type".to_string()])]
+    changes_100m: Vec<String>,
     /// The changes the backfill benchmarks make: type, add, pk
     #[arg(long, value_delimiter = ',', default_values_t = vec!["type".to_string(), "add".to_string(), "pk".to_string()])]
     changes: Vec<String>,
     /// Table size of the workload benchmark (b)
     #[arg(long, default_value_t = 1_000_000)]
     workload_rows: u64,
+    /// The contenders of the workload benchmark (b): any of pgbaton, pgbaton-capped (a fixed
+    /// rows-per-second cap), naive, reshape (when installed)
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["pgbaton".to_string(), "pgbaton-capped".to_string(), "naive".to_string(), "reshape".to_string()])]
+    workload_methods: Vec<String>,
     /// Table size of the lock-queue benchmark (d)
     #[arg(long, default_value_t = 200_000)]
     lockqueue_rows: u64,

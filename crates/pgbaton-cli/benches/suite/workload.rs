@@ -9,8 +9,18 @@ impl Bench {
         let c = change(WORKLOAD_CHANGE)?;
         let template = self.template(c.id_type, rows).await?;
         let throttled = format!("pgbaton, --backfill-rows-per-second {THROTTLE}");
-        let mut methods = vec!["pgbaton", throttled.as_str(), "naive ALTER TABLE"];
-        if self.reshape.is_some() {
+        let wanted = |m: &str| self.args.workload_methods.iter().any(|w| w == m);
+        let mut methods = Vec::new();
+        for (key, method) in [
+            ("pgbaton", "pgbaton"),
+            ("pgbaton-capped", throttled.as_str()),
+            ("naive", "naive ALTER TABLE"),
+        ] {
+            if wanted(key) {
+                methods.push(method);
+            }
+        }
+        if self.reshape.is_some() && wanted("reshape") {
             methods.push("reshape");
         }
         for method in methods {

@@ -113,6 +113,7 @@ use inspect::inspect;
 pub use options::{
     BackfillOptions, KeyWalk, LagCeiling, TriggerBypass, DEFAULT_MAX_LATENCY_INCREASE,
 };
+pub use pace::{application_activity, our_sessions, Activity};
 use runner::Runner;
 use sql::{
     batch_settings, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,

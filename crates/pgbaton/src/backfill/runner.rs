@@ -660,7 +660,12 @@ impl<'a> Runner<'a> {
             .clone()
             .unwrap_or_else(|| default_probe_sql(self.spec));
         match Probe::start(conn, sql, self.opts.probe_interval).await {
-            Ok(probe) => self.probe = Some(Arc::new(probe)),
+            Ok(probe) => {
+                if probe.application_at_start {
+                    self.budget = Budget::cautious();
+                }
+                self.probe = Some(Arc::new(probe));
+            }
             Err(e) => {
                 tracing::warn!("backfill of {}: latency budget off: {e}", self.table);
                 self.probe_error = Some(e);
@@ -695,6 +700,10 @@ impl<'a> Runner<'a> {
             // Nobody to protect: full speed.
             self.budget = Budget::default();
             return wait;
+        }
+        if !self.budget.governing {
+            // An application appeared: start over cautiously rather than at full speed.
+            self.budget = Budget::cautious();
         }
         if let Some(probe_ms) = probe.latency_ms(since) {
             let (delay, why) =

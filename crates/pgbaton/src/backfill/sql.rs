@@ -53,16 +53,25 @@ pub(super) fn pending(spec: &BackfillSpec, cp: &CheckpointKey<'_>) -> String {
 }
 
 /// The statement a batch of a backfill with a write window runs in its transaction: its
-/// transaction id goes into `backfill_xids` (see [`pending`]).
+/// transaction id goes into `backfill_xids` (see [`pending`]), unless it is there already (a
+/// batch that bypasses the dual-write trigger with the `pgbaton.backfill` setting records it
+/// first, at its `BEGIN`).
 pub(super) fn record_xid_sql(spec: &BackfillSpec, cp: &CheckpointKey<'_>) -> Option<String> {
     spec.window.as_ref().map(|_| {
-        format!(
-            "INSERT INTO {} (migration, table_schema, table_name, xid) VALUES ({}, {}, {}, \
-             pg_current_xact_id()::xid)",
-            cp.xids_table(),
+        let (migration, schema, name) = (
             Literal::new(cp.migration),
             Literal::new(cp.table.schema.as_str()),
             Literal::new(cp.table.name.as_str()),
+        );
+        let xids = cp.xids_table();
+        format!(
+            "INSERT INTO {xids} (migration, table_schema, table_name, xid) \
+             SELECT {migration}, {schema}, {name}, pg_current_xact_id()::xid \
+              WHERE NOT EXISTS (SELECT 1 FROM {xids} AS _pgbaton_r \
+                                 WHERE _pgbaton_r.xid = pg_current_xact_id()::xid \
+                                   AND _pgbaton_r.migration = {migration} \
+                                   AND _pgbaton_r.table_schema = {schema} \
+                                   AND _pgbaton_r.table_name = {name})"
         )
     })
 }

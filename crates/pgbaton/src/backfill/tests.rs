@@ -120,10 +120,18 @@ fn a_write_window_changes_what_each_pass_updates() {
     let fill = whole(&ctid_batch_sql(&s, &cp, 0, 10, &Stats::default()), 3);
     assert!(!fill.contains("_pgbaton_touched"), "{fill}");
     assert!(fill.contains("AND NOT EXISTS (SELECT 1 FROM \"pgbaton\".backfill_xids"));
-    assert!(fill.contains(
-        "INSERT INTO \"pgbaton\".backfill_xids (migration, table_schema, table_name, xid) \
-         VALUES ('m1', 'public', 'users', pg_current_xact_id()::xid);"
-    ));
+    // Once: a batch that recorded it at its BEGIN (the `pgbaton.backfill` bypass) adds no
+    // second row.
+    assert!(
+        fill.contains(
+            "INSERT INTO \"pgbaton\".backfill_xids (migration, table_schema, table_name, xid) \
+         SELECT 'm1', 'public', 'users', pg_current_xact_id()::xid \
+         WHERE NOT EXISTS (SELECT 1 FROM \"pgbaton\".backfill_xids AS _pgbaton_r \
+         WHERE _pgbaton_r.xid = pg_current_xact_id()::xid AND _pgbaton_r.migration = 'm1' \
+         AND _pgbaton_r.table_schema = 'public' AND _pgbaton_r.table_name = 'users');"
+        ),
+        "{fill}"
+    );
     // The catch-up: rows no batch wrote last and no live write marked.
     let s = BackfillSpec {
         pass: BackfillPass::CatchUp,
@@ -478,10 +486,11 @@ fn live_settings_parse() {
 }
 
 #[test]
-fn the_budget_doubles_its_wait_over_the_limit_and_halves_it_under() {
-    use super::pace::{Budget, MAX_DELAY_FACTOR};
+fn the_budget_backs_off_fast_holds_near_the_limit_and_recovers_slowly() {
+    use super::pace::{Budget, MAX_DELAY_FACTOR, RECOVERY};
     let mut b = Budget::default();
     let batch = Duration::from_millis(100);
+    // Baseline 1 ms, +50%: the limit is 1.5 ms, the pace recovers below 1.25 ms.
     // Under the limit: full speed.
     assert_eq!(
         b.after_batch(1.2, 1.0, 0.5, batch, 1),
@@ -499,24 +508,71 @@ fn the_budget_doubles_its_wait_over_the_limit_and_halves_it_under() {
         b.after_batch(5.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(b.factor, MAX_DELAY_FACTOR);
-    // Under again: halves, then back to full speed.
-    assert_eq!(
-        b.after_batch(1.0, 1.0, 0.5, batch, 1).0,
-        batch.mul_f64(MAX_DELAY_FACTOR / 2.0)
-    );
+    // Under the limit but in its upper half: the pace holds.
     for _ in 0..10 {
-        b.after_batch(1.0, 1.0, 0.5, batch, 1);
+        let (wait, why) = b.after_batch(1.4, 1.0, 0.5, batch, 1);
+        assert_eq!(wait, batch.mul_f64(MAX_DELAY_FACTOR));
+        assert!(why.is_some());
+    }
+    // In the lower half of the headroom: the wait shrinks by a fifth per batch, not by half.
+    assert_eq!(
+        b.after_batch(1.2, 1.0, 0.5, batch, 1).0,
+        batch.mul_f64(MAX_DELAY_FACTOR * RECOVERY)
+    );
+    let mut batches = 1;
+    while b.after_batch(1.2, 1.0, 0.5, batch, 1).1.is_some() {
+        batches += 1;
+        assert!(batches < 100, "never recovered");
+    }
+    // From the longest wait to full speed: 27 batches under the budget (20 × 0.8^27 < 0.05).
+    assert_eq!(batches + 1, 27);
+    assert_eq!(b.factor, 0.0);
+    // Back near the baseline (its lowest quarter): the wait halves each batch.
+    for _ in 0..30 {
+        b.after_batch(5.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(
-        b.after_batch(1.0, 1.0, 0.5, batch, 1),
-        (Duration::ZERO, None)
+        b.after_batch(1.1, 1.0, 0.5, batch, 1).0,
+        batch.mul_f64(MAX_DELAY_FACTOR / 2.0)
     );
+    let mut batches = 1;
+    while b.after_batch(1.0, 1.0, 0.5, batch, 1).1.is_some() {
+        batches += 1;
+    }
+    // 20 / 2^9 < 0.05: nine batches in all.
+    assert_eq!(batches + 1, 9);
     // A tiny baseline gets the noise floor: 0.1 ms + 50% would be 0.15 ms.
     assert_eq!(
         b.after_batch(0.3, 0.1, 0.5, batch, 1),
         (Duration::ZERO, None)
     );
     assert!(b.after_batch(0.4, 0.1, 0.5, batch, 1).1.is_some());
+}
+
+#[test]
+fn with_an_application_there_the_fill_starts_at_half_speed() {
+    use super::pace::Budget;
+    let batch = Duration::from_millis(100);
+    let mut b = Budget::cautious();
+    assert!(b.governing);
+    assert_eq!((b.factor, b.batch_scale), (1.0, 0.5));
+    // Under the budget from the start (the probe in the lower half of the headroom, the fill
+    // felt): full speed after a dozen or so batches, not at once.
+    let mut governed = 0;
+    while b.after_batch(1.2, 1.0, 0.5, batch, 1).1.is_some() {
+        governed += 1;
+        assert!(governed < 100, "never recovered");
+    }
+    assert_eq!(governed, 13);
+    assert_eq!((b.factor, b.batch_scale), (0.0, 1.0));
+    // The fill not felt at all: five batches.
+    let mut b = Budget::cautious();
+    let mut governed = 0;
+    while b.after_batch(1.0, 1.0, 0.5, batch, 1).1.is_some() {
+        governed += 1;
+    }
+    assert_eq!(governed, 4);
+    assert!(!Budget::default().governing);
 }
 
 #[test]
@@ -584,7 +640,7 @@ fn the_budget_goes_by_the_probes_tail_over_the_last_second() {
 
 #[test]
 fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
-    use super::pace::{Budget, MIN_BATCH_SCALE};
+    use super::pace::{Budget, MIN_BATCH_SCALE, REGROWTH};
     let mut b = Budget::default();
     let batch = Duration::from_millis(100);
     assert_eq!(b.batch_scale, 1.0);
@@ -601,10 +657,16 @@ fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
         b.after_batch(5.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(b.batch_scale, MIN_BATCH_SCALE);
-    // Under the budget: twice as long each batch, up to the target.
+    // In the upper half of the headroom: they stay short.
+    b.after_batch(1.4, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, MIN_BATCH_SCALE);
+    // Well under the budget: a quarter longer each batch (twice as long near the baseline),
+    // up to the target.
+    b.after_batch(1.2, 1.0, 0.5, batch, 1);
+    assert_eq!(b.batch_scale, MIN_BATCH_SCALE * REGROWTH);
     b.after_batch(1.0, 1.0, 0.5, batch, 1);
-    assert_eq!(b.batch_scale, 2.0 * MIN_BATCH_SCALE);
-    for _ in 0..10 {
+    assert_eq!(b.batch_scale, MIN_BATCH_SCALE * REGROWTH * 2.0);
+    for _ in 0..30 {
         b.after_batch(1.0, 1.0, 0.5, batch, 1);
     }
     assert_eq!(b.batch_scale, 1.0);
