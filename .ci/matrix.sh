@@ -20,7 +20,8 @@ JOBS="${PGBATON_MATRIX_JOBS:-2}"
 SUBSET=()
 for file in crates/pgbaton/tests/op_*.rs crates/pgbaton/tests/lifecycle_smoke.rs \
     crates/pgbaton/tests/examples.rs crates/pgbaton-cli/tests/e2e_backfill.rs \
-    crates/pgbaton-cli/tests/write_window.rs crates/pgbaton/tests/pgbouncer.rs; do
+    crates/pgbaton-cli/tests/write_window.rs crates/pgbaton/tests/pgbouncer.rs \
+    crates/pgbaton/tests/budget_activity.rs; do
     SUBSET+=(--test "$(basename "$file" .rs)")
 done
 

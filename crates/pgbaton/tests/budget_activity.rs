@@ -27,6 +27,19 @@ async fn until(looker: &Client, ours: &[i32], pred: impl Fn(&Activity) -> bool) 
     }
 }
 
+/// A fresh database with a table `t` of ten rows, and the session that looks at the others.
+async fn table_t() -> (common::TestDb, Client) {
+    let db = fresh_db().await;
+    exec(
+        &db.client,
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g",
+    )
+    .await;
+    let looker = db.connect().await;
+    (db, looker)
+}
+
 /// An application session's `UPDATE` of row 3, in the background; `Ok` once it ran.
 fn update_row_3(app: Client) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
     tokio::spawn(async move {
@@ -38,14 +51,7 @@ fn update_row_3(app: Client) -> tokio::task::JoinHandle<Result<(), tokio_postgre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_sees_an_application_waiting_for_a_batchs_row_lock() {
-    let db = fresh_db().await;
-    exec(
-        &db.client,
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g",
-    )
-    .await;
-    let looker = db.connect().await;
+    let (db, looker) = table_t().await;
     // Only idle sessions besides the looker: nobody to protect, nothing waits.
     let seen = backfill::application_activity(&looker, &[]).await;
     assert_eq!(
@@ -88,14 +94,7 @@ async fn the_probe_sees_an_application_waiting_for_a_batchs_row_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_counts_only_when_a_pgbaton_session_holds_the_lock() {
-    let db = fresh_db().await;
-    exec(
-        &db.client,
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g",
-    )
-    .await;
-    let looker = db.connect().await;
+    let (db, looker) = table_t().await;
     // A library caller's batch session under another name, holding the backfill's advisory
     // lock (as every backfill run does): pgbaton's all the same, found through pg_locks.
     let batch = db.connect().await;

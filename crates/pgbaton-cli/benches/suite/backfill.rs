@@ -15,18 +15,10 @@ impl Bench {
         if self.args.with_100m {
             sizes.push(100_000_000);
         }
-        let changes: Vec<&Change> = self
-            .args
-            .changes
-            .iter()
-            .map(|k| change(k))
-            .collect::<Result<_>>()?;
-        let changes_100m: Vec<&Change> = self
-            .args
-            .changes_100m
-            .iter()
-            .map(|k| change(k))
-            .collect::<Result<_>>()?;
+        let parse =
+            |keys: &[String]| -> Result<Vec<&Change>> { keys.iter().map(|k| change(k)).collect() };
+        let changes = parse(&self.args.changes)?;
+        let changes_100m = parse(&self.args.changes_100m)?;
         for &rows in &sizes {
             let changes = if lean(rows) { &changes_100m } else { &changes };
             for c in changes {

@@ -156,6 +156,9 @@ pub async fn application_activity(client: &Client, ours: &[i32]) -> Activity {
 struct Samples {
     /// (when it finished, latency in ms, whether another session was busy then).
     done: VecDeque<(Instant, f64, bool)>,
+    /// (when it was seen, ms): the application's waits for a pgbaton session's lock, when
+    /// there was one at a probe.
+    lock_waits: VecDeque<(Instant, f64)>,
     /// When the probe in flight started.
     in_flight: Option<Instant>,
     /// The last error of the probe, if it failed.
@@ -234,6 +237,24 @@ impl Probe {
         window_latency(&guard.done, Instant::now(), since).map(|m| m.max(in_flight))
     }
 
+    /// The longest wait of an application statement for a pgbaton session's lock seen by the
+    /// probes [`Probe::latency_ms`] looks at (0 when none waited): why the budget slowed the fill,
+    /// when that is what made it.
+    pub(super) fn lock_wait_ms(&self, since: Instant) -> f64 {
+        let Ok(guard) = self.samples.lock() else {
+            return 0.0;
+        };
+        let from = Instant::now()
+            .checked_sub(WINDOW)
+            .map_or(since, |w| w.min(since));
+        guard
+            .lock_waits
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .map(|(_, ms)| *ms)
+            .fold(0.0, f64::max)
+    }
+
     /// Whether another session was busy at a probe since `since` (or at one of the last three).
     pub(super) fn application_active(&self, since: Instant) -> bool {
         let Ok(guard) = self.samples.lock() else {
@@ -282,9 +303,16 @@ async fn probe_loop(client: Client, sql: String, interval: Duration, samples: Ar
             match result {
                 Ok(_) => {
                     s.error = None;
-                    s.done.push_back((Instant::now(), ms, busy));
+                    let now = Instant::now();
+                    s.done.push_back((now, ms, busy));
                     while s.done.len() > SAMPLES_KEPT {
                         s.done.pop_front();
+                    }
+                    if seen.lock_wait_ms > 0.0 {
+                        s.lock_waits.push_back((now, seen.lock_wait_ms));
+                        while s.lock_waits.len() > SAMPLES_KEPT {
+                            s.lock_waits.pop_front();
+                        }
                     }
                 }
                 Err(e) => s.error = Some(crate::pg::describe(&e)),
@@ -443,6 +471,7 @@ impl Budget {
             limit_ms,
             delay_ms: delay.as_secs_f64() * 1000.0,
             batch_time_scale: self.batch_scale,
+            lock_wait_ms: 0.0,
         };
         (delay, Some(throttle))
     }

@@ -706,9 +706,12 @@ impl<'a> Runner<'a> {
             self.budget = Budget::cautious();
         }
         if let Some(probe_ms) = probe.latency_ms(since) {
-            let (delay, why) =
+            let (delay, mut why) =
                 self.budget
                     .after_batch(probe_ms, probe.baseline_ms, fraction, elapsed, workers);
+            if let Some(Throttle::Budget { lock_wait_ms, .. }) = &mut why {
+                *lock_wait_ms = probe.lock_wait_ms(since);
+            }
             if delay > wait {
                 wait = delay;
                 self.throttle = why;

@@ -153,6 +153,9 @@ pub enum Throttle {
         limit_ms: f64,
         delay_ms: f64,
         batch_time_scale: f64,
+        /// The longest wait of an application statement for a batch's row lock (any lock a
+        /// pgbaton session holds) the probes saw meanwhile; 0 when none waited.
+        lock_wait_ms: f64,
     },
     /// The rows-per-second ceiling made the run wait.
     RateCap { rows_per_second: f64 },
@@ -183,12 +186,21 @@ impl fmt::Display for Throttle {
                 limit_ms,
                 delay_ms,
                 batch_time_scale,
+                lock_wait_ms,
             } => {
                 write!(
                     f,
                     "latency budget: probe {probe_ms:.2} ms over {limit_ms:.2} ms (baseline \
-                     {baseline_ms:.2} ms), waiting {delay_ms:.0} ms per batch"
+                     {baseline_ms:.2} ms"
                 )?;
+                if *lock_wait_ms > 0.0 {
+                    write!(
+                        f,
+                        "; an application statement waited {lock_wait_ms:.0} ms for a batch's \
+                         row lock"
+                    )?;
+                }
+                write!(f, "), waiting {delay_ms:.0} ms per batch")?;
                 if *batch_time_scale < 1.0 {
                     write!(
                         f,

@@ -672,3 +672,29 @@ fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
     assert_eq!(b.batch_scale, 1.0);
     assert_eq!(b.factor, 0.0);
 }
+
+#[test]
+fn why_the_budget_slowed_the_fill_names_a_row_lock_wait() {
+    let mut throttle = Throttle::Budget {
+        probe_ms: 41.5,
+        baseline_ms: 0.71,
+        limit_ms: 1.07,
+        delay_ms: 35.0,
+        batch_time_scale: 0.5,
+        lock_wait_ms: 0.0,
+    };
+    assert_eq!(
+        throttle.to_string(),
+        "latency budget: probe 41.50 ms over 1.07 ms (baseline 0.71 ms), waiting 35 ms per \
+         batch, batches at 50% of their time"
+    );
+    if let Throttle::Budget { lock_wait_ms, .. } = &mut throttle {
+        *lock_wait_ms = 41.5;
+    }
+    assert_eq!(
+        throttle.to_string(),
+        "latency budget: probe 41.50 ms over 1.07 ms (baseline 0.71 ms; an application \
+         statement waited 42 ms for a batch's row lock), waiting 35 ms per batch, batches at 50% \
+         of their time"
+    );
+}
