@@ -53,12 +53,14 @@ async fn build(
         ),
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // The application: one session always running a statement (a 200 ms one, so that the
+    // look pgbaton takes before the build practically never falls between two of them).
     let app = if app_busy {
         let (client, stop) = (client(env).await, stop.clone());
         Some(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 client
-                    .batch_execute("SELECT pg_sleep(0.02)")
+                    .batch_execute("SELECT pg_sleep(0.2)")
                     .await
                     .expect("the application's query");
             }
@@ -69,6 +71,12 @@ async fn build(
     let most = Arc::new(AtomicI64::new(0));
     let watcher = {
         let (client, stop, most) = (client(env).await, stop.clone(), most.clone());
+        // The watcher goes by pgbaton's name, so that the look before the build does not take
+        // it for an application at work.
+        client
+            .batch_execute("SET application_name = 'pgbaton'")
+            .await
+            .expect("application_name");
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n: i64 = client
