@@ -16,7 +16,6 @@ use common::live::*;
 use common::{exec, fresh_db, scalar_i64, TestDb};
 use pgbaton::backfill::{self, BackfillOptions, Progress, Throttle};
 use pgbaton::ident::Ident;
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 /// `name text` → `varchar(100)` with `up: upper(name)`: a wrong row is easy to see.
@@ -202,23 +201,6 @@ async fn a_parallel_ctid_fill_killed_9_resumes_with_another_worker_count() {
 // (2) The latency budget governs a parallel fill
 // ---------------------------------------------------------------------------------------------
 
-/// Rows per second over `window` of reports (from the first one received), and the reports.
-async fn rate_over(
-    rx: &mut mpsc::UnboundedReceiver<(Instant, Progress)>,
-    window: Duration,
-) -> (f64, Vec<Progress>) {
-    let (t0, first) = rx.recv().await.expect("progress");
-    let mut last = (t0, first.rows_done);
-    let mut seen = vec![first];
-    while t0.elapsed() < window {
-        let Some((t, p)) = rx.recv().await else { break };
-        last = (t, p.rows_done);
-        seen.push(p);
-    }
-    let rows = last.1.saturating_sub(seen[0].rows_done);
-    (rows as f64 / (last.0 - t0).as_secs_f64().max(1e-3), seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_governs_a_parallel_fill() {
     let db = fresh_db().await;
@@ -371,14 +353,7 @@ async fn the_budget_governs_a_parallel_fill() {
         "probe sessions at once"
     );
     assert_eq!(outcome.rows_done, rows as u64);
-    assert_eq!(
-        scalar_i64(
-            c,
-            "SELECT count(*) FROM public.t WHERE u IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled_rows(c, "t").await, 0);
 }
 
 /// The budget goes by the probe's tail: a slowdown of 3 probes in 10 (a busy machine's run
@@ -484,14 +459,7 @@ async fn the_budget_sees_a_slow_tail_that_leaves_the_median_alone() {
     while rx.recv().await.is_some() {}
     let outcome = handle.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.rows_done, rows as u64);
-    assert_eq!(
-        scalar_i64(
-            c,
-            "SELECT count(*) FROM public.t WHERE u IS DISTINCT FROM upper(name)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled_rows(c, "t").await, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

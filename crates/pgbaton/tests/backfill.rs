@@ -177,14 +177,7 @@ async fn resumes_from_the_checkpoint_after_being_interrupted() {
     };
 
     // 1: abort the task (its connection goes with it) part way.
-    let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts.clone());
-    while let Some(p) = rx.recv().await {
-        if p.rows_done >= 40_000 {
-            break;
-        }
-    }
-    handle.abort();
-    assert!(handle.await.is_err(), "aborted");
+    run_and_abort_after(db.connect().await, &f.backfill, opts.clone(), 40_000).await;
     let (filled, checkpointed) = filled_and_checkpointed(c, "t").await;
     assert_eq!(
         filled, checkpointed,

@@ -143,14 +143,7 @@ async fn keyset_and_value_range_checkpoints_resume_each_other() {
             batch_delay: Duration::from_millis(5),
             ..BackfillOptions::default()
         };
-        let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts(first));
-        while let Some(p) = rx.recv().await {
-            if p.rows_done >= 10_000 {
-                break;
-            }
-        }
-        handle.abort();
-        assert!(handle.await.is_err(), "aborted");
+        run_and_abort_after(db.connect().await, &f.backfill, opts(first), 10_000).await;
         backfill_lock_released(c).await;
         let cp1 = checkpoint(c, name).await.rows_done;
         assert!((10_000..60_000).contains(&cp1), "{cp1}");
@@ -216,14 +209,7 @@ async fn a_state_schema_without_the_bounds_columns() {
         batch_delay: Duration::from_millis(5),
         ..BackfillOptions::default()
     };
-    let (handle, mut rx) = spawn_run(db.connect().await, f.backfill.clone(), opts.clone());
-    while let Some(p) = rx.recv().await {
-        if p.rows_done >= 10_000 {
-            break;
-        }
-    }
-    handle.abort();
-    assert!(handle.await.is_err(), "aborted");
+    run_and_abort_after(db.connect().await, &f.backfill, opts.clone(), 10_000).await;
     backfill_lock_released(c).await;
     let cp1 = checkpoint(c, "t").await.rows_done;
     let status = backfill::status(c, &state(), None).await.unwrap();

@@ -244,9 +244,7 @@ impl Probe {
         let Ok(guard) = self.samples.lock() else {
             return 0.0;
         };
-        let from = Instant::now()
-            .checked_sub(WINDOW)
-            .map_or(since, |w| w.min(since));
+        let from = window_start(Instant::now(), since);
         guard
             .lock_waits
             .iter()
@@ -347,6 +345,12 @@ pub(super) fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     Some(values[rank.clamp(1, values.len()) - 1])
 }
 
+/// Where the budget's look at the probes starts: the last [`WINDOW`] before `now`, or `since`
+/// (its previous look) when that is earlier.
+fn window_start(now: Instant, since: Instant) -> Instant {
+    now.checked_sub(WINDOW).map_or(since, |w| w.min(since))
+}
+
 /// The [`QUANTILE`] of the probes in `done` (finished when, ms, busy) that finished in the last
 /// [`WINDOW`] before `now` or since `since`, whichever is longer; the last
 /// [`MIN_WINDOW_SAMPLES`] when fewer did.
@@ -355,7 +359,7 @@ pub(super) fn window_latency(
     now: Instant,
     since: Instant,
 ) -> Option<f64> {
-    let from = now.checked_sub(WINDOW).map_or(since, |w| w.min(since));
+    let from = window_start(now, since);
     let mut recent: Vec<f64> = done
         .iter()
         .filter(|(t, ..)| *t >= from)
@@ -444,12 +448,11 @@ impl Budget {
     ) -> (Duration, Option<Throttle>) {
         let limit_ms = (baseline_ms * (1.0 + fraction)).max(baseline_ms + NOISE_FLOOR_MS);
         let headroom = limit_ms - baseline_ms;
-        let (recover, back) = (RECOVERY, REGROWTH);
         let (recover, back) = if probe_ms <= baseline_ms + headroom * FAST_BAND {
             // The application is as fast as before the fill: no reason to creep back.
             (0.5, 2.0)
         } else {
-            (recover, back)
+            (RECOVERY, REGROWTH)
         };
         if probe_ms > limit_ms {
             self.factor = (self.factor * 2.0).clamp(0.25, MAX_DELAY_FACTOR);

@@ -191,6 +191,24 @@ pub fn spawn_run(
     (handle, rx)
 }
 
+/// Runs the backfill of `spec` on `client` in a task and aborts the task (its connection goes
+/// with it) once a progress report says at least `rows` rows are done.
+pub async fn run_and_abort_after(
+    client: Client,
+    spec: &BackfillSpec,
+    opts: BackfillOptions,
+    rows: u64,
+) {
+    let (handle, mut rx) = spawn_run(client, spec.clone(), opts);
+    while let Some(p) = rx.recv().await {
+        if p.rows_done >= rows {
+            break;
+        }
+    }
+    handle.abort();
+    assert!(handle.await.is_err(), "aborted");
+}
+
 pub struct Checkpoint {
     pub status: String,
     pub rows_done: i64,

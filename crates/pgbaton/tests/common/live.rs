@@ -1,8 +1,9 @@
 //! Helpers of the tests that run a backfill live (`backfill_live.rs`, `production.rs`): the
 //! state schema, a small table with its fill spec, a backfill run in a task with its progress on
-//! a channel, pgbaton's sessions, and scraping the metrics endpoint.
+//! a channel and its rate over a window, the rows it left wrong, pgbaton's sessions, and scraping
+//! the metrics endpoint.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pgbaton::backfill::{self, BackfillOptions, BackfillOutcome, Progress};
 use pgbaton::config::ConnConfig;
@@ -11,7 +12,7 @@ use pgbaton::step::{Assignment, BackfillKey, BackfillPass, BackfillSpec};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use super::{exec, TestDb};
+use super::{exec, scalar_i64, TestDb};
 
 pub const MIGRATION: &str = "02_upper";
 
@@ -114,6 +115,32 @@ pub async fn pgbaton_sessions(c: &Client) -> i64 {
         c,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('pgbaton', 'pgbaton probe') \
          AND datname = current_database()",
+    )
+    .await
+}
+
+/// Rows per second over a window of progress reports from [`spawn_run`], and the reports.
+pub async fn rate_over(
+    rx: &mut mpsc::UnboundedReceiver<(Instant, Progress)>,
+    window: Duration,
+) -> (f64, Vec<Progress>) {
+    let (t0, first) = rx.recv().await.expect("progress");
+    let mut last = (t0, first.rows_done);
+    let mut seen = vec![first];
+    while t0.elapsed() < window {
+        let Some((t, p)) = rx.recv().await else { break };
+        last = (t, p.rows_done);
+        seen.push(p);
+    }
+    let rows = last.1.saturating_sub(seen[0].rows_done);
+    (rows as f64 / (last.0 - t0).as_secs_f64().max(1e-3), seen)
+}
+
+/// Rows of `public.<table>` (made by [`table`]) whose `u` is not `upper(name)`.
+pub async fn unfilled_rows(c: &Client, table: &str) -> i64 {
+    scalar_i64(
+        c,
+        &format!("SELECT count(*) FROM public.{table} WHERE u IS DISTINCT FROM upper(name)"),
     )
     .await
 }
