@@ -253,17 +253,17 @@ impl Probe {
             .fold(0.0, f64::max)
     }
 
-    /// Whether another session was busy at a probe since `since` (or at one of the last three).
+    /// Whether another session was busy at a probe of the last [`WINDOW`] (or since `since`,
+    /// when that is longer; or at one of the last three).
+    ///
+    /// A second, not just the looks since the last batch: an application of quick statements
+    /// is idle between them at most looks, and a budget that let go whenever the last two
+    /// looks missed it would start over (cautiously) each time the next one caught it.
     pub(super) fn application_active(&self, since: Instant) -> bool {
         let Ok(guard) = self.samples.lock() else {
             return true;
         };
-        let recent = guard.done.iter().filter(|(t, ..)| *t >= since).count();
-        if recent >= 3 {
-            guard.done.iter().any(|(t, _, busy)| *t >= since && *busy)
-        } else {
-            guard.done.iter().rev().take(3).any(|(_, _, busy)| *busy)
-        }
+        application_seen(&guard.done, window_start(Instant::now(), since))
     }
 
     /// The probe's last error, if its last query failed.
@@ -349,6 +349,17 @@ pub(super) fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
 /// (its previous look) when that is earlier.
 fn window_start(now: Instant, since: Instant) -> Instant {
     now.checked_sub(WINDOW).map_or(since, |w| w.min(since))
+}
+
+/// Whether a probe in `done` (finished when, ms, busy) that finished at `from` or later saw
+/// another session busy; when fewer than three did, whether one of the last three did.
+pub(super) fn application_seen(done: &VecDeque<(Instant, f64, bool)>, from: Instant) -> bool {
+    let recent = done.iter().filter(|(t, ..)| *t >= from).count();
+    if recent >= 3 {
+        done.iter().any(|(t, _, busy)| *t >= from && *busy)
+    } else {
+        done.iter().rev().take(3).any(|(_, _, busy)| *busy)
+    }
 }
 
 /// The [`QUANTILE`] of the probes in `done` (finished when, ms, busy) that finished in the last

@@ -639,6 +639,32 @@ fn the_budget_goes_by_the_probes_tail_over_the_last_second() {
 }
 
 #[test]
+fn an_application_seen_once_in_the_last_second_is_there() {
+    use super::pace::application_seen;
+    use std::collections::VecDeque;
+    let now = Instant::now() + Duration::from_secs(10);
+    // 20 looks over the last second (one every 50 ms); the application of quick statements,
+    // idle between them, caught at one of them, 800 ms ago.
+    let done: VecDeque<(Instant, f64, bool)> = (0..20u64)
+        .map(|i| (now - Duration::from_millis(975 - i * 50), 0.5, i == 3))
+        .collect();
+    let last_second = now - Duration::from_secs(1);
+    assert!(application_seen(&done, last_second));
+    // The looks since the last batch alone (the last 100 ms) would have missed it.
+    assert!(!application_seen(&done, now - Duration::from_millis(100)));
+    // Nobody at any look of the second: nobody to protect.
+    let idle: VecDeque<(Instant, f64, bool)> =
+        done.iter().map(|&(t, ms, _)| (t, ms, false)).collect();
+    assert!(!application_seen(&idle, last_second));
+    // Fewer than three looks since: the last three decide.
+    let few: VecDeque<(Instant, f64, bool)> = (0..5u64)
+        .map(|i| (now - Duration::from_secs(30 - i), 0.5, i == 3))
+        .collect();
+    assert!(application_seen(&few, last_second));
+    assert!(!application_seen(&VecDeque::new(), last_second));
+}
+
+#[test]
 fn over_the_budget_the_batches_get_shorter_and_back_under_it_longer() {
     use super::pace::{Budget, MIN_BATCH_SCALE, REGROWTH};
     let mut b = Budget::default();

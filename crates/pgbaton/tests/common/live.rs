@@ -16,6 +16,15 @@ use super::{exec, scalar_i64, TestDb};
 
 pub const MIGRATION: &str = "02_upper";
 
+/// Taken by every test of a file that runs fills and measures their pace: those tests run one
+/// at a time. Two fills at once on a 2-core machine slow each other's probes, and the budget
+/// then (rightly) slows both; a test measuring the budget must be alone with its application.
+/// (Tests of one file share one process; `cargo test` runs the files one after another.)
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ALONE.lock().await
+}
+
 pub fn state() -> Ident {
     Ident::new("pgbaton")
 }
