@@ -55,7 +55,7 @@ impl Bench {
             reshape_complete_s: None,
             reshape_rss_mb: None,
             reshape_error: None,
-            with_writes: None,
+            with_writes: Vec::new(),
             load: String::new(),
         };
         // Each contender runs `repeat` times on fresh copies, alternating which goes first, so
@@ -96,7 +96,16 @@ impl Bench {
         }
 
         if result.pgbaton_error.is_none() && !lean {
-            result.with_writes = self.pgbaton_with_writes(&template, rows, c).await?;
+            // The light writer is an application the budget protects: its own latency with the
+            // budget and without says what that protection buys.
+            for budget_off in [false, true] {
+                if let Some(w) = self
+                    .pgbaton_with_writes(&template, rows, c, budget_off)
+                    .await?
+                {
+                    result.with_writes.push(w);
+                }
+            }
         }
 
         if self.reshape.is_some() && !lean {
@@ -247,42 +256,62 @@ impl Bench {
         template: &str,
         rows: u64,
         c: &Change,
+        budget_off: bool,
     ) -> Result<Option<WithWrites>> {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let (db, file) = self.pgbaton_copy(template, c, "writes").await?;
+        let budget = if budget_off { "off" } else { "+50%" };
         self.say(format!(
-            "{rows} rows, {}: pgbaton start with an old-version writer",
+            "{rows} rows, {}: pgbaton start with an old-version writer (latency budget {budget})",
             c.key
         ));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let during = std::sync::Arc::new(AtomicBool::new(false));
         let writer = {
             let client = connect(&self.url(&db)).await?;
-            let stop = stop.clone();
+            let (stop, during) = (stop.clone(), during.clone());
             let max = rows as i64;
             tokio::spawn(async move {
                 let mut writes = 0u64;
+                let (mut before_ms, mut during_ms) = (Vec::new(), Vec::new());
                 let mut n: i64 = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // A fixed stride over the ids: rows already filled and rows not yet.
                     let id = (n * 7_919) % max + 1;
-                    if client
+                    let sent = Instant::now();
+                    let ok = client
                         .execute(
                             "UPDATE users SET name = name || '.', email = email || '.' WHERE id = $1::int8",
                             &[&id],
                         )
                         .await
-                        .is_ok()
-                    {
-                        writes += 1;
+                        .is_ok();
+                    let ms = sent.elapsed().as_secs_f64() * 1e3;
+                    if during.load(Ordering::Relaxed) {
+                        during_ms.push(ms);
+                        writes += u64::from(ok);
+                    } else {
+                        before_ms.push(ms);
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                writes
+                (writes, before_ms, during_ms)
             })
         };
-        let started = self.pgbaton(&db, &["start", &file]).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let writes = writer.await?;
+        // The writer alone first: its baseline.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        during.store(true, Ordering::Relaxed);
+        let mut args = Vec::new();
+        if budget_off {
+            args.extend(["--max-latency-increase", "off"]);
+        }
+        args.extend(["start", file.as_str()]);
+        let started = self.pgbaton(&db, &args).await;
+        stop.store(true, Ordering::Relaxed);
+        let (writes, before_ms, during_ms) = writer.await?;
+        let (writer_before, writer_during) =
+            (WriterLatency::of(before_ms), WriterLatency::of(during_ms));
         let (start, parsed) = started?;
         if !start.ok() {
             self.say(format!("FAILED: {}", start.failure()));
@@ -311,10 +340,20 @@ impl Bench {
         self.drop_db(&db).await?;
         self.say(format!(
             "{writes} writes during start; fill {fill_s:.2}s, catch-up {catch_up_s:.2}s \
-             ({catch_up_rows} rows), wrong rows {wrong_rows}"
+             ({catch_up_rows} rows), wrong rows {wrong_rows}; the writer's p50/p99/max \
+             {:.2}/{:.2}/{:.1} ms before, {:.2}/{:.2}/{:.1} ms during",
+            writer_before.p50_ms,
+            writer_before.p99_ms,
+            writer_before.max_ms,
+            writer_during.p50_ms,
+            writer_during.p99_ms,
+            writer_during.max_ms
         ));
         Ok(Some(WithWrites {
+            budget: budget.to_string(),
             writes,
+            writer_before,
+            writer_during,
             fill_s,
             catch_up_s,
             catch_up_rows: catch_up_rows.max(0) as u64,

@@ -14,7 +14,8 @@
 //!   bytes); pgbaton with its default settings (latency budget on, one worker), with longer
 //!   batches (`--batch-time-variants`) and with more workers (`--workers-variants`, a parallel
 //!   fill); plus the UPDATE throughput with the dual-write trigger enabled vs disabled on the
-//!   same table. (c) and (e) come from the same runs: pgbaton's time and peak RSS per table size
+//!   same table, and `start` beside a light old-version writer (with the budget and without,
+//!   the writer's own latency timed). (c) and (e) come from the same runs: pgbaton's time and peak RSS per table size
 //!   (the `pgbaton` binary runs as a child process; its RSS comes from `wait4`), and the time of
 //!   `complete`, its longest `ACCESS EXCLUSIVE` step and the workload's latency meanwhile.
 //! - (b) `workload`: a closed-loop read/update workload's latency and failures during pgbaton

@@ -108,33 +108,42 @@ fn backfill_table(w: &mut String, results: &Results) {
 
 /// (a) with the application writing.
 fn with_writes_table(w: &mut String, results: &Results) {
-    if results.backfill.iter().any(|r| r.with_writes.is_some()) {
+    if results.backfill.iter().any(|r| !r.with_writes.is_empty()) {
         let _ = writeln!(
             w,
             "\n## (a) The backfill while the application writes (catch-up pass)\n"
         );
         let _ = writeln!(
             w,
-            "| rows | change | single UPDATE, best | updates during start | fill | catch-up (rows fixed) | fill + catch-up | ratio | wrong rows after |"
+            "| rows | change | latency budget | single UPDATE, best | updates during start | fill | catch-up (rows fixed) | fill + catch-up | ratio | wrong rows after | writer p50 / p99 / max before | during start |"
         );
-        let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            w,
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let lat =
+            |l: &WriterLatency| format!("{:.2} / {:.2} / {:.1} ms", l.p50_ms, l.p99_ms, l.max_ms);
         for r in &results.backfill {
-            let Some(x) = &r.with_writes else { continue };
-            let total = x.fill_s + x.catch_up_s;
-            let _ = writeln!(
-                w,
-                "| {} | {} | {:.1}s | {} | {:.1}s | {:.2}s ({}) | {:.1}s | **{:.2}×** | {} |",
-                r.rows,
-                r.change,
-                r.update_s(),
-                x.writes,
-                x.fill_s,
-                x.catch_up_s,
-                x.catch_up_rows,
-                total,
-                r.update_s() / total,
-                x.wrong_rows
-            );
+            for x in &r.with_writes {
+                let total = x.fill_s + x.catch_up_s;
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {} | {:.1}s | {} | {:.1}s | {:.2}s ({}) | {:.1}s | **{:.2}×** | {} | {} | {} |",
+                    r.rows,
+                    r.change,
+                    x.budget,
+                    r.update_s(),
+                    x.writes,
+                    x.fill_s,
+                    x.catch_up_s,
+                    x.catch_up_rows,
+                    total,
+                    r.update_s() / total,
+                    x.wrong_rows,
+                    lat(&x.writer_before),
+                    lat(&x.writer_during)
+                );
+            }
         }
     }
 }

@@ -34,7 +34,8 @@ pub(crate) struct BackfillResult {
     pub(crate) reshape_rss_mb: Option<f64>,
     pub(crate) reshape_error: Option<String>,
     /// One more `pgbaton start` while the application writes (the catch-up pass has work).
-    pub(crate) with_writes: Option<WithWrites>,
+    /// With the default budget, then with `--max-latency-increase off`.
+    pub(crate) with_writes: Vec<WithWrites>,
     pub(crate) load: String,
 }
 
@@ -42,14 +43,44 @@ pub(crate) struct BackfillResult {
 /// runs without the dual-write trigger, so the catch-up pass has the rows it wrote to fix.
 #[derive(Serialize, Clone)]
 pub(crate) struct WithWrites {
+    /// The latency budget `start` ran with (`+50%`, the default, or `off`).
+    pub(crate) budget: String,
     /// Updates the client committed while `start` ran.
     pub(crate) writes: u64,
+    /// The writer's own latency (one single-row UPDATE), in the 3 s before `start` and during it.
+    pub(crate) writer_before: WriterLatency,
+    pub(crate) writer_during: WriterLatency,
     pub(crate) fill_s: f64,
     pub(crate) catch_up_s: f64,
     /// Rows the catch-up pass updated.
     pub(crate) catch_up_rows: u64,
     /// Rows whose new column is not `up(old)` after start (must be 0).
     pub(crate) wrong_rows: i64,
+}
+
+/// Percentiles of the old-version writer's UPDATEs, in milliseconds.
+#[derive(Serialize, Clone, Default)]
+pub(crate) struct WriterLatency {
+    pub(crate) n: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+impl WriterLatency {
+    pub(crate) fn of(mut ms: Vec<f64>) -> Self {
+        if ms.is_empty() {
+            return WriterLatency::default();
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+        WriterLatency {
+            n: ms.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: ms[ms.len() - 1],
+        }
+    }
 }
 
 #[derive(Serialize, Clone)]
