@@ -420,14 +420,7 @@ impl<'a> Executor<'a> {
         if self.opts.index_build_workers.is_some() {
             return self.opts.index_build_workers;
         }
-        let budget_on = self
-            .opts
-            .backfill
-            .max_latency_increase
-            .is_some_and(f64::is_finite);
-        if !budget_on {
-            return None;
-        }
+        self.opts.backfill.latency_budget()?;
         let ours = crate::backfill::our_sessions(self.client).await;
         let seen = crate::backfill::application_activity(self.client, &ours).await;
         seen.busy.then_some(0)

@@ -140,6 +140,13 @@ pub enum KeyWalk {
     Keyset,
 }
 
+impl BackfillOptions {
+    /// The latency budget's fraction when it is on (`max_latency_increase` set and finite).
+    pub fn latency_budget(&self) -> Option<f64> {
+        self.max_latency_increase.filter(|b| b.is_finite())
+    }
+}
+
 impl Default for BackfillOptions {
     fn default() -> Self {
         BackfillOptions {

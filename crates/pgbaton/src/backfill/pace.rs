@@ -506,6 +506,5 @@ pub(super) const FAST_BAND: f64 = 0.25;
 
 /// Whether a run of `opts` over a table of `rows_estimate` rows starts a probe.
 pub(super) fn wants_probe(opts: &BackfillOptions, rows_estimate: f64) -> bool {
-    opts.max_latency_increase.is_some_and(f64::is_finite)
-        && rows_estimate >= opts.budget_min_rows as f64
+    opts.latency_budget().is_some() && rows_estimate >= opts.budget_min_rows as f64
 }
