@@ -119,6 +119,10 @@ pub struct Global {
     #[arg(long, global = true, env = "PGBATON_INDEX_BUILD_WORKERS",
           value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub index_build_workers: Option<u32>,
+    /// No read-ahead session: by default, while a one-connection fill of a table of 1M rows or
+    /// more runs at full speed, a second session reads the next batch's rows during each batch
+    #[arg(long, global = true, env = "PGBATON_NO_BACKFILL_READ_AHEAD")]
+    pub no_backfill_read_ahead: bool,
     /// The latency budget's probe, run on its own read-only connection [default: a cheap
     /// read of the table being filled]
     #[arg(long, global = true, env = "PGBATON_PROBE_QUERY")]
@@ -218,6 +222,7 @@ impl Global {
                     max_latency_increase: Some(self.max_latency_increase).filter(|b| b.is_finite()),
                     probe_query: self.probe_query.clone(),
                     workers: self.backfill_workers,
+                    read_ahead: !self.no_backfill_read_ahead,
                     ..BackfillOptions::default()
                 },
                 ..ExecOptions::default()

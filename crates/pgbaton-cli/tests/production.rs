@@ -2,7 +2,7 @@
 //! (no integer key) killed with -9 and resumed with another worker count; the latency budget
 //! governing a parallel fill; the replication-lag series on the metrics endpoint with a real
 //! standby; `pgbaton wait` after a rollback; `pgbaton set` through the binary against a running
-//! `start`.
+//! `start`; the read-ahead on a large table and its flag.
 
 #[path = "../../pgbaton/tests/common/mod.rs"]
 mod common;
@@ -912,4 +912,53 @@ async fn set_through_the_binary_takes_effect_within_one_batch_and_shows_in_statu
         "{s}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (8) The read-ahead through the binary: on by default on a table of 1M rows and more, off with
+//     its flag
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_ahead_runs_on_a_large_table_and_its_flag_turns_it_off() {
+    let _alone = one_at_a_time().await;
+    for off in [false, true] {
+        let db = fresh_db().await;
+        let c = &db.client;
+        // Just over the default threshold (1M rows, by the table's estimate).
+        exec(
+            c,
+            "CREATE TABLE t (n bigint PRIMARY KEY, name text NOT NULL);
+             INSERT INTO t SELECT g, 'name ' || g FROM generate_series(1, 1050000) g",
+        )
+        .await;
+        exec(c, "VACUUM ANALYZE t").await;
+        let (file, dir) = migration_file(if off { "ra-off" } else { "ra-on" }, NAME_UPPER);
+        assert_eq!(common::pgbaton_run(&db.url, &["init"]).0, 0);
+        let mut args = vec!["start", file.as_str(), "--json"];
+        if off {
+            args.push("--no-backfill-read-ahead");
+        }
+        let (code, out) = common::pgbaton_run(&db.url, &args);
+        assert_eq!(code, 0, "{out}");
+        let progress = fill_progress(&out);
+        let reading = progress
+            .iter()
+            .filter(|p| p["settings"]["read_ahead"] == true)
+            .count();
+        if off {
+            assert_eq!(reading, 0, "read-ahead with --no-backfill-read-ahead");
+        } else {
+            // Every batch but the last asks for a read: the run went at full speed throughout
+            // (no application on this database). The reports after the last batch say off.
+            assert!(
+                reading + 3 >= progress.len() && reading > 0,
+                "{reading} of {} reports with the read-ahead on",
+                progress.len()
+            );
+        }
+        assert_eq!(wrong_rows(c).await, 0);
+        assert_eq!(pgbaton_sessions(c).await, 0, "a session outlived start");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

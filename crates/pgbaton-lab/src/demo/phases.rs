@@ -421,6 +421,7 @@ mod tests {
                 max_latency_increase: None,
                 probe_baseline_ms: None,
                 probe_error: None,
+                read_ahead: false,
             },
             throttle: None,
             last_batch_ms: None,

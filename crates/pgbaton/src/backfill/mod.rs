@@ -101,6 +101,7 @@ mod inspect;
 mod options;
 mod pace;
 mod parallel;
+mod readahead;
 mod runner;
 mod sql;
 mod state;
@@ -112,8 +113,10 @@ mod walk;
 use inspect::inspect;
 pub use options::{
     BackfillOptions, KeyWalk, LagCeiling, TriggerBypass, DEFAULT_MAX_LATENCY_INCREASE,
+    DEFAULT_READ_AHEAD_MIN_ROWS,
 };
 pub use pace::{application_activity, our_sessions, Activity};
+pub use readahead::READ_AHEAD_APPLICATION;
 use runner::Runner;
 use sql::{
     batch_settings, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,

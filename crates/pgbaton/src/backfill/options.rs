@@ -123,7 +123,17 @@ pub struct BackfillOptions {
     /// Connections filling the table at once (value ranges and ctid walks; a keyset walk uses
     /// one).
     pub workers: u32,
+    /// A second session reads the next batch's rows while a batch runs, so the batch finds
+    /// its pages in memory (one-connection value-range and ctid walks at full speed; see the
+    /// `readahead` module).
+    pub read_ahead: bool,
+    /// Tables estimated below this many rows run without the read-ahead.
+    pub read_ahead_min_rows: u64,
 }
+
+/// Tables from this many rows get the read-ahead by default: below, a fill takes seconds and
+/// its table is usually in memory already.
+pub const DEFAULT_READ_AHEAD_MIN_ROWS: u64 = 1_000_000;
 
 /// The default latency budget: +50% over the probe's baseline.
 pub const DEFAULT_MAX_LATENCY_INCREASE: f64 = 0.5;
@@ -168,6 +178,8 @@ impl Default for BackfillOptions {
             budget_min_rows: 100_000,
             workers: 1,
             key_walk: KeyWalk::Auto,
+            read_ahead: true,
+            read_ahead_min_rows: DEFAULT_READ_AHEAD_MIN_ROWS,
         }
     }
 }

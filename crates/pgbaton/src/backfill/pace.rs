@@ -95,7 +95,7 @@ pub fn app_activity_sql() -> &'static str {
     "WITH ours AS ( \
        SELECT pid FROM pg_stat_activity \
         WHERE datname = current_database() \
-          AND coalesce(application_name, '') IN ('pgbaton', 'pgbaton probe') \
+          AND coalesce(application_name, '') IN ('pgbaton', 'pgbaton probe', 'pgbaton read-ahead') \
        UNION SELECT unnest($1::int4[])), \
      app AS ( \
        SELECT a.pid, a.state, a.wait_event_type, a.query_start FROM pg_stat_activity AS a \

@@ -18,6 +18,7 @@ use super::inspect::TableInfo;
 use super::options::{BackfillOptions, LagCeiling, TriggerBypass};
 use super::pace::{default_probe_sql, wants_probe, Budget, Probe};
 use super::parallel::WorkerCtx;
+use super::readahead::ReadAhead;
 use super::sql::{
     batch_begin, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,
     KeyRange, Stats,
@@ -88,6 +89,12 @@ pub(super) struct Runner<'a> {
     pub(super) budget: Budget,
     /// When the budget last looked at the probe.
     pub(super) budget_checked: Instant,
+    /// The read-ahead's session, once the run wanted one ([`super::readahead`]).
+    pub(super) reader: Option<ReadAhead>,
+    /// Its connection failed: the run goes on without it.
+    pub(super) read_ahead_failed: bool,
+    /// The reader was asked to read for the batch in flight.
+    pub(super) reading: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -144,6 +151,9 @@ impl<'a> Runner<'a> {
             probe_error: None,
             budget: Budget::default(),
             budget_checked: Instant::now(),
+            reader: None,
+            read_ahead_failed: false,
+            reading: false,
         }
     }
 
@@ -227,6 +237,7 @@ impl<'a> Runner<'a> {
             let Some((statement, batch)) = self.batch_statement(limit, &stats) else {
                 break;
             };
+            self.read_ahead(batch).await;
             let index_walk = !matches!(batch, Batch::Ctid { .. });
             let mut begin = batch_begin(self.opts, self.bypass, index_walk);
             if self.bypass == TriggerBypass::Setting {
@@ -633,6 +644,7 @@ impl<'a> Runner<'a> {
                 .probe_error
                 .clone()
                 .or_else(|| self.probe.as_ref().and_then(|p| p.error())),
+            read_ahead: self.reading,
         }
     }
 
@@ -886,6 +898,7 @@ impl<'a> Runner<'a> {
             lock_retries: self.lock_retries,
             batch_p50_ms: self.quantile_ms(0.5),
             batch_p99_ms: self.quantile_ms(0.99),
+            read_ahead_reads: self.read_ahead_reads(),
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct RunSettings {
     pub probe_baseline_ms: Option<f64>,
     /// Why the budget cannot be kept (no probe: no connection for it, or its query failed).
     pub probe_error: Option<String>,
+    /// The read-ahead session reads ahead of this run's batches now.
+    pub read_ahead: bool,
 }
 
 impl fmt::Display for RunSettings {
@@ -135,6 +137,9 @@ impl fmt::Display for RunSettings {
         }
         if let Some(e) = &self.probe_error {
             write!(f, " (no probe: {e})")?;
+        }
+        if self.read_ahead {
+            f.write_str(", read-ahead")?;
         }
         Ok(())
     }
@@ -312,6 +317,8 @@ pub struct BackfillOutcome {
     pub lock_retries: u32,
     pub batch_p50_ms: f64,
     pub batch_p99_ms: f64,
+    /// Reads the read-ahead session made for the next batch (0: it did not run).
+    pub read_ahead_reads: u64,
 }
 
 /// A backfill's row in the state schema, for `pgbaton status`.

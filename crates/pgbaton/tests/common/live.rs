@@ -118,11 +118,12 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// pgbaton's sessions (the CLI's and its probe's) on the current database.
+/// pgbaton's sessions (the CLI's, its probe's and its read-ahead's) on the current database.
 pub async fn pgbaton_sessions(c: &Client) -> i64 {
     super::scalar_i64(
         c,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('pgbaton', 'pgbaton probe') \
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name IN ('pgbaton', 'pgbaton probe', 'pgbaton read-ahead') \
          AND datname = current_database()",
     )
     .await
