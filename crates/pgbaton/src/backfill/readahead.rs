@@ -198,9 +198,17 @@ impl Runner<'_> {
         }
     }
 
+    /// Closes the reader's connection (the run keeps its count of reads).
+    pub(super) fn stop_read_ahead(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            self.reads_before += reader.reads();
+        }
+        self.reading = false;
+    }
+
     /// Reads the reader has done so far in this run.
     pub(super) fn read_ahead_reads(&self) -> u64 {
-        self.reader.as_ref().map_or(0, ReadAhead::reads)
+        self.reads_before + self.reader.as_ref().map_or(0, ReadAhead::reads)
     }
 }
 

@@ -95,6 +95,8 @@ pub(super) struct Runner<'a> {
     pub(super) read_ahead_failed: bool,
     /// The reader was asked to read for the batch in flight.
     pub(super) reading: bool,
+    /// Reads of a reader already stopped.
+    pub(super) reads_before: u64,
 }
 
 impl<'a> Runner<'a> {
@@ -154,6 +156,7 @@ impl<'a> Runner<'a> {
             reader: None,
             read_ahead_failed: false,
             reading: false,
+            reads_before: 0,
         }
     }
 
@@ -205,6 +208,9 @@ impl<'a> Runner<'a> {
             self.run_chunked(on_progress).await?;
         } else {
             self.batches(on_progress).await?;
+            // The one-connection walk is over or goes on in chunks, which read no pages ahead:
+            // its reader's connection closes here.
+            self.stop_read_ahead();
             // `pgbaton set backfill-workers=N` during a one-connection fill: the rest in chunks.
             if !self.walk_over() && self.chunked().await? {
                 self.run_chunked(on_progress).await?;
