@@ -120,7 +120,7 @@ pub struct Global {
           value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub index_build_workers: Option<u32>,
     /// No read-ahead session: by default, while a one-connection fill of a table of 1M rows or
-    /// more runs at full speed, a second session reads the next two batches' rows during each batch
+    /// more runs at full speed, a second session reads the next batch's rows during each batch
     #[arg(long, global = true, env = "PGBATON_NO_BACKFILL_READ_AHEAD")]
     pub no_backfill_read_ahead: bool,
     /// The latency budget's probe, run on its own read-only connection [default: a cheap

@@ -503,7 +503,8 @@ async fn walk_ctid(
     let mut from = 0i64;
     while from < pages {
         let to = (from + step).min(pages);
-        let source = format!("{t} WHERE {}", crate::backfill::ctid_pages(t, from, to));
+        let source =
+            format!("{t} WHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid");
         let sql = batch_sql(spec, types, as_text, &source, &ctid, "", opts.sample_limit);
         // The statement holds the `up`: alone, through the extended protocol.
         let rows = crate::pg::query_text(client, &sql)

@@ -118,7 +118,6 @@ pub use options::{
 pub use pace::{application_activity, our_sessions, Activity};
 pub use readahead::READ_AHEAD_APPLICATION;
 use runner::Runner;
-pub(crate) use sql::ctid_pages;
 use sql::{
     batch_settings, ctid_batch_sql, keyset_batch_sql, range_batch_sql, BatchSql, CheckpointKey,
     Stats,

@@ -123,8 +123,8 @@ pub struct BackfillOptions {
     /// Connections filling the table at once (value ranges and ctid walks; a keyset walk uses
     /// one).
     pub workers: u32,
-    /// A second session reads the next two batches' rows while a batch runs, so they find
-    /// their pages in memory (one-connection value-range and ctid walks at full speed; see the
+    /// A second session reads the next batch's rows while a batch runs, so the batch finds
+    /// its pages in memory (one-connection value-range and ctid walks at full speed; see the
     /// `readahead` module).
     pub read_ahead: bool,
     /// Tables estimated below this many rows run without the read-ahead.

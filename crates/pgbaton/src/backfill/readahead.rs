@@ -31,7 +31,7 @@ use crate::config::ConnConfig;
 use crate::ident::{quote_literal, QualName};
 
 use super::runner::{Batch, Position, Runner};
-use super::sql::{ctid_pages, IntKey, KeyRange};
+use super::sql::{IntKey, KeyRange};
 
 /// The session's `application_name`.
 pub const READ_AHEAD_APPLICATION: &str = "pgbaton read-ahead";
@@ -91,8 +91,8 @@ impl Ahead {
             ),
             (Ahead::Keys { .. }, None) => return None,
             (Ahead::Pages { from, to }, _) => format!(
-                "SELECT count(*) FROM {table} WHERE {}",
-                ctid_pages(table, *from, *to)
+                "SELECT count(*) FROM {table} WHERE {table}.ctid >= '({from},0)'::tid \
+                 AND {table}.ctid < '({to},0)'::tid"
             ),
         };
         // An index scan, not an index-only one: the point is to bring the heap pages in.

@@ -386,8 +386,8 @@ pub(super) fn ctid_batch_sql(
 ) -> BatchSql {
     let t = &spec.table;
     let update = format!(
-        "UPDATE {t} SET {set}\nWHERE {pages} AND {pending}",
-        pages = ctid_pages(t, from, to),
+        "UPDATE {t} SET {set}\nWHERE {t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid \
+         AND {pending}",
         set = set_list(spec),
         pending = pending(spec, cp),
     );
@@ -405,11 +405,6 @@ pub(super) fn ctid_batch_sql(
             )
         }),
     }
-}
-
-/// The rows of `t` on pages `from..to`: a TID range scan (PG14+).
-pub(crate) fn ctid_pages(t: &QualName, from: i64, to: i64) -> String {
-    format!("{t}.ctid >= '({from},0)'::tid AND {t}.ctid < '({to},0)'::tid")
 }
 
 /// A single-column integer key with a btree index: the walk can go by value ranges.
